@@ -1,0 +1,3 @@
+"""scenekit: declarative, cached, multi-shot video generation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from scenekit.cli import main
+
+main()

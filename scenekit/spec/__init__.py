@@ -1,0 +1,1 @@
+"""The scene spec: its models, loading, templating and resolution."""

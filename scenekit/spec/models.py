@@ -1,0 +1,163 @@
+"""pydantic models of the scene spec (v1): the single source of truth for validation and the JSON Schema."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
+
+from scenekit.units import Duration, parse_duration, parse_fps, parse_size
+
+CLIP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+DurationValue = Annotated[
+    Duration,
+    BeforeValidator(lambda value: value if isinstance(value, Duration) else parse_duration(value)),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*(ms|s|m|f|frames?)?\s*$"},
+            ],
+            "description": "Seconds (2.5, '5s', '500ms', '1m') or frames ('12f').",
+        }
+    ),
+]
+FpsValue = Annotated[
+    Fraction,
+    BeforeValidator(lambda value: value if isinstance(value, Fraction) else parse_fps(value)),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?(/\d+)?$"}],
+            "description": "Frames per second: 24, 29.97 or '30000/1001'.",
+        }
+    ),
+]
+SizeValue = Annotated[
+    tuple[int, int],
+    BeforeValidator(lambda value: value if isinstance(value, tuple) else parse_size(value)),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+[xX]\d+$", "description": "WIDTHxHEIGHT, e.g. 768x512."}),
+]
+FramePosition = Annotated[
+    int | str,
+    Field(
+        description="Frame of this clip: an index (negative counts from the end) or a time such as '2s'.",
+    ),
+]
+
+
+class SpecModel(BaseModel):
+    """Base for every spec model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
+
+
+class ClipSettings(SpecModel):
+    """Settings a clip may take from `defaults` or set itself."""
+
+    model: str | None = Field(None, description="Model profile name (`scenekit profiles` lists them).")
+    size: SizeValue | None = Field(None, description="WIDTHxHEIGHT of the generated video.")
+    fps: FpsValue | None = Field(None, description="Frames per second.")
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(None, description="Random seed.")
+
+
+class Conditioning(SpecModel):
+    """An image, a video file or another clip's frames steering this clip."""
+
+    image: str | None = Field(None, description="Image file, relative to the spec's folder.")
+    video: str | None = Field(None, description="Video file, relative to the spec's folder.")
+    clip: str | None = Field(None, description="Id of another clip whose last frames condition this one.")
+    frame: FramePosition = 0
+    strength: float = Field(1.0, ge=0.0, le=1.0, description="How strongly the source steers the clip.")
+    frames: int | None = Field(
+        None, ge=1, description="Frames taken: from the start of a video, or the last N of a clip (default 1)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Conditioning:
+        given = [key for key in ("image", "video", "clip") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `image`, `video` or `clip`" + (f" (got {', '.join(given)})" if given else ""))
+        if self.image is not None and self.frames is not None:
+            raise ValueError("`frames` applies to `video` and `clip` sources, not to `image`")
+        return self
+
+
+class Transition(SpecModel):
+    """How a clip enters: a cut, a crossfade, or a fade through black."""
+
+    type: Literal["cut", "crossfade", "fade"] = "cut"
+    duration: DurationValue | None = Field(None, description="Overlap of the two clips (default 0.5s; 0 for cut).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+
+class Clip(ClipSettings):
+    """One shot of the scene."""
+
+    id: str = Field(pattern=CLIP_ID_PATTERN, max_length=64, description="Unique id: lower-case, [a-z0-9_-].")
+    prompt: str = Field(min_length=1, description="What the clip shows.")
+    duration: DurationValue | None = Field(None, description="Length on the final timeline: '5s', 2.5, '120f'.")
+    frames: int | None = Field(None, ge=1, description="Length on the final timeline in frames.")
+    conditioning: list[Conditioning] = Field(default_factory=list)
+    continue_: str | None = Field(None, alias="continue", description="Id of the clip whose motion this one continues.")
+    overlap: int | None = Field(None, ge=1, description="Frames of the continued clip's tail used as context.")
+    transition: Transition | None = Field(None, description="How this clip enters (default: cut).")
+
+    @model_validator(mode="after")
+    def _length(self) -> Clip:
+        if (self.duration is None) == (self.frames is None):
+            raise ValueError("give exactly one of `duration` or `frames`")
+        if self.overlap is not None and self.continue_ is None:
+            raise ValueError("`overlap` needs `continue`: it is the number of frames taken from the continued clip")
+        return self
+
+
+class ClipLoop(SpecModel):
+    """Clips generated by a Jinja loop: `for: "shot in shots"` with a `clip` template."""
+
+    for_: str = Field(alias="for", pattern=r"^\s*[A-Za-z_]\w*\s+in\s+.+$", description="'NAME in EXPRESSION'.")
+    clip: dict[str, Any] = Field(description="A clip whose strings may use NAME and `loop`.")
+
+
+def _clip_kind(value: Any) -> str:
+    return "loop" if isinstance(value, dict) and "for" in value else "clip"
+
+
+ClipEntry = Annotated[Annotated[Clip, Tag("clip")] | Annotated[ClipLoop, Tag("loop")], Discriminator(_clip_kind)]
+
+
+class Output(SpecModel):
+    """Where and how the final video is written."""
+
+    file: str | None = Field(None, description="Output .mp4, relative to the spec's folder (default renders/NAME.mp4).")
+    crf: int = Field(18, ge=0, le=51, description="H.264 constant rate factor (lower is better quality).")
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ] = "medium"
+
+
+class SceneSpec(SpecModel):
+    """A scene: clips, their settings, and the output."""
+
+    scenekit: Literal[1] = Field(description="Spec version.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Scene name (default: file name).")
+    description: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict, description="Jinja2 variables for every string field.")
+    include: list[str] = Field(default_factory=list, description="Spec files merged in before this one.")
+    defaults: ClipSettings = Field(default_factory=ClipSettings)
+    clips: list[ClipEntry] = Field(min_length=1)
+    output: Output = Field(default_factory=Output)

@@ -1,0 +1,49 @@
+"""Where each value of a spec came from: file, line and column per field path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scenekit.errors import FieldPath, Location, format_field
+
+
+@dataclass
+class SourceMap:
+    """Locations of values (and of their keys) by field path."""
+
+    values: dict[FieldPath, Location] = field(default_factory=dict)
+    keys: dict[FieldPath, Location] = field(default_factory=dict)
+    written: dict[FieldPath, FieldPath] = field(default_factory=dict)
+
+    def locate(self, path: FieldPath, *, key: bool = False) -> Location | None:
+        """The location of `path`, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            prefix = path[:end]
+            if key and end == len(path) and prefix in self.keys:
+                return self.keys[prefix]
+            if prefix in self.values:
+                return self.values[prefix]
+        return None
+
+    def display(self, path: FieldPath) -> str:
+        """The field path as the user wrote it (before includes were merged and loops expanded)."""
+        return format_field(self.written_path(path))
+
+    def written_path(self, path: FieldPath) -> FieldPath:
+        """`path` translated back through include merging and loop expansion."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.written:
+                return self.written[path[:end]] + path[end:]
+        return path
+
+    def replace_subtree(self, prefix: FieldPath, other: SourceMap, other_prefix: FieldPath = ()) -> None:
+        """Drop what is under `prefix` and put there what `other` has under `other_prefix`."""
+        for table, source in ((self.values, other.values), (self.keys, other.keys), (self.written, other.written)):
+            for path in [p for p in table if p[: len(prefix)] == prefix]:
+                del table[path]
+            for path, value in source.items():
+                if path[: len(other_prefix)] == other_prefix:
+                    table[prefix + path[len(other_prefix) :]] = value
+        origin = other.written_path(other_prefix)
+        if origin != prefix:
+            self.written[prefix] = origin

@@ -1,0 +1,102 @@
+"""Turn pydantic validation errors into located, actionable spec issues."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from scenekit.errors import FieldPath, SpecIssue
+from scenekit.spec.source import SourceMap
+
+_UNION_TAGS = {"clip", "loop"}
+
+
+def pydantic_issues(model: type[BaseModel], data: Any, sources: SourceMap) -> list[SpecIssue]:
+    """Validate `data` against `model`; one located issue per error (none when valid)."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        issues = [_issue(model, error, sources) for error in exc.errors(include_url=False)]
+        return list(dict.fromkeys(issues))
+    return []
+
+
+def _issue(model: type[BaseModel], error: Any, sources: SourceMap) -> SpecIssue:
+    path = _clean_path(tuple(error["loc"]))
+    kind = error["type"]
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = sorted(_allowed_keys(model, path[:-1]))
+        close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean `{close[0]}`?" if close else f"remove it; allowed here: {', '.join(allowed)}"
+        return SpecIssue(f"unknown key `{path[-1]}`", sources.locate(path, key=True), sources.display(path), hint)
+    if kind == "missing":
+        return SpecIssue(
+            f"missing required key `{path[-1]}`",
+            sources.locate(path[:-1]),
+            sources.display(path),
+            f"add `{path[-1]}:` here",
+        )
+    value = error.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) and kind != "value_error" else ""
+    return SpecIssue(message + shown, sources.locate(path), sources.display(path), _hint_for(kind, error))
+
+
+def _clean_path(loc: FieldPath) -> FieldPath:
+    """Drop pydantic's union tags, e.g. clips.0.clip.prompt -> clips.0.prompt."""
+    cleaned: list[str | int] = []
+    for index, part in enumerate(loc):
+        if part in _UNION_TAGS and index >= 2 and loc[index - 2] == "clips" and isinstance(loc[index - 1], int):
+            continue
+        cleaned.append(part)
+    return tuple(cleaned)
+
+
+def _hint_for(kind: str, error: Any) -> str | None:
+    if kind == "literal_error":
+        return f"use one of: {error.get('ctx', {}).get('expected', '')}"
+    if kind == "string_pattern_mismatch":
+        return "ids are lower-case letters, digits, '-' and '_', starting with a letter or digit"
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        return "write a whole number"
+    if kind in {"float_parsing", "float_type"}:
+        return "write a number"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        return "change the value to be within the allowed range"
+    if kind in {"list_type", "dict_type", "model_type", "model_attributes_type"}:
+        return "check the indentation and the kind of value (list with '- ' items, or key: value mapping)"
+    return None
+
+
+def _allowed_keys(model: type[BaseModel], path: FieldPath) -> set[str]:
+    """Field names (and aliases) of the model found at `path` inside `model`."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        fields = _model_in(current).model_fields if _model_in(current) else {}
+        match = next((f for name, f in fields.items() if part in (name, f.alias)), None)
+        if match is None:
+            return set()
+        current = match.annotation
+    target = _model_in(current)
+    if target is None:
+        return set()
+    return {f.alias or name for name, f in target.model_fields.items()}
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The first pydantic model inside an annotation such as `list[Clip] | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    if isinstance(annotation, types.UnionType):
+        return None
+    return None
