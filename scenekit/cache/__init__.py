@@ -1,0 +1,5 @@
+"""The content-addressed cache of node outputs."""
+
+from scenekit.cache.store import CacheStore, EntryInfo
+
+__all__ = ["CacheStore", "EntryInfo"]

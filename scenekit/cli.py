@@ -1,0 +1,238 @@
+"""The `scenekit` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from ruamel.yaml import YAML
+
+from scenekit.cache import CacheStore
+from scenekit.engine.session import Prepared, RenderOptions, default_cache_dir, prepare, render
+from scenekit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_SPEC, RenderCancelled, RenderError, SpecError
+from scenekit.graph.export import to_dot, to_mermaid
+from scenekit.progress import RichProgress
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Render multi-shot videos from declarative YAML scene specs.")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect and prune the node cache.")
+app.add_typer(cache_app, name="cache")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="The scene spec (YAML).", show_default=False)]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Use this model profile for every clip.")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder (default: .scenekit/cache next to the spec, or $SCENEKIT_CACHE_DIR).")]
+OutsideOpt = Annotated[bool, typer.Option("--allow-outside", help="Let the spec read and write files outside its project folder.")]
+VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Set a template variable: NAME=VALUE (VALUE is YAML).")]
+
+
+def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, variables: list[str] | None) -> RenderOptions:
+    parsed: dict[str, Any] = {}
+    for item in variables or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            err.print(f"error: --var expects NAME=VALUE, got {item!r}", markup=False)
+            raise typer.Exit(EXIT_INVALID_SPEC)
+        parsed[name] = YAML(typ="safe", pure=True).load(value)
+    return RenderOptions(model=model, cache_dir=cache_dir, allow_outside=allow_outside, variables=parsed)
+
+
+def _prepare(spec: Path, options: RenderOptions) -> Prepared:
+    """Prepare the spec or exit 2 with its located errors."""
+    try:
+        return prepare(spec, options)
+    except SpecError as exc:
+        for issue in exc.issues:
+            err.print(issue.render(Path.cwd()), markup=False)
+        count = len(exc.issues)
+        err.print(f"{spec}: invalid spec ({count} error{'s' if count != 1 else ''})", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC) from None
+
+
+@app.command()
+def validate(spec: SpecArg, model: ModelOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None) -> None:
+    """Check a spec (syntax, schema, references, assets, model constraints). Exit 2 when invalid."""
+    prepared = _prepare(spec, _options(model, None, allow_outside, var))
+    timeline = prepared.timeline
+    seconds = float(timeline.total_frames / timeline.fps)
+    out.print(f"{spec}: ok: {len(timeline.clips)} clips, {timeline.total_frames} frames ({seconds:.3f}s at {float(timeline.fps):g} fps), "
+              f"{timeline.size[0]}x{timeline.size[1]}", markup=False)
+
+
+@app.command("render")
+def render_command(
+    spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+) -> None:
+    """Render a spec: run what is not cached, stitch, write the output and its manifest."""
+    prepared = _prepare(spec, _options(model, cache_dir, allow_outside, var))
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    started = time.perf_counter()
+    try:
+        with RichProgress(out) as progress:
+            result = render(prepared, progress)
+    except (KeyboardInterrupt, RenderCancelled):
+        err.print("interrupted: finished nodes are cached; run the same command again to resume", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except RenderError as exc:
+        err.print(f"render failed: {exc}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    timeline = prepared.timeline
+    out.print(f"wrote {_shown(result.output)} ({timeline.total_frames} frames, {float(timeline.total_frames / timeline.fps):.3f}s) "
+              f"in {time.perf_counter() - started:.1f}s; ran {len(result.ran)} node(s)", markup=False)
+    out.print(f"manifest {_shown(result.manifest)}", markup=False)
+
+
+@app.command()
+def plan(
+    spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show every node, whether it will run or is cached, and why it runs."""
+    planned = _prepare(spec, _options(model, cache_dir, allow_outside, var)).plan()
+    if as_json:
+        out.print_json(json.dumps({"nodes": [p.to_json() for p in planned]}))
+        return
+    table = Table("node", "op", "status", "reason", "key")
+    for item in planned:
+        status = "[yellow]run[/]" if item.status == "run" else "[green]cached[/]"
+        table.add_row(item.node.id, item.node.op, status, item.reason, item.node.key[:12])
+    out.print(table)
+    runs = sum(1 for p in planned if p.status == "run")
+    out.print(f"{runs} of {len(planned)} nodes will run", markup=False)
+
+
+@app.command()
+def graph(
+    spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
+) -> None:
+    """Print the render DAG as Mermaid (default) or Graphviz DOT."""
+    if fmt not in ("mermaid", "dot"):
+        err.print("error: --format is mermaid or dot", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
+    planned = _prepare(spec, _options(model, cache_dir, allow_outside, var)).plan()
+    sys.stdout.write(to_mermaid(planned) if fmt == "mermaid" else to_dot(planned))
+
+
+@app.command()
+def profiles() -> None:
+    """List the model profiles and what each needs."""
+    from scenekit.profiles import available_profiles
+
+    table = Table("profile", "backend", "needs", "weights", "description")
+    for profile in available_profiles().values():
+        needs = f"GPU, {profile.requires.vram_gb:g} GB VRAM" if profile.requires.gpu else "CPU only"
+        weights = "built in" if profile.backend == "preview" else "?"
+        table.add_row(profile.name, profile.backend, needs, weights, profile.description)
+    out.print(table)
+
+
+@app.command()
+def schema(
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if the file on disk is stale.")] = False,
+    output: Annotated[Path, typer.Option(help="Where the JSON Schema lives.")] = Path("schemas/scene.schema.json"),
+) -> None:
+    """Write (or check) the JSON Schema generated from the spec models."""
+    from scenekit.spec.schema import schema_text
+
+    text = schema_text()
+    if check:
+        current = output.read_text() if output.exists() else ""
+        if current != text:
+            err.print(f"{output} is stale: run `scenekit schema`", markup=False)
+            raise typer.Exit(EXIT_FAILED)
+        out.print(f"{output} is up to date", markup=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    out.print(f"wrote {output}", markup=False)
+
+
+def _store(spec: Path | None, cache_dir: Path | None) -> CacheStore:
+    if cache_dir is not None:
+        return CacheStore(cache_dir.resolve())
+    return CacheStore(default_cache_dir(spec if spec is not None else Path("scene.yaml")))
+
+
+@cache_app.command("info")
+def cache_info(
+    spec: Annotated[Path | None, typer.Argument(help="Use the cache of this spec.", show_default=False)] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Show the cache's size, by operation."""
+    store = _store(spec, cache_dir)
+    entries = list(store.entries())
+    table = Table("op", "entries", "size")
+    by_op: dict[str, list[int]] = {}
+    for entry in entries:
+        by_op.setdefault(entry.op, []).append(entry.size)
+    for op, sizes in sorted(by_op.items()):
+        table.add_row(op, str(len(sizes)), _size(sum(sizes)))
+    out.print(f"cache {store.root}", markup=False)
+    out.print(table)
+    out.print(f"{len(entries)} entries, {_size(sum(e.size for e in entries))}", markup=False)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    spec: Annotated[Path | None, typer.Argument(help="Use the cache of this spec.", show_default=False)] = None,
+    cache_dir: CacheOpt = None,
+    older_than: Annotated[str | None, typer.Option(help="Remove entries unused for this long: 7d, 12h, 30m.")] = None,
+    max_size: Annotated[str | None, typer.Option(help="Remove least recently used entries until the cache fits: 20GB, 500MB.")] = None,
+    keep: Annotated[list[Path] | None, typer.Option(help="Keep every entry this spec's render uses (repeatable).")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Remove every entry.")] = False,
+) -> None:
+    """Remove entries by age, total size or everything, keeping what `--keep` specs use."""
+    from scenekit.cache.prune import parse_age, parse_size_bytes, select_for_pruning
+
+    store = _store(spec, cache_dir)
+    kept = {node.key for path in keep or [] for node in _prepare(path, RenderOptions()).graph.ordered()}
+    try:
+        victims = select_for_pruning(list(store.entries()), kept=kept, everything=everything,
+                                     older_than=parse_age(older_than) if older_than else None,
+                                     max_size=parse_size_bytes(max_size) if max_size else None)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC) from None
+    for entry in victims:
+        store.remove(entry.key)
+    store.clean_stale()
+    out.print(f"removed {len(victims)} entries, {_size(sum(e.size for e in victims))}", markup=False)
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def main() -> None:
+    """Entry point of the `scenekit` console script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - the CLI shows a message, not a traceback
+        if os.environ.get("SCENEKIT_DEBUG"):
+            raise
+        err.print(f"error: {exc.__class__.__name__}: {exc} (set SCENEKIT_DEBUG=1 for a traceback)", markup=False)
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,40 @@
+"""Render events: what the executor reports as it goes (progress bars, logs, later a UI)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from scenekit.engine.plan import PlannedNode
+from scenekit.graph.nodes import Node
+
+
+class RenderEvents(Protocol):
+    """Receives progress from a render."""
+
+    def planned(self, plan: list[PlannedNode]) -> None:
+        """The plan is known; nodes with status `run` will start in order."""
+
+    def node_started(self, node: Node, position: int, total: int) -> None:
+        """Node `position` (1-based) of the `total` that run has started."""
+
+    def node_step(self, node: Node, done: int, total: int) -> None:
+        """The running node finished `done` of its `total` steps."""
+
+    def node_finished(self, node: Node, seconds: float) -> None:
+        """The running node's output is in the cache."""
+
+
+class SilentEvents:
+    """Ignores every event."""
+
+    def planned(self, plan: list[PlannedNode]) -> None:
+        pass
+
+    def node_started(self, node: Node, position: int, total: int) -> None:
+        pass
+
+    def node_step(self, node: Node, done: int, total: int) -> None:
+        pass
+
+    def node_finished(self, node: Node, seconds: float) -> None:
+        pass

@@ -1,0 +1,103 @@
+"""The manifest written next to each output: what was run, so a video traces back to its spec revision."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from scenekit import __version__
+from scenekit.engine.plan import PlannedNode, node_slots
+from scenekit.graph.compile import RenderGraph
+from scenekit.ops import get_operation
+from scenekit.spec.assets import file_sha256
+from scenekit.timeline import Timeline
+from scenekit.units import format_rate
+
+_PACKAGES = ("av", "numpy", "pillow", "torch", "diffusers", "transformers", "pydantic")
+
+
+def manifest_path(output_file: Path) -> Path:
+    """`renders/x.mp4` -> `renders/x.manifest.json`."""
+    return output_file.with_suffix(".manifest.json")
+
+
+def read_previous_nodes(output_file: Path) -> dict[str, dict[str, Any]]:
+    """Node records of the last finished render of this output, by node id (empty if none)."""
+    try:
+        manifest = json.loads(manifest_path(output_file).read_text())
+        return {record["id"]: record for record in manifest["nodes"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def build_manifest(
+    *, spec_file: Path, spec_files: list[Path], asset_files: list[Path], timeline: Timeline, render_graph: RenderGraph,
+    plan: list[PlannedNode], seconds: dict[str, float], output_sha256: str,
+) -> dict[str, Any]:
+    """Everything needed to trace and explain a render."""
+    slots = node_slots(render_graph)
+    nodes = []
+    for planned in plan:
+        node = planned.node
+        record = node.record()
+        record.update({
+            "status": "ran" if node.id in seconds else "cached",
+            "seconds": round(seconds.get(node.id, 0.0), 3),
+            "slot": slots[node.id],
+            "op_version": get_operation(node.op).version,
+            "input_keys": {name: render_graph.node(dep).key for name, dep in node.inputs.items()},
+        })
+        nodes.append(record)
+    width, height = timeline.size
+    return {
+        "scenekit": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "spec": {
+            "file": str(spec_file),
+            "files": [{"path": str(p), "sha256": file_sha256(p)} for p in spec_files],
+            "git": git_state(spec_file, spec_files + asset_files),
+        },
+        "output": {
+            "file": str(timeline.output_file), "sha256": output_sha256, "frames": timeline.total_frames,
+            "fps": format_rate(timeline.fps), "duration_s": float(timeline.total_frames / timeline.fps),
+            "width": width, "height": height,
+        },
+        "profiles": {c.profile.name: c.profile.identity for c in timeline.clips},
+        "seeds": {c.id: c.seed for c in timeline.clips},
+        "versions": {"python": platform.python_version(), **_package_versions()},
+        "total_seconds": round(sum(seconds.values()), 3),
+        "nodes": nodes,
+    }
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_state(spec_file: Path, files: list[Path]) -> dict[str, Any] | None:
+    """The commit of the spec's repository and whether the spec or its files have uncommitted changes."""
+    folder = spec_file.parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return None
+    status = git("status", "--porcelain", "--", *(str(f) for f in files))
+    return {"commit": commit, "dirty": bool(status)}

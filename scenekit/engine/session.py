@@ -1,0 +1,98 @@
+"""The whole path for one spec: load, resolve, compile, plan, render. The CLI, watch mode and
+later the HTTP API all go through here."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scenekit.cache import CacheStore
+from scenekit.engine.events import RenderEvents
+from scenekit.engine.execute import Executor
+from scenekit.engine.manifest import build_manifest, manifest_path, read_previous_nodes
+from scenekit.engine.plan import PlannedNode, make_plan
+from scenekit.fsutil import atomic_copy, atomic_write_text
+from scenekit.graph.compile import RenderGraph, compile_timeline
+from scenekit.profiles import available_profiles
+from scenekit.spec.assets import file_sha256
+from scenekit.spec.loader import LoadedSpec, load_spec
+from scenekit.spec.paths import PathPolicy, find_project_root
+from scenekit.stitch import VIDEO_FILE
+from scenekit.timeline import Timeline, resolve_timeline
+
+CACHE_DIR_ENV = "SCENEKIT_CACHE_DIR"
+
+
+@dataclass
+class RenderOptions:
+    """Choices made on the command line rather than in the spec."""
+
+    model: str | None = None
+    cache_dir: Path | None = None
+    allow_outside: bool = False
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """A spec compiled into its render graph, with the cache it renders into."""
+
+    loaded: LoadedSpec
+    timeline: Timeline
+    graph: RenderGraph
+    cache: CacheStore
+
+    @property
+    def asset_files(self) -> list[Path]:
+        return sorted({a.path for n in self.graph.ordered() for a in n.files.values()})
+
+    def plan(self) -> list[PlannedNode]:
+        return make_plan(self.graph, self.cache, read_previous_nodes(self.timeline.output_file))
+
+
+@dataclass
+class RenderResult:
+    """What a finished render produced and did."""
+
+    output: Path
+    manifest: Path
+    ran: list[str]
+    seconds: dict[str, float]
+
+
+def default_cache_dir(spec_file: Path) -> Path:
+    """`$SCENEKIT_CACHE_DIR`, else `.scenekit/cache` next to the spec."""
+    configured = os.environ.get(CACHE_DIR_ENV)
+    return Path(configured) if configured else spec_file.resolve().parent / ".scenekit" / "cache"
+
+
+def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
+    """Load, validate, resolve and compile a spec; raises SpecError when it is invalid."""
+    policy = PathPolicy(find_project_root(spec_file), options.allow_outside)
+    loaded = load_spec(spec_file, policy, options.variables)
+    timeline = resolve_timeline(loaded, policy, available_profiles(), options.model)
+    cache = CacheStore((options.cache_dir or default_cache_dir(spec_file)).resolve())
+    return Prepared(loaded, timeline, compile_timeline(timeline), cache)
+
+
+def render(prepared: Prepared, events: RenderEvents, cancel: threading.Event | None = None) -> RenderResult:
+    """Run what is not cached, then write the output video and its manifest (both atomically)."""
+    prepared.cache.clean_stale()
+    plan = prepared.plan()
+    events.planned(plan)
+    executor = Executor(prepared.graph, prepared.cache, events, cancel)
+    execution = executor.run(sum(1 for p in plan if p.status == "run"))
+    video = execution.outputs[prepared.graph.target] / VIDEO_FILE
+    timeline = prepared.timeline
+    atomic_copy(video, timeline.output_file)
+    manifest = build_manifest(
+        spec_file=prepared.loaded.path, spec_files=prepared.loaded.files, asset_files=prepared.asset_files,
+        timeline=timeline, render_graph=prepared.graph, plan=plan, seconds=execution.seconds,
+        output_sha256=file_sha256(timeline.output_file),
+    )
+    atomic_write_text(manifest_path(timeline.output_file), json.dumps(manifest, indent=2))
+    return RenderResult(timeline.output_file, manifest_path(timeline.output_file), list(execution.seconds), execution.seconds)

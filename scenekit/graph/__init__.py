@@ -1,0 +1,1 @@
+"""The render DAG: typed nodes with content keys."""

@@ -1,0 +1,63 @@
+"""Compile a timeline into the render DAG and give every node its content key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from scenekit.backends import get_backend
+from scenekit.graph.nodes import Node
+from scenekit.ops import get_operation
+from scenekit.stitch import stitch_node
+from scenekit.timeline import Timeline
+
+
+@dataclass
+class RenderGraph:
+    """The DAG of a render; `target` is the node whose output is the final video."""
+
+    graph: nx.DiGraph
+    target: str
+
+    def node(self, node_id: str) -> Node:
+        return self.graph.nodes[node_id]["node"]
+
+    def ordered(self) -> list[Node]:
+        """Nodes in a stable dependency order."""
+        return [self.node(n) for n in nx.lexicographical_topological_sort(self.graph)]
+
+
+def compile_timeline(timeline: Timeline) -> RenderGraph:
+    """Expand every clip through its profile's backend, add the stitch node, and compute keys."""
+    graph = nx.DiGraph()
+    frames_node: dict[str, str] = {}
+    for clip in _clips_in_dependency_order(timeline):
+        expanded = get_backend(clip.profile.backend).expand(clip, timeline, frames_node.__getitem__)
+        for node in expanded.nodes:
+            _add(graph, node)
+        frames_node[clip.id] = expanded.frames
+    stitch = stitch_node(timeline, [frames_node[c.id] for c in timeline.clips])
+    _add(graph, stitch)
+    for node_id in nx.topological_sort(graph):
+        node: Node = graph.nodes[node_id]["node"]
+        input_keys = {name: graph.nodes[dep]["node"].key for name, dep in node.inputs.items()}
+        node.compute_key(get_operation(node.op).version, input_keys)
+    return RenderGraph(graph, stitch.id)
+
+
+def _add(graph: nx.DiGraph, node: Node) -> None:
+    graph.add_node(node.id, node=node)
+    for dep in node.inputs.values():
+        graph.add_edge(dep, node.id)
+
+
+def _clips_in_dependency_order(timeline: Timeline) -> list:
+    deps = nx.DiGraph()
+    for clip in timeline.clips:
+        deps.add_node(clip.id)
+        for target in [clip.continues] + [c.clip for c in clip.conditions if c.kind == "clip"]:
+            if target is not None:
+                deps.add_edge(target, clip.id)
+    order = {clip.id: index for index, clip in enumerate(timeline.clips)}
+    return [timeline.clip(i) for i in nx.lexicographical_topological_sort(deps, key=order.__getitem__)]

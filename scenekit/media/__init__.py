@@ -1,0 +1,1 @@
+"""Reading and writing frames and videos with PyAV."""

@@ -1,0 +1,382 @@
+"""Pixel engine of the built-in ``preview`` model: a fast, deterministic, weight-free animatic.
+
+Everything is pure numpy + Pillow. All randomness comes from a generator seeded with a hash of
+(seed, prompt), so the same inputs always give byte-identical frames.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+KEN_BURNS_ZOOM = 0.06  # zoom gained over one clip length away from a picture's own frame
+KEN_BURNS_PAN = 0.8  # share of the zoom's spare margin used for panning
+BACKGROUND_SCALE = 4  # the soft background is drawn at 1/4 size, then upscaled
+BOX_RGBA = (10, 10, 14, 165)  # translucent dark box behind all text
+TEXT_RGBA = (245, 245, 245, 255)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A conditioning source already resized to the clip's size."""
+
+    frames: np.ndarray  # (N, H, W, 3) uint8; N == 1 for an image
+    at: int  # output frame index where frames[0] applies
+    strength: float  # 0..1
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """A soft, wobbling disc moving along a Lissajous path (units: frame heights, seconds)."""
+
+    centre: np.ndarray  # (2,) x, y
+    amplitude: np.ndarray  # (2,)
+    speed: np.ndarray  # (2,) rad/s
+    phase: np.ndarray  # (2,)
+    radius: float
+    wobble: float
+    lobes: int
+    spin: float
+    colour: np.ndarray  # (3,) float32, 0..1
+    opacity: float
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """Seeded look of one clip: gradient colours and their drift, plus the blobs."""
+
+    hues: tuple[float, float]
+    saturations: tuple[float, float]
+    values: tuple[float, float]
+    angle: float
+    turn: float  # gradient rotation, rad/s
+    blobs: tuple[_Blob, ...]
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Low-resolution sample positions for the background, in frame heights from the centre."""
+
+    x: np.ndarray  # (w,) float32, increasing
+    y: np.ndarray  # (h,) float32, increasing
+    vignette: np.ndarray  # (h, w, 1) float32
+    half_diagonal: float
+
+
+@dataclass(frozen=True)
+class _Overlay:
+    """A premultiplied RGBA patch, composited onto uint8 RGB frames with integer numpy maths."""
+
+    top: int
+    left: int
+    premultiplied: np.ndarray  # (h, w, 3) uint16: rgb * alpha
+    keep: np.ndarray  # (h, w, 1) uint16: 255 - alpha
+
+    def apply(self, frame: np.ndarray) -> None:
+        """Composites the patch onto `frame` (H, W, 3) uint8, in place."""
+        h, w = self.keep.shape[:2]
+        region = frame[self.top : self.top + h, self.left : self.left + w]
+        region[...] = (region * self.keep + self.premultiplied + 127) // 255
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _rng(seed: int, prompt: str) -> np.random.Generator:
+    digest = hashlib.blake2b(f"{seed}\x1f{prompt}".encode(), digest_size=16).digest()
+    return np.random.default_rng(int.from_bytes(digest, "little"))
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
+
+
+def _blob(rng: np.random.Generator, aspect: float, hue: float) -> _Blob:
+    return _Blob(
+        centre=np.array([rng.uniform(0.25, 0.75) * aspect, rng.uniform(0.25, 0.7)]) - [aspect / 2, 0.5],
+        amplitude=rng.uniform(0.12, 0.3, 2) * [aspect, 1.0],
+        speed=rng.uniform(0.35, 0.8, 2),
+        phase=rng.uniform(0.0, 2 * math.pi, 2),
+        radius=rng.uniform(0.1, 0.22),
+        wobble=rng.uniform(0.05, 0.15),
+        lobes=int(rng.integers(2, 5)),
+        spin=rng.uniform(-1.5, 1.5),
+        colour=_hsv(hue + rng.uniform(-0.1, 0.1), rng.uniform(0.4, 0.8), rng.uniform(0.7, 1.0)),
+        opacity=rng.uniform(0.55, 0.85),
+    )
+
+
+def _scene(rng: np.random.Generator, aspect: float) -> _Scene:
+    h0 = rng.random()
+    hues = (h0, h0 + rng.uniform(0.15, 0.45))
+    return _Scene(
+        hues=hues,
+        saturations=(rng.uniform(0.35, 0.7), rng.uniform(0.35, 0.7)),
+        values=(rng.uniform(0.22, 0.45), rng.uniform(0.6, 0.88)),
+        angle=rng.uniform(0.0, 2 * math.pi),
+        turn=rng.choice([-1.0, 1.0]) * rng.uniform(0.08, 0.18),
+        # blobs alternate between the two gradient hues; the third takes the complementary accent
+        blobs=tuple(_blob(rng, aspect, hues[k % 2] + 0.5 * (k == 2)) for k in range(rng.integers(3, 6))),
+    )
+
+
+def _grid(width: int, height: int) -> _Grid:
+    w, h = -(-width // BACKGROUND_SCALE), -(-height // BACKGROUND_SCALE)
+    aspect = width / height
+    x = ((np.arange(w, dtype=np.float32) + 0.5) / w - 0.5) * aspect
+    y = (np.arange(h, dtype=np.float32) + 0.5) / h - 0.5
+    vignette = 1.0 - 0.45 * ((x[None, :] / aspect) ** 2 + y[:, None] ** 2)
+    return _Grid(x, y, vignette[..., None], math.hypot(aspect, 1.0) / 2)
+
+
+def _gradient(scene: _Scene, grid: _Grid, t: float) -> np.ndarray:
+    angle = scene.angle + scene.turn * t
+    along = grid.x[None, :] * math.cos(angle) + grid.y[:, None] * math.sin(angle)
+    ramp = 0.5 + 0.5 * along / grid.half_diagonal
+    drift = 0.03 * math.sin(0.4 * t)
+    c0, c1 = (_hsv(h + drift, s, v) for h, s, v in zip(scene.hues, scene.saturations, scene.values))
+    return c0 + (c1 - c0) * ramp[..., None]
+
+
+def _span(axis: np.ndarray, centre: float, reach: float) -> slice:
+    """Indices of the sorted `axis` lying within `reach` of `centre`."""
+    return slice(int(np.searchsorted(axis, centre - reach)), int(np.searchsorted(axis, centre + reach)))
+
+
+def _paint_blob(rgb: np.ndarray, blob: _Blob, grid: _Grid, t: float) -> None:
+    """Paints the blob at time t over `rgb` (h, w, 3) float32, touching only its bounding box."""
+    cx, cy = blob.centre + blob.amplitude * np.sin(blob.speed * t + blob.phase)
+    reach = blob.radius * (1.0 + blob.wobble)
+    rows, cols = _span(grid.y, cy, reach), _span(grid.x, cx, reach)
+    dx, dy = grid.x[None, cols] - cx, grid.y[rows, None] - cy
+    edge = blob.radius * (1.0 + blob.wobble * np.sin(blob.lobes * np.arctan2(dy, dx) + blob.spin * t))
+    mask = np.clip((edge - np.hypot(dx, dy)) / (0.45 * blob.radius), 0.0, 1.0)
+    box = rgb[rows, cols]
+    box += (blob.colour - box) * (blob.opacity * mask * mask * (3.0 - 2.0 * mask))[..., None]
+
+
+def _background(scene: _Scene, grid: _Grid, t: float, size: tuple[int, int]) -> Image.Image:
+    rgb = _gradient(scene, grid, t)
+    for blob in scene.blobs:
+        _paint_blob(rgb, blob, grid, t)
+    small = np.clip(rgb * grid.vignette * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+
+
+def _ken_burns(picture: Image.Image, zoom: float, pan: tuple[float, float]) -> Image.Image:
+    """Crops 1/zoom of `picture`, shifted by `pan` (-1..1 of the spare margin), back to full size."""
+    w, h = picture.size
+    cw, ch = w / zoom, h / zoom
+    left, top = (w - cw) / 2 * (1 + pan[0]), (h - ch) / 2 * (1 + pan[1])
+    return picture.resize((w, h), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
+
+
+@lru_cache(maxsize=16)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)  # type: ignore[return-value]
+
+
+def _text_box(lines: Sequence[str], size: int, *, min_text_width: float = 0.0, centre: bool = False
+              ) -> Image.Image:
+    """RGBA patch: `lines` in white on a rounded translucent dark box."""
+    font = _font(size)
+    ascent, descent = font.getmetrics()
+    line_height = ascent + descent
+    pad_x, pad_y = max(3, size // 2), max(2, size // 3)
+    text_width = math.ceil(max(min_text_width, *(font.getlength(line) for line in lines)))
+    box = Image.new("RGBA", (text_width + 2 * pad_x, line_height * len(lines) + 2 * pad_y))
+    ImageDraw.Draw(box).rounded_rectangle((0, 0, box.width - 1, box.height - 1), max(2, size // 3), BOX_RGBA)
+    text = Image.new("RGBA", box.size)
+    draw = ImageDraw.Draw(text)
+    for k, line in enumerate(lines):
+        x = pad_x + (text_width - font.getlength(line)) / 2 if centre else pad_x
+        draw.text((x, pad_y + k * line_height), line, font=font, fill=TEXT_RGBA)
+    return Image.alpha_composite(box, text)
+
+
+def _overlay(patch: Image.Image, left: int, top: int, width: int, height: int) -> _Overlay:
+    """Clips `patch` placed at (left, top) to the frame and premultiplies it."""
+    crop = (max(0, -left), max(0, -top), min(patch.width, width - left), min(patch.height, height - top))
+    rgba = np.asarray(patch.crop(crop), dtype=np.uint16)
+    alpha = rgba[..., 3:]
+    return _Overlay(max(0, top), max(0, left), rgba[..., :3] * alpha, 255 - alpha)
+
+
+def _split_word(word: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+    """Breaks a word wider than `max_width` into pieces that fit."""
+    pieces = [""]
+    for char in word:
+        if pieces[-1] and font.getlength(pieces[-1] + char) > max_width:
+            pieces.append("")
+        pieces[-1] += char
+    return pieces
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        for piece in _split_word(word, font, max_width):
+            joined = f"{lines[-1]} {piece}" if lines else piece
+            if lines and font.getlength(joined) <= max_width:
+                lines[-1] = joined
+            else:
+                lines.append(piece)
+    return lines
+
+
+def _prompt_overlay(prompt: str, width: int, height: int) -> _Overlay | None:
+    """The word-wrapped prompt, centred in the lower third; None for an empty prompt."""
+    size = max(11, round(height / 24))
+    font = _font(size)
+    lines = _wrap(prompt, font, 0.86 * width - size)
+    if not lines:
+        return None
+    ascent, descent = font.getmetrics()
+    fits = max(1, int((height / 3 - size) // (ascent + descent)))
+    if len(lines) > fits:
+        lines = lines[: fits - 1] + [lines[fits - 1] + " ..."]
+    patch = _text_box(lines, size, centre=True)
+    top = min(round(height * 5 / 6 - patch.height / 2), height - patch.height - max(2, size // 3))
+    return _overlay(patch, (width - patch.width) // 2, top, width, height)
+
+
+def _check_context(context: np.ndarray | None, num_frames: int, width: int, height: int) -> None:
+    if context is not None and (context.shape[1:] != (height, width, 3) or len(context) >= num_frames):
+        raise ValueError(f"context {context.shape} does not fit a {num_frames}-frame {width}x{height} clip")
+
+
+@dataclass(frozen=True)
+class _Track:
+    """A condition plus its seeded pan direction, blended over the background frame by frame."""
+
+    condition: Condition
+    pan: np.ndarray  # (2,) pan direction scaled by KEN_BURNS_PAN
+    still: Image.Image | None  # the picture, converted once, for single-frame conditions
+
+    def weight(self, i: int, fps: float, span: int) -> float:
+        """Fades in over a second before `at`; decays to half a clip length after the last frame."""
+        cond = self.condition
+        if i < cond.at:
+            return cond.strength * _smoothstep(1.0 - (cond.at - i) / fps)
+        return cond.strength * 0.5 ** (max(0, i - cond.at - len(cond.frames) + 1) / span)
+
+    def blend(self, picture: Image.Image, i: int, fps: float, span: int) -> Image.Image:
+        """Blends the condition's picture for output frame i, with Ken-Burns motion, over `picture`."""
+        weight = self.weight(i, fps, span)
+        if weight <= 0.0:
+            return picture
+        j = min(max(i - self.condition.at, 0), len(self.condition.frames) - 1)
+        source = self.still if self.still is not None else Image.fromarray(self.condition.frames[j])
+        offset = i - self.condition.at - j  # frames away from where the shown picture applies
+        travel = min(1.0, abs(offset) / span)
+        moved = _ken_burns(source, 1.0 + KEN_BURNS_ZOOM * travel, tuple(self.pan * np.sign(offset) * travel))
+        return Image.blend(picture, moved, weight)
+
+
+def _tracks(rng: np.random.Generator, conditions: Sequence[Condition]) -> list[_Track]:
+    angles = rng.uniform(0.0, 2 * math.pi, len(conditions))
+    return [
+        _Track(cond, KEN_BURNS_PAN * np.array([math.cos(a), math.sin(a)]),
+               Image.fromarray(cond.frames[0]) if len(cond.frames) == 1 else None)
+        for cond, a in zip(conditions, angles)
+    ]
+
+
+class _Painter:
+    """Per-clip precomputed state; `paint(i, out)` draws one generated frame."""
+
+    def __init__(self, *, prompt: str, width: int, height: int, fps: float, num_frames: int, seed: int,
+                 context: np.ndarray | None, conditions: Sequence[Condition]) -> None:
+        rng = _rng(seed, prompt)
+        self.scene = _scene(rng, width / height)
+        self.tracks = _tracks(rng, conditions)
+        self.grid = _grid(width, height)
+        self.size = (width, height)
+        self.fps = fps
+        self.span = max(1, num_frames - 1)
+        self.prompt = _prompt_overlay(prompt, width, height)
+        self.kept = 0 if context is None else len(context)
+        self.last = Image.fromarray(context[-1]) if self.kept else None
+
+    def _continue(self, frame: np.ndarray, i: int) -> None:
+        """Cross-dissolves from the still-zooming last context frame into `frame`, in place."""
+        step = i - self.kept + 1
+        mix = _smoothstep(step / self.fps)
+        if self.last is None or mix >= 1.0:
+            return
+        held = _ken_burns(self.last, 1.0 + KEN_BURNS_ZOOM * step / self.span, (0.0, 0.0))
+        frame[...] = np.asarray(Image.blend(held, Image.fromarray(frame), mix))
+
+    def paint(self, i: int, out: np.ndarray) -> None:
+        """Draws generated output frame i into `out` (H, W, 3) uint8."""
+        picture = _background(self.scene, self.grid, i / self.fps, self.size)
+        for track in self.tracks:
+            picture = track.blend(picture, i, self.fps, self.span)
+        out[...] = np.asarray(picture)
+        if self.prompt is not None:
+            self.prompt.apply(out)
+        self._continue(out, i)
+
+
+def draw_clip(*, prompt: str, width: int, height: int, fps: float, num_frames: int, seed: int,
+              context: np.ndarray | None, conditions: Sequence[Condition],
+              on_frame: Callable[[int], None] | None = None) -> np.ndarray:
+    """Returns (num_frames, height, width, 3) uint8."""
+    _check_context(context, num_frames, width, height)
+    painter = _Painter(prompt=prompt, width=width, height=height, fps=fps, num_frames=num_frames, seed=seed,
+                       context=context, conditions=conditions)
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    if context is not None:
+        frames[: len(context)] = context
+    for i in range(num_frames):
+        if i >= painter.kept:
+            painter.paint(i, frames[i])
+        if on_frame is not None:
+            on_frame(i)
+    return frames
+
+
+def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize an (h, w, 3) uint8 RGB image to cover width x height (scale then centre-crop), Pillow LANCZOS."""
+    h, w = image.shape[:2]
+    scale = max(width / w, height / h)
+    cw, ch = width / scale, height / scale
+    left, top = (w - cw) / 2, (h - ch) / 2
+    box = (left, top, left + cw, top + ch)
+    return np.array(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS, box=box))
+
+
+def _timecode(n: int, fps: float) -> str:
+    """HH:MM:SS:FF of frame n; seconds are floor(n / fps), FF counts frames since that second began."""
+    rate = Fraction(fps).limit_denominator(1001)
+    seconds = n * rate.denominator // rate.numerator
+    first = -(-seconds * rate.numerator // rate.denominator)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{n - first:02d}"
+
+
+def annotate(frames: np.ndarray, *, first_timeline_frame: int, fps: float, label: str) -> None:
+    """Draws in place, on each frame: `label` (a clip id) top-left, and a timecode HH:MM:SS:FF of the
+    frame's position on the final timeline (first_timeline_frame + i) plus 'frame n' top-right,
+    each on a small semi-transparent dark box, legible at 256x256 up to 1920x1080 (font size scales with height)."""
+    height, width = frames.shape[1:3]
+    size = max(10, round(height / 36))
+    margin = max(4, size // 2)
+    numbers = range(first_timeline_frame, first_timeline_frame + len(frames))
+    stamps = [f"{_timecode(n, fps)}  frame {n}" for n in numbers]
+    stamp_width = max((_font(size).getlength(s) for s in stamps), default=0.0)
+    tag = _overlay(_text_box([label], size), margin, margin, width, height) if label else None
+    for frame, stamp in zip(frames, stamps):
+        if tag is not None:
+            tag.apply(frame)
+        patch = _text_box([stamp], size, min_text_width=stamp_width)
+        _overlay(patch, width - margin - patch.width, margin, width, height).apply(frame)

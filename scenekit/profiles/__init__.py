@@ -1,0 +1,95 @@
+"""Model profiles: data files naming a backend, its constraints and its defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from ruamel.yaml import YAML
+
+
+class Requirements(BaseModel):
+    """What a profile needs to run."""
+
+    model_config = ConfigDict(extra="forbid")
+    gpu: bool = False
+    vram_gb: float = 0
+
+
+class Constraints(BaseModel):
+    """Sizes and frame counts a profile accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+    size_multiple: int = 1
+    min_side: int = 16
+    max_side: int = 8192
+    frame_step: int = 1
+    max_frames: int = 100_000
+    overlap_step: int = 1
+
+    def snap_frames(self, count: int) -> int:
+        """The smallest valid generated length >= count (k*frame_step + 1 when frame_step > 1)."""
+        if self.frame_step <= 1:
+            return count
+        return -(-(count - 1) // self.frame_step) * self.frame_step + 1
+
+    def valid_overlap(self, count: int) -> bool:
+        return self.overlap_step <= 1 or count % self.overlap_step == 1
+
+
+class ProfileDefaults(BaseModel):
+    """Clip settings used when neither the clip nor the spec's defaults set them."""
+
+    model_config = ConfigDict(extra="forbid")
+    size: str = "768x512"
+    fps: float | str = 24
+    overlap: int = 17
+
+
+class ModelProfile(BaseModel):
+    """A named way of generating clips: which backend, with which weights and settings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    backend: str
+    version: int = 1
+    description: str = ""
+    annotate: bool = False
+    requires: Requirements = Field(default_factory=Requirements)
+    constraints: Constraints = Field(default_factory=Constraints)
+    defaults: ProfileDefaults = Field(default_factory=ProfileDefaults)
+
+    @property
+    def identity(self) -> str:
+        """A digest of everything in the profile: changing any of it changes cache keys."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _read_profile(text: str) -> ModelProfile:
+    return ModelProfile.model_validate(YAML(typ="safe", pure=True).load(text))
+
+
+@cache
+def builtin_profiles() -> dict[str, ModelProfile]:
+    """Profiles shipped in the package, by name."""
+    found = {}
+    for entry in resources.files(__package__).iterdir():
+        if entry.name.endswith(".yaml"):
+            profile = _read_profile(entry.read_text(encoding="utf-8"))
+            found[profile.name] = profile
+    return found
+
+
+def available_profiles(extra_dirs: tuple[Path, ...] = ()) -> dict[str, ModelProfile]:
+    """Built-in profiles plus `*.yaml` profiles from `extra_dirs` (later ones win)."""
+    profiles = dict(builtin_profiles())
+    for folder in extra_dirs:
+        for path in sorted(folder.glob("*.yaml")):
+            profile = _read_profile(path.read_text(encoding="utf-8"))
+            profiles[profile.name] = profile
+    return profiles

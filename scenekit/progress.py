@@ -1,0 +1,63 @@
+"""Rich progress bars for a render: overall nodes, and the running node's steps with ETA."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from scenekit.engine.plan import PlannedNode
+from scenekit.graph.nodes import Node
+
+
+class RichProgress:
+    """RenderEvents shown as two progress bars; use as a context manager."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.overall: TaskID | None = None
+        self.current: TaskID | None = None
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def planned(self, plan: list[PlannedNode]) -> None:
+        runs = sum(1 for p in plan if p.status == "run")
+        cached = len(plan) - runs
+        self.console.print(f"{len(plan)} nodes: {runs} to run, {cached} cached", markup=False, highlight=False)
+        self.overall = self.progress.add_task("render", total=max(runs, 1) if runs else 1, completed=0 if runs else 1)
+
+    def node_started(self, node: Node, position: int, total: int) -> None:
+        if self.overall is not None:
+            self.progress.update(self.overall, total=total, description=f"render: node {position}/{total}")
+        if self.current is not None:
+            self.progress.remove_task(self.current)
+        self.current = self.progress.add_task(node.id, total=None)
+
+    def node_step(self, node: Node, done: int, total: int) -> None:
+        if self.current is not None:
+            self.progress.update(self.current, completed=done, total=total)
+
+    def node_finished(self, node: Node, seconds: float) -> None:
+        if self.current is not None:
+            self.progress.remove_task(self.current)
+            self.current = None
+        if self.overall is not None:
+            self.progress.advance(self.overall)
+        self.console.print(f"  done {node.id} in {seconds:.2f}s", markup=False, highlight=False)

@@ -1,0 +1,387 @@
+"""Resolve a validated spec into a frame-exact timeline: every clip's settings, lengths and joins.
+
+Semantics: a clip occupies `frames_i` frames on the final timeline; a transition of `t` frames
+overlaps two clips, so the output has `sum(frames_i) - sum(t_j)` frames. A clip that continues
+another is generated as `overlap` context frames followed by new frames; its timeline segment
+starts right after the context, or `t` frames earlier when a transition blends the two over the
+re-rendered context. Generated lengths are snapped to the profile's frame rule and trimmed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import networkx as nx
+
+from scenekit.errors import FieldPath, SpecError, SpecIssue
+from scenekit.profiles import ModelProfile
+from scenekit.spec.assets import Asset, check_image, check_video, file_sha256
+from scenekit.spec.loader import LoadedSpec
+from scenekit.spec.models import Clip
+from scenekit.spec.paths import PathPolicy
+from scenekit.units import Duration, parse_duration, parse_fps, parse_size
+
+DEFAULT_PROFILE = "preview"
+DEFAULT_TRANSITION = Duration(seconds=Fraction(1, 2))
+
+
+@dataclass(frozen=True)
+class ResolvedCondition:
+    """A conditioning source placed at a frame of its clip's timeline segment."""
+
+    kind: Literal["image", "video", "clip"]
+    at: int
+    strength: float
+    frames: int
+    asset: Asset | None = None
+    clip: str | None = None
+
+
+@dataclass
+class ResolvedClip:
+    """A clip with every setting decided and every length in frames."""
+
+    index: int
+    id: str
+    prompt: str
+    profile: ModelProfile
+    width: int
+    height: int
+    fps: Fraction
+    seed: int
+    frames: int
+    continues: str | None
+    overlap: int
+    transition: Literal["cut", "crossfade", "fade"]
+    transition_frames: int
+    conditions: list[ResolvedCondition]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def blended_context(self) -> int:
+        """Re-rendered context frames kept on the timeline to blend a transition over."""
+        return self.transition_frames if self.continues else 0
+
+    @property
+    def segment_start(self) -> int:
+        """Index of the first generated frame that lands on the timeline."""
+        return self.overlap - self.blended_context
+
+    @property
+    def generated_frames(self) -> int:
+        """Frames the model generates: context plus segment, snapped to the profile's rule."""
+        return self.profile.constraints.snap_frames(self.segment_start + self.frames)
+
+
+@dataclass
+class Timeline:
+    """The resolved scene: clips in order and the output settings."""
+
+    name: str
+    clips: list[ResolvedClip]
+    output_file: Path
+    crf: int
+    preset: str
+    sources: dict[str, str]
+
+    @property
+    def fps(self) -> Fraction:
+        return self.clips[0].fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.clips[0].width, self.clips[0].height
+
+    @property
+    def total_frames(self) -> int:
+        return sum(c.frames for c in self.clips) - sum(c.transition_frames for c in self.clips)
+
+    def clip(self, clip_id: str) -> ResolvedClip:
+        return next(c for c in self.clips if c.id == clip_id)
+
+    def starts(self) -> list[int]:
+        """First timeline frame of every clip."""
+        starts, position = [], 0
+        for clip in self.clips:
+            position -= clip.transition_frames
+            starts.append(position)
+            position += clip.frames
+        return starts
+
+
+class _Resolver:
+    """Collects every semantic issue of a spec while resolving it."""
+
+    def __init__(self, loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None):
+        self.loaded = loaded
+        self.spec = loaded.spec
+        self.policy = policy
+        self.profiles = profiles
+        self.model_override = model
+        self.issues: list[SpecIssue] = []
+
+    def fail(self, path: FieldPath, message: str, hint: str | None = None) -> None:
+        sources = self.loaded.sources
+        self.issues.append(SpecIssue(message, sources.locate(path), sources.display(path), hint))
+
+    def setting(self, clip_index: int, clip: Clip, name: str) -> tuple[object, FieldPath | None]:
+        """A clip setting and the field it came from: the clip, `defaults`, or the profile (None)."""
+        if getattr(clip, name) is not None:
+            return getattr(clip, name), ("clips", clip_index, name)
+        if getattr(self.spec.defaults, name) is not None:
+            return getattr(self.spec.defaults, name), ("defaults", name)
+        return None, None
+
+    def resolve(self) -> Timeline:
+        clips = [c for c in self.spec.clips if isinstance(c, Clip)]
+        self.check_unique_ids(clips)
+        resolved = [r for i, c in enumerate(clips) if (r := self.resolve_clip(i, c)) is not None]
+        if not self.issues:
+            by_id = {c.id: c for c in resolved}
+            for clip, written in zip(resolved, clips, strict=True):
+                self.check_references(clip, written, by_id)
+            self.check_cycles(resolved)
+        if not self.issues:
+            self.check_timeline(resolved, clips)
+        output = self.resolve_output()
+        if self.issues:
+            raise SpecError(self.issues)
+        assert output is not None
+        name = self.spec.name or self.loaded.path.stem
+        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources())
+
+    def written_sources(self) -> dict[str, str]:
+        display = self.loaded.sources.display
+        return {"output.crf": display(("output", "crf")), "output.preset": display(("output", "preset"))}
+
+    def check_unique_ids(self, clips: list[Clip]) -> None:
+        seen: dict[str, int] = {}
+        for index, clip in enumerate(clips):
+            if clip.id in seen:
+                self.fail(("clips", index, "id"), f"duplicate clip id `{clip.id}` (also clips[{seen[clip.id]}])", "give every clip its own id")
+            seen.setdefault(clip.id, index)
+
+    def resolve_profile(self, index: int, clip: Clip) -> tuple[ModelProfile | None, FieldPath | None]:
+        name, origin = self.setting(index, clip, "model")
+        if self.model_override:
+            name, origin = self.model_override, None
+        name = name or DEFAULT_PROFILE
+        if name not in self.profiles:
+            close = difflib.get_close_matches(str(name), list(self.profiles), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"available: {', '.join(sorted(self.profiles))}"
+            if origin is None:
+                raise SpecError([SpecIssue(f"unknown model profile `{name}` (from --model)", hint=hint + "; `scenekit profiles` lists them")])
+            self.fail(origin, f"unknown model profile `{name}`", hint + "; `scenekit profiles` lists them")
+            return None, origin
+        return self.profiles[str(name)], origin
+
+    def resolve_clip(self, index: int, clip: Clip) -> ResolvedClip | None:
+        before = len(self.issues)
+        display = self.loaded.sources.display
+        profile, model_origin = self.resolve_profile(index, clip)
+        if profile is None:
+            return None
+        sources = {"prompt": display(("clips", index, "prompt")), "model": display(model_origin) if model_origin else "--model/default"}
+        size, size_origin = self.setting(index, clip, "size")
+        size = size or parse_size(profile.defaults.size)
+        fps, fps_origin = self.setting(index, clip, "fps")
+        fps = fps or parse_fps(profile.defaults.fps)
+        seed, seed_origin = self.setting(index, clip, "seed")
+        for name, origin in (("size", size_origin), ("fps", fps_origin), ("seed", seed_origin)):
+            sources[name] = display(origin) if origin else f"profile {profile.name} default"
+        width, height = size
+        self.check_size(profile, width, height, size_origin or ("clips", index))
+        length_field = ("clips", index, "frames" if clip.frames is not None else "duration")
+        sources["frames"] = display(length_field)
+        frames = clip.frames if clip.frames is not None else clip.duration.to_frames(fps)
+        if frames < 1:
+            self.fail(length_field, f"the clip is {frames} frames long at {float(fps):g} fps", "make it at least one frame long")
+        overlap = 0
+        if clip.continue_ is not None:
+            overlap = clip.overlap if clip.overlap is not None else profile.defaults.overlap
+            sources["overlap"] = display(("clips", index, "overlap")) if clip.overlap is not None else f"profile {profile.name} default"
+            step = profile.constraints.overlap_step
+            if not profile.constraints.valid_overlap(overlap):
+                below = overlap - (overlap - 1) % step
+                above = below + step
+                self.fail(("clips", index, "overlap"), f"overlap must be {step}k+1 frames for model `{profile.name}`; got {overlap}",
+                          f"use {below if below > 0 else above} or {above}")
+        transition, transition_frames = self.resolve_transition(index, clip, fps)
+        sources["transition"] = display(("clips", index, "transition"))
+        conditions = [c for j, cond in enumerate(clip.conditioning) if (c := self.resolve_condition(index, j, cond, fps, frames)) is not None]
+        if len(self.issues) > before:
+            return None
+        resolved = ResolvedClip(
+            index, clip.id, clip.prompt, profile, width, height, fps, seed if seed is not None else 0, frames,
+            clip.continue_, overlap, transition, transition_frames, conditions, sources,
+        )
+        if resolved.generated_frames > profile.constraints.max_frames:
+            self.fail(length_field, f"the clip needs {resolved.generated_frames} generated frames; model `{profile.name}` makes at most {profile.constraints.max_frames}",
+                      "split it into clips that continue each other")
+            return None
+        return resolved
+
+    def check_size(self, profile: ModelProfile, width: int, height: int, origin: FieldPath) -> None:
+        rules = profile.constraints
+        multiple = rules.size_multiple
+        if width % multiple or height % multiple:
+            snap = lambda v: max(multiple, round(v / multiple) * multiple)  # noqa: E731
+            self.fail(origin, f"size {width}x{height} is not a multiple of {multiple} for model `{profile.name}`",
+                      f"use {snap(width)}x{snap(height)}")
+        elif not (rules.min_side <= min(width, height) and max(width, height) <= rules.max_side):
+            self.fail(origin, f"size {width}x{height} is outside {rules.min_side}..{rules.max_side} pixels per side for model `{profile.name}`",
+                      "choose a size within the model's range")
+
+    def resolve_transition(self, index: int, clip: Clip, fps: Fraction) -> tuple[Literal["cut", "crossfade", "fade"], int]:
+        spec = clip.transition
+        if spec is None or spec.type == "cut":
+            if spec is not None and spec.duration is not None and spec.duration.to_frames(fps) > 0:
+                self.fail(("clips", index, "transition", "duration"), "a cut has no duration", "remove `duration`, or use crossfade or fade")
+            return "cut", 0
+        if index == 0:
+            self.fail(("clips", index, "transition"), f"the first clip cannot enter with a {spec.type}: there is no clip before it",
+                      "remove the transition from the first clip")
+            return "cut", 0
+        frames = (spec.duration or DEFAULT_TRANSITION).to_frames(fps)
+        if frames < 1:
+            self.fail(("clips", index, "transition", "duration"), f"a {spec.type} needs at least one frame", "give it a duration such as 0.5s")
+        return spec.type, frames
+
+    def resolve_condition(self, index: int, j: int, cond, fps: Fraction, frames: int) -> ResolvedCondition | None:
+        path = ("clips", index, "conditioning", j)
+        at = self.frame_position(path + ("frame",), cond.frame, fps, frames)
+        if cond.clip is not None:
+            return ResolvedCondition("clip", at, cond.strength, cond.frames or 1, clip=cond.clip) if at is not None else None
+        kind = "image" if cond.image is not None else "video"
+        written = cond.image if cond.image is not None else cond.video
+        try:
+            path_on_disk = self.policy.resolve(written, self.loaded.path.parent)
+        except ValueError as exc:
+            self.fail(path + (kind,), str(exc))
+            return None
+        if not path_on_disk.is_file():
+            self.fail(path + (kind,), f"{kind} not found: {written}", f"check the path; it is relative to {self.loaded.path.parent.name}/")
+            return None
+        try:
+            if kind == "image":
+                check_image(path_on_disk)
+                count = 1
+            else:
+                available = check_video(path_on_disk)
+                count = cond.frames or available
+                if count > available:
+                    self.fail(path + ("frames",), f"{written} has {available} frames; {count} requested", f"use at most {available}")
+                    return None
+        except ValueError as exc:
+            self.fail(path + (kind,), str(exc), "use a PNG/JPEG image or an mp4/mkv/webm video")
+            return None
+        if at is None:
+            return None
+        return ResolvedCondition(kind, at, cond.strength, count, asset=Asset(written, path_on_disk, file_sha256(path_on_disk)))
+
+    def frame_position(self, path: FieldPath, value: int | str, fps: Fraction, frames: int) -> int | None:
+        if isinstance(value, str):
+            try:
+                position = parse_duration(value).to_frames(fps)
+            except ValueError as exc:
+                self.fail(path, str(exc), "write a frame index (0, 24, -1) or a time (2s)")
+                return None
+        else:
+            position = value + frames if value < 0 else value
+        if not 0 <= position < frames:
+            self.fail(path, f"frame {value} is outside the clip (frames 0..{frames - 1})", f"use a frame between 0 and {frames - 1}, or -1 for the last")
+            return None
+        return position
+
+    def check_references(self, clip: ResolvedClip, written: Clip, by_id: dict[str, ResolvedClip]) -> None:
+        base = ("clips", clip.index)
+        if clip.continues is not None:
+            source = self.referenced(base + ("continue",), clip, clip.continues, by_id)
+            if source is not None:
+                self.check_continuation(clip, source)
+        for j, cond in enumerate(clip.conditions):
+            if cond.kind == "clip":
+                source = self.referenced(base + ("conditioning", j, "clip"), clip, cond.clip, by_id)
+                if source is not None and cond.frames > source.frames:
+                    self.fail(base + ("conditioning", j, "frames"), f"clip `{source.id}` has {source.frames} frames; {cond.frames} requested",
+                              f"use at most {source.frames}")
+
+    def referenced(self, path: FieldPath, clip: ResolvedClip, target: str, by_id: dict[str, ResolvedClip]) -> ResolvedClip | None:
+        if target == clip.id:
+            self.fail(path, f"clip `{clip.id}` refers to itself", "refer to another clip")
+            return None
+        if target not in by_id:
+            close = difflib.get_close_matches(target, list(by_id), n=1)
+            self.fail(path, f"unknown clip `{target}`", f"did you mean `{close[0]}`?" if close else f"clip ids: {', '.join(by_id)}")
+            return None
+        return by_id[target]
+
+    def check_continuation(self, clip: ResolvedClip, source: ResolvedClip) -> None:
+        base = ("clips", clip.index)
+        if (clip.width, clip.height, clip.fps) != (source.width, source.height, source.fps):
+            self.fail(base + ("continue",), f"clip `{clip.id}` ({clip.width}x{clip.height} @ {float(clip.fps):g} fps) cannot continue `{source.id}` "
+                      f"({source.width}x{source.height} @ {float(source.fps):g} fps)", "give both clips the same size and fps")
+        elif clip.overlap > source.frames:
+            self.fail(base + ("overlap",), f"overlap {clip.overlap} is longer than clip `{source.id}` ({source.frames} frames)",
+                      f"use an overlap of at most {source.frames}")
+        elif clip.transition_frames > clip.overlap:
+            self.fail(base + ("transition", "duration"),
+                      f"a {clip.transition} into a continued clip blends over its {clip.overlap} context frames; it is {clip.transition_frames} frames",
+                      f"shorten the transition to at most {clip.overlap} frames, or raise `overlap`")
+
+    def check_cycles(self, clips: list[ResolvedClip]) -> None:
+        graph = nx.DiGraph()
+        for clip in clips:
+            graph.add_node(clip.id)
+            for target in [clip.continues] + [c.clip for c in clip.conditions if c.kind == "clip"]:
+                if target is not None:
+                    graph.add_edge(clip.id, target)
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            return
+        chain = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
+        first = next(c for c in clips if c.id == cycle[0][0])
+        field = "continue" if first.continues == cycle[0][1] else "conditioning"
+        self.fail(("clips", first.index, field), f"clips depend on each other in a cycle: {chain}", "break the cycle: a clip can only build on clips that do not build on it")
+
+    def check_timeline(self, clips: list[ResolvedClip], written: list[Clip]) -> None:
+        first = clips[0]
+        for clip in clips[1:]:
+            if clip.fps != first.fps:
+                self.fail(("clips", clip.index, "fps"), f"all clips share one frame rate; this clip has {float(clip.fps):g} fps, `{first.id}` has {float(first.fps):g}",
+                          "set `fps` once under `defaults`")
+            elif (clip.width, clip.height) != (first.width, first.height):
+                self.fail(("clips", clip.index, "size"), f"all clips share one size; this clip is {clip.width}x{clip.height}, `{first.id}` is {first.width}x{first.height}",
+                          "set `size` once under `defaults`")
+        for previous, clip, following in zip([None] + clips[:-1], clips, clips[1:] + [None]):
+            t_in = clip.transition_frames
+            t_out = following.transition_frames if following else 0
+            path = ("clips", clip.index, "transition", "duration")
+            if previous is not None and t_in > previous.frames:
+                self.fail(path, f"the {clip.transition} ({t_in} frames) is longer than the clip before it, `{previous.id}` ({previous.frames} frames)",
+                          "shorten the transition")
+            elif t_in + t_out > clip.frames:
+                self.fail(path, f"clip `{clip.id}` ({clip.frames} frames) is shorter than its transitions in and out ({t_in} + {t_out} frames)",
+                          "lengthen the clip or shorten the transitions")
+
+    def resolve_output(self) -> Path | None:
+        written = self.spec.output.file or f"renders/{self.spec.name or self.loaded.path.stem}.mp4"
+        try:
+            path = self.policy.resolve(written, self.loaded.path.parent)
+        except ValueError as exc:
+            self.fail(("output", "file"), str(exc))
+            return None
+        if path.suffix.lower() != ".mp4":
+            self.fail(("output", "file"), f"the output must be an .mp4 file; got {written}", "end the file name with .mp4")
+            return None
+        return path
+
+
+def resolve_timeline(loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None = None) -> Timeline:
+    """Decide every clip's settings and lengths; raises SpecError with every located issue."""
+    return _Resolver(loaded, policy, profiles, model).resolve()
