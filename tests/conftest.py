@@ -1,0 +1,61 @@
+"""Shared helpers: a scratch project folder, rendering in-process, reading videos back."""
+
+from __future__ import annotations
+
+import textwrap
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from scenekit.engine.events import SilentEvents
+from scenekit.engine.session import Prepared, RenderOptions, RenderResult, prepare, render
+
+
+class Project:
+    """A temporary project folder holding one spec, its assets and its cache."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        (root / "scenekit.toml").write_text("")
+        self.spec = root / "scene.yaml"
+        self.cache = root / "cache"
+
+    def write(self, text: str, name: str = "scene.yaml") -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    def image(self, name: str, colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, colour).save(path)
+        return path
+
+    def prepare(self, **options: object) -> Prepared:
+        return prepare(self.spec, RenderOptions(cache_dir=self.cache, **options))
+
+    def render(self, **options: object) -> RenderResult:
+        return render(self.prepare(**options), SilentEvents())
+
+    def planned_runs(self, **options: object) -> dict[str, str]:
+        """Node id -> reason, for the nodes the next render would run."""
+        return {p.node.id: p.reason for p in self.prepare(**options).plan() if p.status == "run"}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+def read_video(path: Path) -> tuple[np.ndarray, Fraction, Fraction]:
+    """Frames, frame rate and container duration (seconds) of a video file."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+        duration = Fraction(stream.duration) * stream.time_base
+        return frames, Fraction(stream.average_rate), duration

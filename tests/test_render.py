@@ -1,0 +1,192 @@
+"""End-to-end renders with the preview model: exact frame counts, caching, minimal re-runs."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+
+from conftest import Project, read_video
+
+SCENE = """
+    scenekit: 1
+    name: demo
+    vars: {style: "35mm"}
+    defaults: {model: preview, size: 128x96, fps: 12, seed: 3}
+    clips:
+      - id: arrival
+        prompt: "A lighthouse, {{ style }}"
+        duration: 2s
+        conditioning:
+          - {image: assets/red.png, frame: 0, strength: 1.0}
+      - id: keeper
+        continue: arrival
+        overlap: 9
+        prompt: "The keeper climbs, {{ style }}"
+        duration: 1.5s
+      - id: beam
+        prompt: "The beam sweeps the sea"
+        frames: 20
+        transition: {type: crossfade, duration: 0.5s}
+    output: {file: out/demo.mp4, crf: 10, preset: ultrafast}
+"""
+
+
+def make_scene(project: Project, text: str = SCENE) -> None:
+    project.image("assets/red.png", (220, 30, 30))
+    project.write(text)
+
+
+def test_output_frame_count_and_duration_are_exact(project: Project):
+    make_scene(project)
+    result = project.render()
+    frames, fps, duration = read_video(result.output)
+    expected = 24 + 18 + 20 - 6  # sum of clip lengths minus the 0.5s crossfade at 12 fps
+    assert frames.shape == (expected, 96, 128, 3)
+    assert fps == 12
+    assert duration == Fraction(expected, 12)
+    manifest = json.loads(result.manifest.read_text())
+    assert manifest["output"]["frames"] == expected
+    assert manifest["seeds"] == {"arrival": 3, "keeper": 3, "beam": 3}
+    assert {n["id"] for n in manifest["nodes"]} == {"arrival/generate", "keeper/generate", "beam/generate", "stitch"}
+    assert all(n["status"] == "ran" for n in manifest["nodes"])
+    assert manifest["spec"]["git"] is None  # the temp project is not a git repository
+
+
+def test_second_render_runs_nothing(project: Project):
+    make_scene(project)
+    project.render()
+    assert project.planned_runs() == {}
+    assert project.render().ran == []
+
+
+def test_editing_a_prompt_reruns_that_clip_its_continuations_and_the_stitch(project: Project):
+    make_scene(project)
+    project.render()
+    project.write(SCENE.replace("A lighthouse,", "A tall lighthouse,"))
+    runs = project.planned_runs()
+    assert set(runs) == {"arrival/generate", "keeper/generate", "stitch"}
+    assert runs["arrival/generate"] == "clips[0].prompt changed"
+    assert runs["keeper/generate"] == "input arrival/generate changed"
+    assert sorted(project.render().ran) == sorted(runs)
+
+
+def test_editing_an_unrelated_clip_leaves_the_others_cached(project: Project):
+    make_scene(project)
+    project.render()
+    project.write(SCENE.replace("The beam sweeps the sea", "The beam sweeps the bay"))
+    assert set(project.planned_runs()) == {"beam/generate", "stitch"}
+
+
+def test_renaming_a_clip_reruns_only_the_stitch(project: Project):
+    make_scene(project)
+    project.render()
+    project.write(SCENE.replace("id: arrival", "id: landfall").replace("continue: arrival", "continue: landfall"))
+    assert set(project.planned_runs()) == {"stitch"}
+
+
+def test_key_order_comments_and_formatting_do_not_change_keys(project: Project):
+    make_scene(project)
+    before = {n.id: n.key for n in project.prepare().graph.ordered()}
+    reformatted = SCENE.replace(
+        "defaults: {model: preview, size: 128x96, fps: 12, seed: 3}",
+        "defaults:   # shared settings\n      seed: 3\n      fps: 12\n      size: 128x96\n      model: preview",
+    )
+    project.write(reformatted)
+    assert {n.id: n.key for n in project.prepare().graph.ordered()} == before
+
+
+def test_changing_an_asset_reruns_the_clip_that_uses_it(project: Project):
+    make_scene(project)
+    project.render()
+    project.image("assets/red.png", (200, 30, 30))
+    runs = project.planned_runs()
+    assert set(runs) == {"arrival/generate", "keeper/generate", "stitch"}
+    assert runs["arrival/generate"] == "asset assets/red.png changed"
+
+
+def test_model_override_uses_its_own_cache_keys(project: Project):
+    make_scene(project)
+    default_keys = {n.key for n in project.prepare().graph.ordered()}
+    assert {n.key for n in project.prepare(model="preview").graph.ordered()} == default_keys
+
+
+def test_corrupt_cache_entry_is_recomputed_not_used(project: Project):
+    make_scene(project)
+    first = project.render()
+    original = first.output.read_bytes()
+    key = project.prepare().graph.node("beam/generate").key
+    frames_file = next(project.cache.glob(f"objects/*/{key}/frames.mkv"))
+    frames_file.write_bytes(frames_file.read_bytes()[:-100] + b"\0" * 100)
+    stitch_key = project.prepare().graph.node("stitch").key
+    next(project.cache.glob(f"objects/*/{stitch_key}")).joinpath("entry.json").unlink()
+    second = project.render()
+    assert sorted(second.ran) == ["beam/generate", "stitch"]
+    assert second.output.read_bytes() == original
+
+
+def test_continued_clip_starts_from_the_last_frame_it_continues(project: Project):
+    make_scene(project)
+    frames, _, _ = read_video(project.render().output)
+    last_of_arrival, first_of_keeper = frames[23].astype(int), frames[24].astype(int)
+    step = np.abs(last_of_arrival - first_of_keeper).mean()
+    unrelated = np.abs(frames[23].astype(int) - frames[-1].astype(int)).mean()
+    assert step < 8 < unrelated
+
+
+def test_crossfade_blends_the_two_clips(project: Project):
+    make_scene(project)
+    frames, _, _ = read_video(project.render().output)
+    # beam starts at 24 + 18 - 6 = 36 and overlaps keeper for 6 frames; the middle is a mix of both
+    before, middle, after = frames[35].astype(int), frames[38].astype(int), frames[42].astype(int)
+    assert np.abs(middle - before).mean() > 2 and np.abs(middle - after).mean() > 2
+
+
+def test_fade_goes_through_black(project: Project):
+    make_scene(project, SCENE.replace("type: crossfade, duration: 0.5s", "type: fade, duration: 9f"))
+    frames, _, _ = read_video(project.render().output)
+    assert len(frames) == 24 + 18 + 20 - 9
+    darkest = frames[24 + 18 - 9 + 4]  # middle of the 9-frame fade
+    assert darkest.mean() < 10 < frames[24 + 18 - 9 - 1].mean()
+
+
+def test_snapped_frames_are_trimmed(project: Project):
+    make_scene(project)
+    graph = project.prepare().graph
+    assert graph.node("arrival/generate").params["frames"] == 25  # 24 snapped up to 8k+1
+    assert graph.node("keeper/generate").params["frames"] == 33  # 9 context + 18 new -> 33
+    assert graph.node("stitch").params["clips"][1]["range"] == [9, 27]
+
+
+def test_clip_loops_generate_clips(project: Project):
+    project.write("""
+        scenekit: 1
+        vars: {shots: [{name: dawn, len: 9}, {name: dusk, len: 10}]}
+        defaults: {size: 64x64, fps: 8}
+        clips:
+          - for: shot in shots
+            clip: {id: "{{ shot.name }}", prompt: "shot {{ loop.index }}", frames: "{{ shot.len }}"}
+    """)
+    timeline = project.prepare().timeline
+    assert [(c.id, c.prompt, c.frames) for c in timeline.clips] == [("dawn", "shot 1", 9), ("dusk", "shot 2", 10)]
+
+
+def test_includes_merge_defaults_vars_and_clips(project: Project):
+    project.write("""
+        vars: {style: noir}
+        defaults: {size: 64x64, fps: 8}
+        clips:
+          - {id: intro, prompt: "intro {{ style }}", frames: 4}
+    """, "shared/base.yaml")
+    project.write("""
+        scenekit: 1
+        include: [shared/base.yaml]
+        defaults: {fps: 10}
+        clips:
+          - {id: main, prompt: "main {{ style }}", frames: 5}
+    """)
+    timeline = project.prepare().timeline
+    assert [c.id for c in timeline.clips] == ["intro", "main"]
+    assert timeline.clips[0].prompt == "intro noir"
+    assert timeline.fps == 10 and timeline.size == (64, 64)
