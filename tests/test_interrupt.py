@@ -1,0 +1,47 @@
+"""A render killed midway (SIGKILL) resumes from the cache; nothing half-written is ever used."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import Project, read_video
+
+CLIPS = "\n".join(
+    f"  - {{id: shot{i}, prompt: 'shot number {i}', duration: 2s}}" for i in range(6)
+)
+SCENE = f"""scenekit: 1
+defaults: {{size: 768x512, fps: 24}}
+clips:
+{CLIPS}
+output: {{file: out.mp4, preset: ultrafast}}
+"""
+
+
+def test_sigkill_midway_then_rerun_resumes_from_cache(project: Project):
+    project.spec.write_text(SCENE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scenekit", "render", str(project.spec), "--cache-dir", str(project.cache)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not list(project.cache.glob("objects/*/*/entry.json")):
+        assert process.poll() is None, "the render ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    assert not (project.root / "out.mp4").exists()
+    finished = {p.parent.name for p in project.cache.glob("objects/*/*/entry.json")}
+    planned = {p.node.key: p.status for p in project.prepare().plan()}
+    assert finished and all(planned[key] == "cached" for key in finished)
+
+    result = project.render()
+    assert len(result.ran) == 7 - len(finished)
+    frames, _, _ = read_video(result.output)
+    assert len(frames) == 6 * 48
+    assert not list((project.cache / "tmp").iterdir())  # the killed process's work folder was cleaned up
