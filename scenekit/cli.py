@@ -74,7 +74,7 @@ def render_command(
 ) -> None:
     """Render a spec: run what is not cached, stitch, write the output and its manifest."""
     prepared = _prepare(spec, _options(model, cache_dir, allow_outside, var))
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:
         with RichProgress(out) as progress:
@@ -207,6 +207,11 @@ def cache_prune(
         store.remove(entry.key)
     store.clean_stale()
     out.print(f"removed {len(victims)} entries, {_size(sum(e.size for e in victims))}", markup=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops a render the way Ctrl-C does: cleanly, resumable."""
+    raise KeyboardInterrupt
 
 
 def _size(count: int) -> str:

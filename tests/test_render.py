@@ -190,3 +190,49 @@ def test_includes_merge_defaults_vars_and_clips(project: Project):
     assert [c.id for c in timeline.clips] == ["intro", "main"]
     assert timeline.clips[0].prompt == "intro noir"
     assert timeline.fps == 10 and timeline.size == (64, 64)
+
+
+def test_video_and_clip_conditioning_render(project: Project):
+    from scenekit.media.video import write_frames
+
+    clip = np.zeros((5, 96, 128, 3), np.uint8)
+    clip[..., 2] = 200
+    (project.root / "assets").mkdir()
+    write_frames(project.root / "assets" / "blue.mkv", clip, Fraction(12))
+    project.write("""
+        scenekit: 1
+        defaults: {size: 128x96, fps: 12}
+        clips:
+          - id: first
+            prompt: "first"
+            frames: 12
+            conditioning: [{video: assets/blue.mkv, frames: 5, frame: 2}]
+          - id: echo
+            prompt: "echo of the first"
+            frames: 12
+            conditioning: [{clip: first, frames: 3, frame: -3, strength: 0.5}]
+    """)
+    graph = project.prepare().graph
+    echo = graph.node("echo/generate")
+    assert echo.inputs == {"cond0": "first/generate"}
+    assert echo.params["conditions"][0]["range"] == [9, 12] and echo.params["conditions"][0]["at"] == 9
+    frames, _, _ = read_video(project.render().output)
+    assert len(frames) == 24
+    assert frames[2][..., 2].mean() > frames[2][..., 0].mean() + 60  # the blue video shows where it applies
+
+
+def test_manifest_records_git_commit_and_uncommitted_changes(project: Project):
+    import subprocess
+
+    make_scene(project)
+    git = lambda *args: subprocess.run(["git", "-C", str(project.root), *args], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "empty")
+    git("add", "scene.yaml", "assets/red.png")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "scene")
+    head = subprocess.run(["git", "-C", str(project.root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    manifest = json.loads(project.render().manifest.read_text())
+    assert manifest["spec"]["git"] == {"commit": head, "dirty": False}
+    project.write(SCENE.replace("A lighthouse,", "A lighthouse at noon,"))
+    manifest = json.loads(project.render().manifest.read_text())
+    assert manifest["spec"]["git"] == {"commit": head, "dirty": True}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -54,12 +55,14 @@ def build_manifest(
         })
         nodes.append(record)
     width, height = timeline.size
+    spec_hashes = [{"path": str(p), "sha256": file_sha256(p)} for p in spec_files]
     return {
         "scenekit": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spec": {
             "file": str(spec_file),
-            "files": [{"path": str(p), "sha256": file_sha256(p)} for p in spec_files],
+            "sha256": hashlib.sha256("".join(f["sha256"] for f in spec_hashes).encode()).hexdigest(),
+            "files": spec_hashes,
             "git": git_state(spec_file, spec_files + asset_files),
         },
         "output": {

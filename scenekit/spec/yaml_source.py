@@ -37,7 +37,13 @@ def read_yaml(path: Path) -> tuple[Any, SourceMap]:
     return _plain(document, (), path, sources), sources
 
 
+MAX_VALUES = 200_000
+
+
 def _plain(node: Any, path: FieldPath, file: Path, sources: SourceMap) -> Any:
+    if len(sources.values) > MAX_VALUES:
+        raise SpecError([SpecIssue(f"the spec expands to more than {MAX_VALUES} values (nested YAML aliases?)",
+                                   Location(file, 1, 1), hint="write the values out instead of nesting aliases")])
     if isinstance(node, CommentedMap):
         result = {}
         for key in node:
