@@ -77,8 +77,7 @@ def render_command(
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:
-        with RichProgress(out) as progress:
-            result = render(prepared, progress)
+        result = render(prepared, RichProgress(out))
     except (KeyboardInterrupt, RenderCancelled):
         err.print("interrupted: finished nodes are cached; run the same command again to resume", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -89,6 +88,25 @@ def render_command(
     out.print(f"wrote {_shown(result.output)} ({timeline.total_frames} frames, {float(timeline.total_frames / timeline.fps):.3f}s) "
               f"in {time.perf_counter() - started:.1f}s; ran {len(result.ran)} node(s)", markup=False)
     out.print(f"manifest {_shown(result.manifest)}", markup=False)
+
+
+@app.command()
+def watch(
+    spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+    preview_first: Annotated[bool, typer.Option("--preview-first", help="Render with `preview` first (to NAME.preview.mp4), then the full render.")] = False,
+) -> None:
+    """Render, then re-render whenever the spec, an include or an asset changes. Ctrl-C exits."""
+    from scenekit.watch.console import ConsoleWatchEvents
+    from scenekit.watch.loop import WatchLoop
+
+    loop = WatchLoop(spec, _options(model, cache_dir, allow_outside, var), ConsoleWatchEvents(out, err),
+                     lambda: RichProgress(out), preview_first=preview_first)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        loop.stop()
+        err.print("stopped watching", markup=False)
 
 
 @app.command()

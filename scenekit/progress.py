@@ -19,7 +19,7 @@ from scenekit.graph.nodes import Node
 
 
 class RichProgress:
-    """RenderEvents shown as two progress bars; use as a context manager."""
+    """RenderEvents shown as two progress bars (shown from `planned` until `closed`)."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -30,17 +30,11 @@ class RichProgress:
         self.overall: TaskID | None = None
         self.current: TaskID | None = None
 
-    def __enter__(self) -> RichProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
     def planned(self, plan: list[PlannedNode]) -> None:
         runs = sum(1 for p in plan if p.status == "run")
         cached = len(plan) - runs
         self.console.print(f"{len(plan)} nodes: {runs} to run, {cached} cached", markup=False, highlight=False)
+        self.progress.start()
         self.overall = self.progress.add_task("render", total=max(runs, 1) if runs else 1, completed=0 if runs else 1)
 
     def node_started(self, node: Node, position: int, total: int) -> None:
@@ -61,3 +55,6 @@ class RichProgress:
         if self.overall is not None:
             self.progress.advance(self.overall)
         self.console.print(f"  done {node.id} in {seconds:.2f}s", markup=False, highlight=False)
+
+    def closed(self) -> None:
+        self.progress.stop()

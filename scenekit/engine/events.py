@@ -23,6 +23,9 @@ class RenderEvents(Protocol):
     def node_finished(self, node: Node, seconds: float) -> None:
         """The running node's output is in the cache."""
 
+    def closed(self) -> None:
+        """The render ended: finished, failed or cancelled."""
+
 
 class SilentEvents:
     """Ignores every event."""
@@ -37,4 +40,7 @@ class SilentEvents:
         pass
 
     def node_finished(self, node: Node, seconds: float) -> None:
+        pass
+
+    def closed(self) -> None:
         pass

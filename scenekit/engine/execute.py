@@ -15,6 +15,31 @@ from scenekit.graph.nodes import Node
 from scenekit.ops import get_operation
 
 
+class Cancellation:
+    """Asks a render to stop: before its next node, and inside the running node (at its next step)
+    unless that node's output is still wanted (its key is in `keep`)."""
+
+    def __init__(self) -> None:
+        self._requested = threading.Event()
+        self._keep: frozenset[str] = frozenset()
+
+    def cancel(self, keep: frozenset[str] = frozenset()) -> None:
+        self._keep = keep
+        self._requested.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._requested.is_set()
+
+    def check_before(self, node: Node) -> None:
+        if self._requested.is_set():
+            raise RenderCancelled(f"cancelled before {node.id}")
+
+    def check_during(self, node: Node) -> None:
+        if self._requested.is_set() and node.key not in self._keep:
+            raise RenderCancelled(f"cancelled during {node.id}")
+
+
 @dataclass
 class _Context:
     """What a running operation sees: its work folder, progress reporting and cancellation."""
@@ -22,11 +47,10 @@ class _Context:
     workdir: Path
     node: Node
     events: RenderEvents
-    cancel: threading.Event
+    cancellation: Cancellation
 
     def step(self, done: int, total: int) -> None:
-        if self.cancel.is_set():
-            raise RenderCancelled(f"cancelled during {self.node.id}")
+        self.cancellation.check_during(self.node)
         self.events.node_step(self.node, done, total)
 
 
@@ -41,11 +65,11 @@ class Execution:
 class Executor:
     """Brings a graph's target into the cache, running only what is missing."""
 
-    def __init__(self, render_graph: RenderGraph, cache: CacheStore, events: RenderEvents, cancel: threading.Event | None = None):
+    def __init__(self, render_graph: RenderGraph, cache: CacheStore, events: RenderEvents, cancellation: Cancellation | None = None):
         self.graph = render_graph
         self.cache = cache
         self.events = events
-        self.cancel = cancel or threading.Event()
+        self.cancellation = cancellation or Cancellation()
         self.result = Execution()
         self._to_run = 0
         self._started = 0
@@ -69,8 +93,7 @@ class Executor:
         return folder
 
     def _run(self, node: Node, inputs: dict[str, Path]) -> Path:
-        if self.cancel.is_set():
-            raise RenderCancelled(f"cancelled before {node.id}")
+        self.cancellation.check_before(node)
         self._started += 1
         self._to_run = max(self._to_run, self._started)
         self.events.node_started(node, self._started, self._to_run)
@@ -78,7 +101,7 @@ class Executor:
         started = time.perf_counter()
         with self.cache.stage(node.key, op=node.op, node=node.id) as workdir:
             try:
-                operation.run(node, inputs, _Context(workdir, node, self.events, self.cancel))
+                operation.run(node, inputs, _Context(workdir, node, self.events, self.cancellation))
             except (RenderCancelled, KeyboardInterrupt):
                 raise
             except Exception as exc:

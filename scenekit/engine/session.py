@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
-from scenekit.engine.execute import Executor
+from scenekit.engine.execute import Cancellation, Executor
 from scenekit.engine.manifest import build_manifest, manifest_path, read_previous_nodes
 from scenekit.engine.plan import PlannedNode, make_plan
 from scenekit.fsutil import atomic_copy, atomic_write_text
@@ -35,6 +34,8 @@ class RenderOptions:
     cache_dir: Path | None = None
     allow_outside: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
+    output_variant: str | None = None
+    """Writes `NAME.VARIANT.mp4` beside the spec's output instead (e.g. `preview` renders in watch mode)."""
 
 
 @dataclass
@@ -75,17 +76,23 @@ def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
     policy = PathPolicy(find_project_root(spec_file), options.allow_outside)
     loaded = load_spec(spec_file, policy, options.variables)
     timeline = resolve_timeline(loaded, policy, available_profiles(), options.model)
+    if options.output_variant:
+        output = timeline.output_file
+        timeline.output_file = output.with_name(f"{output.stem}.{options.output_variant}{output.suffix}")
     cache = CacheStore((options.cache_dir or default_cache_dir(spec_file)).resolve())
     return Prepared(loaded, timeline, compile_timeline(timeline), cache)
 
 
-def render(prepared: Prepared, events: RenderEvents, cancel: threading.Event | None = None) -> RenderResult:
+def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation | None = None) -> RenderResult:
     """Run what is not cached, then write the output video and its manifest (both atomically)."""
     prepared.cache.clean_stale()
     plan = prepared.plan()
     events.planned(plan)
-    executor = Executor(prepared.graph, prepared.cache, events, cancel)
-    execution = executor.run(sum(1 for p in plan if p.status == "run"))
+    try:
+        executor = Executor(prepared.graph, prepared.cache, events, cancellation)
+        execution = executor.run(sum(1 for p in plan if p.status == "run"))
+    finally:
+        events.closed()
     video = execution.outputs[prepared.graph.target] / VIDEO_FILE
     timeline = prepared.timeline
     atomic_copy(video, timeline.output_file)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -46,7 +47,7 @@ class ProfileDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     size: str = "768x512"
-    fps: float | str = 24
+    fps: int | float | str = 24
     overlap: int = 17
 
 
@@ -85,10 +86,14 @@ def builtin_profiles() -> dict[str, ModelProfile]:
     return found
 
 
-def available_profiles(extra_dirs: tuple[Path, ...] = ()) -> dict[str, ModelProfile]:
-    """Built-in profiles plus `*.yaml` profiles from `extra_dirs` (later ones win)."""
+PROFILE_PATH_ENV = "SCENEKIT_PROFILE_PATH"
+
+
+def available_profiles() -> dict[str, ModelProfile]:
+    """Built-in profiles plus `*.yaml` profiles from the folders in `$SCENEKIT_PROFILE_PATH` (later ones win)."""
     profiles = dict(builtin_profiles())
-    for folder in extra_dirs:
+    extra = os.environ.get(PROFILE_PATH_ENV, "")
+    for folder in (Path(p) for p in extra.split(os.pathsep) if p):
         for path in sorted(folder.glob("*.yaml")):
             profile = _read_profile(path.read_text(encoding="utf-8"))
             profiles[profile.name] = profile

@@ -20,9 +20,22 @@ def pydantic_issues(model: type[BaseModel], data: Any, sources: SourceMap) -> li
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        issues = [_issue(model, error, sources) for error in exc.errors(include_url=False)]
+        errors = _drop_missing_explained_by_typos(model, exc.errors(include_url=False))
+        issues = [_issue(model, error, sources) for error in errors]
         return list(dict.fromkeys(issues))
     return []
+
+
+def _drop_missing_explained_by_typos(model: type[BaseModel], errors: list[Any]) -> list[Any]:
+    """A misspelt key (`promt`) also makes the real one (`prompt`) missing: report only the typo."""
+    typos = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            path = _clean_path(tuple(error["loc"]))
+            allowed = _allowed_keys(model, path[:-1])
+            for close in difflib.get_close_matches(str(path[-1]), sorted(allowed), n=1, cutoff=0.6):
+                typos.add(path[:-1] + (close,))
+    return [e for e in errors if not (e["type"] == "missing" and _clean_path(tuple(e["loc"])) in typos)]
 
 
 def _issue(model: type[BaseModel], error: Any, sources: SourceMap) -> SpecIssue:

@@ -1,0 +1,1 @@
+"""`scenekit watch`: re-render on save."""

@@ -1,0 +1,171 @@
+"""A real watcher on a temp folder: edits re-render what changed, nothing else."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Project
+from scenekit.engine.events import SilentEvents
+from scenekit.engine.session import RenderOptions
+from scenekit.graph.nodes import Node
+from scenekit.watch.loop import WatchLoop
+
+SCENE = """
+    scenekit: 1
+    defaults: {size: 128x96, fps: 12}
+    clips:
+      - {id: a, prompt: "first", frames: 12}
+      - {id: b, prompt: "second", frames: 12}
+      - {id: c, prompt: "third", frames: 12, transition: crossfade}
+    output: {file: out.mp4, preset: ultrafast}
+"""
+
+SLOW_SCENE = SCENE.replace("128x96", "768x512").replace('"first", frames: 12', '"first", frames: 240')
+
+
+class Recorder(SilentEvents):
+    """Records watch events and node starts, with a condition to wait on."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple] = []
+        self.started: list[str] = []
+        self.condition = threading.Condition()
+
+    def _add(self, *item: object) -> None:
+        with self.condition:
+            self.log.append(item)
+            self.condition.notify_all()
+
+    def state(self, text: str) -> None:
+        self._add("state", text.split(":")[0])
+
+    def changed(self, changes, reruns) -> None:
+        self._add("changed", changes, sorted(reruns))
+
+    def invalid(self, issues) -> None:
+        self._add("invalid", [issue.field for issue in issues])
+
+    def rendered(self, label, result, seconds) -> None:
+        self._add("rendered", label, sorted(result.ran))
+
+    def cancelled(self, label) -> None:
+        self._add("cancelled", label)
+
+    def failed(self, label, message) -> None:
+        self._add("failed", label, message)
+
+    def node_started(self, node: Node, position: int, total: int) -> None:
+        self.started.append(node.id)
+        self._add("started", node.id)
+
+    def wait_for(self, kind: str, count: int = 1, timeout: float = 30) -> list[tuple]:
+        with self.condition:
+            assert self.condition.wait_for(lambda: len(self.of(kind)) >= count, timeout), self.log
+            return self.of(kind)
+
+    def of(self, kind: str) -> list[tuple]:
+        return [item for item in self.log if item[0] == kind]
+
+
+@pytest.fixture
+def watching(project: Project):
+    def start(text: str = SCENE, **kwargs) -> Recorder:
+        project.write(text)
+        recorder = Recorder()
+        loop = WatchLoop(project.spec, RenderOptions(cache_dir=project.cache), recorder, lambda: recorder, **kwargs)
+        thread = threading.Thread(target=loop.run, daemon=True)
+        thread.start()
+        started.append((loop, thread))
+        recorder.wait_for("changed")
+        return recorder
+
+    started: list[tuple[WatchLoop, threading.Thread]] = []
+    yield start
+    for loop, thread in started:
+        loop.stop()
+        thread.join(10)
+
+
+def save(path: Path, text: str) -> None:
+    """Save the way editors do: write a temp file, then rename it over the original."""
+    temp = path.with_suffix(".swp")
+    temp.write_text(text)
+    temp.replace(path)
+
+
+def test_edit_rerenders_only_that_clip_and_the_stitch(project: Project, watching):
+    recorder = watching()
+    assert recorder.wait_for("rendered")[0][2] == ["a/generate", "b/generate", "c/generate", "stitch"]
+    save(project.spec, project.spec.read_text().replace('"second"', '"second take"'))
+    recorder.wait_for("rendered", 2)
+    assert recorder.of("changed")[1] == ("changed", ["clips[1].prompt"], ["b/generate", "stitch"])
+    assert recorder.of("rendered")[1][2] == ["b/generate", "stitch"]
+
+
+def test_unchanged_save_rerenders_nothing(project: Project, watching):
+    recorder = watching()
+    recorder.wait_for("rendered")
+    text = project.spec.read_text()
+    save(project.spec, text)
+    project.spec.touch()
+    time.sleep(0.6)
+    assert len(recorder.of("changed")) == 1 and len(recorder.of("rendered")) == 1
+
+
+def test_invalid_edit_reports_and_recovers(project: Project, watching):
+    recorder = watching()
+    recorder.wait_for("rendered")
+    good = project.spec.read_text()
+    save(project.spec, good.replace("frames: 12}\n  - {id: b", "frames: -1}\n  - {id: b"))
+    assert recorder.wait_for("invalid")[0] == ("invalid", ["clips[0].frames"])
+    assert (project.root / "out.mp4").is_file()  # the last good render stays
+    save(project.spec, good.replace('"first"', '"first again"'))
+    recorder.wait_for("rendered", 2)
+    assert recorder.of("rendered")[1][2] == ["a/generate", "stitch"]
+
+
+def test_change_during_render_cancels_stale_node_and_restarts(project: Project, watching):
+    slow = SLOW_SCENE
+    recorder = watching(slow)
+    while "a/generate" not in recorder.started:
+        time.sleep(0.005)
+    save(project.spec, slow.replace('"first"', '"first, edited"'))
+    recorder.wait_for("rendered")
+    assert recorder.of("cancelled") == [("cancelled", "render")]
+    assert recorder.of("rendered")[0][2] == ["a/generate", "b/generate", "c/generate", "stitch"]
+    assert not list((project.cache / "tmp").iterdir())
+    assert len(list(project.cache.glob("objects/*/*/entry.json"))) == 4  # nothing from the cancelled node
+
+
+def test_change_elsewhere_during_render_lets_the_running_node_finish(project: Project, watching):
+    slow = SLOW_SCENE
+    recorder = watching(slow)
+    while "a/generate" not in recorder.started:
+        time.sleep(0.005)
+    save(project.spec, slow.replace('"third"', '"third, edited"'))
+    recorder.wait_for("rendered")
+    assert recorder.of("cancelled") == [("cancelled", "render")]
+    assert recorder.started.count("a/generate") == 1  # kept running, then taken from the cache
+    assert recorder.of("rendered")[0][2] == ["b/generate", "c/generate", "stitch"]
+
+
+def test_preview_first_renders_preview_then_full_with_separate_outputs_and_keys(project: Project, watching, monkeypatch):
+    profiles = project.root / "profiles"
+    profiles.mkdir()
+    (profiles / "sharp.yaml").write_text("name: sharp\nbackend: preview\nversion: 1\nconstraints: {size_multiple: 32, frame_step: 8}\n")
+    monkeypatch.setenv("SCENEKIT_PROFILE_PATH", str(profiles))
+    recorder = watching(SCENE.replace("fps: 12}", "fps: 12, model: sharp}"), preview_first=True)
+    recorder.wait_for("state")
+    assert [item[1] for item in recorder.of("rendered")] == ["preview", "render"]
+    assert all(len(item[2]) == 4 for item in recorder.of("rendered"))  # no cache entry is shared
+    assert (project.root / "out.preview.mp4").is_file() and (project.root / "out.mp4").is_file()
+
+
+def test_preview_first_with_preview_clips_renders_once(project: Project, watching):
+    recorder = watching(preview_first=True)
+    recorder.wait_for("state")
+    assert [item[1] for item in recorder.of("rendered")] == ["render"]
