@@ -159,11 +159,18 @@ class _Resolver:
         return {"output.crf": display(("output", "crf")), "output.preset": display(("output", "preset"))}
 
     def check_unique_ids(self, clips: list[Clip]) -> None:
+        display = self.loaded.sources.display
         seen: dict[str, int] = {}
         for index, clip in enumerate(clips):
-            if clip.id in seen:
-                self.fail(("clips", index, "id"), f"duplicate clip id `{clip.id}` (also clips[{seen[clip.id]}])", "give every clip its own id")
-            seen.setdefault(clip.id, index)
+            if clip.id not in seen:
+                seen[clip.id] = index
+                continue
+            first = display(("clips", seen[clip.id], "id"))
+            if first == display(("clips", index, "id")):
+                self.fail(("clips", index, "id"), f"duplicate clip id `{clip.id}`: the loop generates it more than once",
+                          "make the id depend on the loop, e.g. `id: \"shot-{{ loop.index }}\"`")
+            else:
+                self.fail(("clips", index, "id"), f"duplicate clip id `{clip.id}` (also {first})", "give every clip its own id")
 
     def resolve_profile(self, index: int, clip: Clip) -> tuple[ModelProfile | None, FieldPath | None]:
         name, origin = self.setting(index, clip, "model")
@@ -172,10 +179,10 @@ class _Resolver:
         name = name or DEFAULT_PROFILE
         if name not in self.profiles:
             close = difflib.get_close_matches(str(name), list(self.profiles), n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"available: {', '.join(sorted(self.profiles))}"
+            hint = (f"did you mean `{close[0]}`? " if close else "") + f"Available: {', '.join(sorted(self.profiles))} (`scenekit profiles` lists them)"
             if origin is None:
-                raise SpecError([SpecIssue(f"unknown model profile `{name}` (from --model)", hint=hint + "; `scenekit profiles` lists them")])
-            self.fail(origin, f"unknown model profile `{name}`", hint + "; `scenekit profiles` lists them")
+                raise SpecError([SpecIssue(f"unknown model profile `{name}` (from --model)", hint=hint)])
+            self.fail(origin, f"unknown model profile `{name}`", hint)
             return None, origin
         return self.profiles[str(name)], origin
 
@@ -338,7 +345,7 @@ class _Resolver:
         for clip in clips:
             graph.add_node(clip.id)
             for target in [clip.continues] + [c.clip for c in clip.conditions if c.kind == "clip"]:
-                if target is not None:
+                if target is not None and target != clip.id:  # a self-reference is reported already
                     graph.add_edge(clip.id, target)
         try:
             cycle = nx.find_cycle(graph)
@@ -358,16 +365,22 @@ class _Resolver:
             elif (clip.width, clip.height) != (first.width, first.height):
                 self.fail(("clips", clip.index, "size"), f"all clips share one size; this clip is {clip.width}x{clip.height}, `{first.id}` is {first.width}x{first.height}",
                           "set `size` once under `defaults`")
-        for previous, clip, following in zip([None] + clips[:-1], clips, clips[1:] + [None]):
-            t_in = clip.transition_frames
-            t_out = following.transition_frames if following else 0
+        for previous, clip in zip(clips, clips[1:]):
             path = ("clips", clip.index, "transition", "duration")
-            if previous is not None and t_in > previous.frames:
-                self.fail(path, f"the {clip.transition} ({t_in} frames) is longer than the clip before it, `{previous.id}` ({previous.frames} frames)",
+            if clip.transition_frames > previous.frames:
+                self.fail(path, f"the {clip.transition} ({clip.transition_frames} frames) is longer than the clip before it, "
+                          f"`{previous.id}` ({previous.frames} frames)", "shorten the transition")
+            elif clip.transition_frames > clip.frames:
+                self.fail(path, f"the {clip.transition} ({clip.transition_frames} frames) is longer than the clip itself ({clip.frames} frames)",
                           "shorten the transition")
-            elif t_in + t_out > clip.frames:
-                self.fail(path, f"clip `{clip.id}` ({clip.frames} frames) is shorter than its transitions in and out ({t_in} + {t_out} frames)",
-                          "lengthen the clip or shorten the transitions")
+        if self.issues:
+            return
+        for clip, following in zip(clips, clips[1:] + [None]):
+            t_in, t_out = clip.transition_frames, following.transition_frames if following else 0
+            if t_in + t_out > clip.frames:
+                length = "frames" if written[clip.index].frames is not None else "duration"
+                self.fail(("clips", clip.index, length), f"clip `{clip.id}` ({clip.frames} frames) is shorter than its transitions in and out "
+                          f"({t_in} + {t_out} frames)", "lengthen the clip or shorten the transitions")
 
     def resolve_output(self) -> Path | None:
         written = self.spec.output.file or f"renders/{self.spec.name or self.loaded.path.stem}.mp4"

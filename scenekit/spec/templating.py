@@ -67,6 +67,9 @@ class Templater:
     def _expand_clips(self, entries: list[Any]) -> list[Any]:
         clips: list[Any] = []
         new_sources = SourceMap()
+        for table, new_table in ((self.sources.values, new_sources.values), (self.sources.keys, new_sources.keys)):
+            if ("clips",) in table:
+                new_table[("clips",)] = table[("clips",)]
         for index, entry in enumerate(entries):
             if isinstance(entry, dict) and "for" in entry:
                 generated = self._expand_loop(entry, ("clips", index))

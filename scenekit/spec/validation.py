@@ -56,7 +56,7 @@ def _issue(model: type[BaseModel], error: Any, sources: SourceMap) -> SpecIssue:
         )
     value = error.get("input")
     shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) and kind != "value_error" else ""
-    return SpecIssue(message + shown, sources.locate(path), sources.display(path), _hint_for(kind, error))
+    return SpecIssue(message + shown, sources.locate(path), sources.display(path), _hint_for(kind, error, path))
 
 
 def _clean_path(loc: FieldPath) -> FieldPath:
@@ -69,11 +69,15 @@ def _clean_path(loc: FieldPath) -> FieldPath:
     return tuple(cleaned)
 
 
-def _hint_for(kind: str, error: Any) -> str | None:
+def _hint_for(kind: str, error: Any, path: FieldPath) -> str | None:
     if kind == "literal_error":
         return f"use one of: {error.get('ctx', {}).get('expected', '')}"
-    if kind == "string_pattern_mismatch":
+    if kind == "string_pattern_mismatch" and path[-1] == "id":
         return "ids are lower-case letters, digits, '-' and '_', starting with a letter or digit"
+    if kind == "string_pattern_mismatch" and path[-1] == "name":
+        return "a name is letters, digits, '.', '-' and '_', starting with a letter or digit (no spaces)"
+    if kind == "string_pattern_mismatch" and path[-1] == "for":
+        return "write `for: NAME in EXPRESSION`, e.g. for: shot in shots"
     if kind in {"int_parsing", "int_type", "int_from_float"}:
         return "write a whole number"
     if kind in {"float_parsing", "float_type"}:

@@ -16,17 +16,25 @@ from scenekit.spec.source import SourceMap
 def read_yaml(path: Path) -> tuple[Any, SourceMap]:
     """Parse one YAML file; returns plain dicts/lists/scalars and where each came from."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError([SpecIssue(f"file not found: {path}", hint="check the path")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise SpecError([SpecIssue(f"cannot read {path}: {exc}", Location(path, 1, 1))]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError([SpecIssue(f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})", Location(path, line, column),
+                                   hint="save the file as UTF-8")]) from None
     try:
         document = YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        ran_off_the_end = "end of stream" in (exc.problem or "")
+        mark = (exc.context_mark if ran_off_the_end else None) or exc.problem_mark or exc.context_mark
         location = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = "; ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
         raise SpecError(
             [SpecIssue(f"YAML syntax: {problem}", location, hint="fix the YAML syntax at this place (indentation, quotes, colons)")]
         ) from None
@@ -47,11 +55,9 @@ def _plain(node: Any, path: FieldPath, file: Path, sources: SourceMap) -> Any:
     if isinstance(node, CommentedMap):
         result = {}
         for key in node:
-            key_line, key_col = node.lc.key(key)
-            value_line, value_col = node.lc.value(key)
             child = path + (str(key),)
-            sources.keys[child] = Location(file, key_line + 1, key_col + 1)
-            sources.values[child] = Location(file, value_line + 1, value_col + 1)
+            sources.keys[child] = _mark(node, file, key, 0)
+            sources.values[child] = _mark(node, file, key, 2)
             result[str(key)] = _plain(node[key], child, file, sources)
         return result
     if isinstance(node, CommentedSeq):
@@ -66,3 +72,11 @@ def _plain(node: Any, path: FieldPath, file: Path, sources: SourceMap) -> Any:
     if hasattr(node, "__float__") and not isinstance(node, int | float | bool):
         return float(node)
     return node
+
+
+def _mark(node: CommentedMap, file: Path, key: Any, offset: int) -> Location:
+    """Where a key (offset 0) or its value (offset 2) is; merged keys (`<<: *anchor`) point at the mapping."""
+    position = node.lc.data.get(key)
+    if position is None:
+        return Location(file, node.lc.line + 1, node.lc.col + 1)
+    return Location(file, position[offset] + 1, position[offset + 1] + 1)
