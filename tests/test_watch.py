@@ -128,13 +128,18 @@ def test_invalid_edit_reports_and_recovers(project: Project, watching):
     assert recorder.of("rendered")[1][2] == ["a/generate", "stitch"]
 
 
-def test_change_during_render_cancels_stale_node_and_restarts(project: Project, watching):
-    slow = SLOW_SCENE
-    recorder = watching(slow)
+def edit_while_first_clip_renders(project: Project, watching, old: str, new: str) -> Recorder:
+    """Start watching a slow scene and save an edit while `a/generate` is running."""
+    recorder = watching(SLOW_SCENE)
     while "a/generate" not in recorder.started:
         time.sleep(0.005)
-    save(project.spec, slow.replace('"first"', '"first, edited"'))
+    save(project.spec, SLOW_SCENE.replace(old, new))
     recorder.wait_for("rendered")
+    return recorder
+
+
+def test_change_during_render_cancels_stale_node_and_restarts(project: Project, watching):
+    recorder = edit_while_first_clip_renders(project, watching, '"first"', '"first, edited"')
     assert recorder.of("cancelled") == [("cancelled", "render")]
     assert recorder.of("rendered")[0][2] == ["a/generate", "b/generate", "c/generate", "stitch"]
     assert not list((project.cache / "tmp").iterdir())
@@ -142,12 +147,7 @@ def test_change_during_render_cancels_stale_node_and_restarts(project: Project, 
 
 
 def test_change_elsewhere_during_render_lets_the_running_node_finish(project: Project, watching):
-    slow = SLOW_SCENE
-    recorder = watching(slow)
-    while "a/generate" not in recorder.started:
-        time.sleep(0.005)
-    save(project.spec, slow.replace('"third"', '"third, edited"'))
-    recorder.wait_for("rendered")
+    recorder = edit_while_first_clip_renders(project, watching, '"third"', '"third, edited"')
     assert recorder.of("cancelled") == [("cancelled", "render")]
     assert recorder.started.count("a/generate") == 1  # kept running, then taken from the cache
     assert recorder.of("rendered")[0][2] == ["b/generate", "c/generate", "stitch"]

@@ -11,6 +11,10 @@ def _safe_id(node_id: str) -> str:
     return "n_" + re.sub(r"\W", "_", node_id)
 
 
+def _edges(plan: list[PlannedNode]) -> list[tuple[str, str]]:
+    return [(dep, item.node.id) for item in plan for dep in item.node.inputs.values()]
+
+
 def to_mermaid(plan: list[PlannedNode]) -> str:
     """A Mermaid flowchart; cached nodes are drawn dashed."""
     lines = ["flowchart LR"]
@@ -19,9 +23,7 @@ def to_mermaid(plan: list[PlannedNode]) -> str:
         lines.append(f'  {_safe_id(node.id)}["{node.id}<br/><small>{node.op} · {item.status}</small>"]')
         if item.status == "cached":
             lines.append(f"  class {_safe_id(node.id)} cached")
-    for item in plan:
-        for dep in item.node.inputs.values():
-            lines.append(f"  {_safe_id(dep)} --> {_safe_id(item.node.id)}")
+    lines += [f"  {_safe_id(source)} --> {_safe_id(target)}" for source, target in _edges(plan)]
     lines.append("  classDef cached stroke-dasharray: 4 3")
     return "\n".join(lines) + "\n"
 
@@ -34,8 +36,6 @@ def to_dot(plan: list[PlannedNode]) -> str:
         style = ', style="dashed"' if item.status == "cached" else ""
         label = f"{node.id}\\n{node.op} · {item.status}"
         lines.append(f'  "{node.id}" [label="{label}"{style}];')
-    for item in plan:
-        for dep in item.node.inputs.values():
-            lines.append(f'  "{dep}" -> "{item.node.id}";')
+    lines += [f'  "{source}" -> "{target}";' for source, target in _edges(plan)]
     lines.append("}")
     return "\n".join(lines) + "\n"
