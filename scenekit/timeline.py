@@ -21,7 +21,7 @@ from scenekit.errors import FieldPath, SpecError, SpecIssue
 from scenekit.profiles import ModelProfile
 from scenekit.spec.assets import Asset, check_image, check_video, file_sha256
 from scenekit.spec.loader import LoadedSpec
-from scenekit.spec.models import Clip
+from scenekit.spec.models import Clip, Conditioning
 from scenekit.spec.paths import PathPolicy
 from scenekit.units import Duration, parse_duration, parse_fps, parse_size
 
@@ -258,7 +258,7 @@ class _Resolver:
             self.fail(("clips", index, "transition", "duration"), f"a {spec.type} needs at least one frame", "give it a duration such as 0.5s")
         return spec.type, frames
 
-    def resolve_condition(self, index: int, j: int, cond, fps: Fraction, frames: int) -> ResolvedCondition | None:
+    def resolve_condition(self, index: int, j: int, cond: Conditioning, fps: Fraction, frames: int) -> ResolvedCondition | None:
         path = ("clips", index, "conditioning", j)
         at = self.frame_position(path + ("frame",), cond.frame, fps, frames)
         if cond.clip is not None:

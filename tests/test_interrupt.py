@@ -45,3 +45,22 @@ def test_sigkill_midway_then_rerun_resumes_from_cache(project: Project):
     frames, _, _ = read_video(result.output)
     assert len(frames) == 6 * 48
     assert not list((project.cache / "tmp").iterdir())  # the killed process's work folder was cleaned up
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130_and_leaves_nothing_half_written(project: Project):
+    project.spec.write_text(SCENE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scenekit", "render", str(project.spec), "--cache-dir", str(project.cache)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(project.cache.glob("objects/*/*/entry.json")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+    assert not list((project.cache / "tmp").iterdir())
+    assert not (project.root / "out.mp4").exists()
+    assert not [p for p in project.root.iterdir() if p.name.endswith(".tmp")]

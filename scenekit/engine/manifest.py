@@ -37,7 +37,7 @@ def read_previous_nodes(output_file: Path) -> dict[str, dict[str, Any]]:
 
 
 def build_manifest(
-    *, spec_file: Path, spec_files: list[Path], asset_files: list[Path], timeline: Timeline, render_graph: RenderGraph,
+    *, root: Path, spec_file: Path, spec_files: list[Path], asset_files: list[Path], timeline: Timeline, render_graph: RenderGraph,
     plan: list[PlannedNode], seconds: dict[str, float], output_sha256: str,
 ) -> dict[str, Any]:
     """Everything needed to trace and explain a render."""
@@ -55,18 +55,20 @@ def build_manifest(
         })
         nodes.append(record)
     width, height = timeline.size
-    spec_hashes = [{"path": str(p), "sha256": file_sha256(p)} for p in spec_files]
+    shown = lambda path: str(path.relative_to(root)) if path.is_relative_to(root) else str(path)  # noqa: E731
+    spec_hashes = [{"path": shown(p), "sha256": file_sha256(p)} for p in spec_files]
     return {
         "scenekit": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spec": {
-            "file": str(spec_file),
+            "file": shown(spec_file),
+            "project": str(root),
             "sha256": hashlib.sha256("".join(f["sha256"] for f in spec_hashes).encode()).hexdigest(),
             "files": spec_hashes,
             "git": git_state(spec_file, spec_files + asset_files),
         },
         "output": {
-            "file": str(timeline.output_file), "sha256": output_sha256, "frames": timeline.total_frames,
+            "file": shown(timeline.output_file), "sha256": output_sha256, "frames": timeline.total_frames,
             "fps": format_rate(timeline.fps), "duration_s": float(timeline.total_frames / timeline.fps),
             "width": width, "height": height,
         },

@@ -46,6 +46,7 @@ class Prepared:
     timeline: Timeline
     graph: RenderGraph
     cache: CacheStore
+    root: Path
 
     @property
     def asset_files(self) -> list[Path]:
@@ -80,7 +81,7 @@ def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
         output = timeline.output_file
         timeline.output_file = output.with_name(f"{output.stem}.{options.output_variant}{output.suffix}")
     cache = CacheStore((options.cache_dir or default_cache_dir(spec_file)).resolve())
-    return Prepared(loaded, timeline, compile_timeline(timeline), cache)
+    return Prepared(loaded, timeline, compile_timeline(timeline), cache, policy.root)
 
 
 def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation | None = None) -> RenderResult:
@@ -97,7 +98,7 @@ def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation 
     timeline = prepared.timeline
     atomic_copy(video, timeline.output_file)
     manifest = build_manifest(
-        spec_file=prepared.loaded.path, spec_files=prepared.loaded.files, asset_files=prepared.asset_files,
+        root=prepared.root, spec_file=prepared.loaded.path, spec_files=prepared.loaded.files, asset_files=prepared.asset_files,
         timeline=timeline, render_graph=prepared.graph, plan=plan, seconds=execution.seconds,
         output_sha256=file_sha256(timeline.output_file),
     )

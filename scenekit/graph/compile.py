@@ -10,7 +10,7 @@ from scenekit.backends import get_backend
 from scenekit.graph.nodes import Node
 from scenekit.ops import get_operation
 from scenekit.stitch import stitch_node
-from scenekit.timeline import Timeline
+from scenekit.timeline import ResolvedClip, Timeline
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _add(graph: nx.DiGraph, node: Node) -> None:
         graph.add_edge(dep, node.id)
 
 
-def _clips_in_dependency_order(timeline: Timeline) -> list:
+def _clips_in_dependency_order(timeline: Timeline) -> list[ResolvedClip]:
     deps = nx.DiGraph()
     for clip in timeline.clips:
         deps.add_node(clip.id)
