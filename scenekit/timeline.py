@@ -26,6 +26,7 @@ from scenekit.spec.paths import PathPolicy
 from scenekit.units import Duration, parse_duration, parse_fps, parse_size
 
 DEFAULT_PROFILE = "preview"
+KNOBS = ("negative_prompt", "steps", "guidance", "stg", "drift_control")
 DEFAULT_TRANSITION = Duration(seconds=Fraction(1, 2))
 
 
@@ -60,6 +61,7 @@ class ResolvedClip:
     transition_frames: int
     conditions: list[ResolvedCondition]
     sources: dict[str, str] = field(default_factory=dict)
+    knobs: dict[str, object] = field(default_factory=dict)
 
     @property
     def blended_context(self) -> int:
@@ -87,6 +89,8 @@ class Timeline:
     crf: int
     preset: str
     sources: dict[str, str]
+    spec_dir: Path
+    models: dict[str, str] = field(default_factory=dict)
 
     @property
     def fps(self) -> Fraction:
@@ -152,7 +156,8 @@ class _Resolver:
             raise SpecError(self.issues)
         assert output is not None
         name = self.spec.name or self.loaded.path.stem
-        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources())
+        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(),
+                        self.loaded.path.parent, dict(self.spec.models))
 
     def written_sources(self) -> dict[str, str]:
         display = self.loaded.sources.display
@@ -220,17 +225,34 @@ class _Resolver:
         transition, transition_frames = self.resolve_transition(index, clip, fps)
         sources["transition"] = display(("clips", index, "transition"))
         conditions = [c for j, cond in enumerate(clip.conditioning) if (c := self.resolve_condition(index, j, cond, fps, frames)) is not None]
+        knobs = self.resolve_knobs(index, clip, profile, sources)
         if len(self.issues) > before:
             return None
         resolved = ResolvedClip(
             index, clip.id, clip.prompt, profile, width, height, fps, seed if seed is not None else 0, frames,
-            clip.continue_, overlap, transition, transition_frames, conditions, sources,
+            clip.continue_, overlap, transition, transition_frames, conditions, sources, knobs,
         )
         if resolved.generated_frames > profile.constraints.max_frames:
             self.fail(length_field, f"the clip needs {resolved.generated_frames} generated frames; model `{profile.name}` makes at most {profile.constraints.max_frames}",
                       "split it into clips that continue each other")
             return None
         return resolved
+
+    def resolve_knobs(self, index: int, clip: Clip, profile: ModelProfile, sources: dict[str, str]) -> dict[str, object]:
+        """Model-specific settings (steps, guidance, ...) the clip or `defaults` set, checked against the profile."""
+        knobs = {}
+        for name in KNOBS:
+            value, origin = self.setting(index, clip, name)
+            if value is None:
+                continue
+            if name not in profile.knobs:
+                if self.model_override is None:
+                    takes = ", ".join(profile.knobs) or "none of them"
+                    self.fail(origin, f"model `{profile.name}` has no `{name}` setting", f"remove it; `{profile.name}` takes: {takes}")
+                continue
+            knobs[name] = value
+            sources[name] = self.loaded.sources.display(origin)
+        return knobs
 
     def check_size(self, profile: ModelProfile, width: int, height: int, origin: FieldPath) -> None:
         rules = profile.constraints

@@ -19,6 +19,7 @@ class Requirements(BaseModel):
     model_config = ConfigDict(extra="forbid")
     gpu: bool = False
     vram_gb: float = 0
+    min_compute_capability: float | None = None
 
 
 class Constraints(BaseModel):
@@ -63,6 +64,7 @@ class ModelProfile(BaseModel):
     requires: Requirements = Field(default_factory=Requirements)
     constraints: Constraints = Field(default_factory=Constraints)
     defaults: ProfileDefaults = Field(default_factory=ProfileDefaults)
+    knobs: list[str] = Field(default_factory=list, description="Clip settings this profile lets a spec override.")
 
     @property
     def identity(self) -> str:

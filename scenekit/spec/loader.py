@@ -14,7 +14,7 @@ from scenekit.spec.templating import Templater
 from scenekit.spec.validation import pydantic_issues
 from scenekit.spec.yaml_source import read_yaml
 
-_MERGED_MAPPINGS = ("vars", "defaults", "output")
+_MERGED_MAPPINGS = ("vars", "defaults", "output", "models")
 
 
 @dataclass

@@ -69,6 +69,14 @@ class ClipSettings(SpecModel):
     size: SizeValue | None = Field(None, description="WIDTHxHEIGHT of the generated video.")
     fps: FpsValue | None = Field(None, description="Frames per second.")
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(None, description="Random seed.")
+    negative_prompt: str | None = Field(None, description="What to steer away from (guided profiles).")
+    steps: int | None = Field(None, ge=1, le=200, description="Sampling steps of the first stage (profiles with a `steps` knob).")
+    guidance: float | None = Field(None, ge=1.0, le=20.0, description="Classifier-free guidance scale (profiles with a `guidance` knob).")
+    stg: float | None = Field(None, ge=0.0, le=10.0, description="Spatio-temporal guidance scale (profiles with an `stg` knob).")
+    drift_control: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="For continued clips: how strongly colours are pulled back to the chain's first clip (AdaIN of latents).",
+    )
 
 
 class Conditioning(SpecModel):
@@ -158,6 +166,9 @@ class SceneSpec(SpecModel):
     description: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict, description="Jinja2 variables for every string field.")
     include: list[str] = Field(default_factory=list, description="Spec files merged in before this one.")
+    models: dict[str, str] = Field(
+        default_factory=dict, description="Where a profile's weights are: profile name -> local folder or Hugging Face repo id."
+    )
     defaults: ClipSettings = Field(default_factory=ClipSettings)
     clips: list[ClipEntry] = Field(min_length=1)
     output: Output = Field(default_factory=Output)
