@@ -34,4 +34,8 @@ def get_backend(name: str) -> Backend:
         from scenekit.backends.preview import PreviewBackend
 
         return PreviewBackend()
+    if name == "ltx2":
+        from scenekit.backends.ltx2 import Ltx2Backend
+
+        return Ltx2Backend()
     raise KeyError(f"unknown backend `{name}`")

@@ -62,6 +62,13 @@ class Execution:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _affinity(node: Node, last: Node | None, position: int) -> tuple[bool, bool, int]:
+    """Sort key for ready nodes: same op as the last node first, then same weights, then spec order."""
+    if last is None:
+        return (False, False, position)
+    return (node.op != last.op, node.profile != last.profile, position)
+
+
 class Executor:
     """Brings a graph's target into the cache, running only what is missing."""
 
@@ -75,22 +82,54 @@ class Executor:
         self._started = 0
 
     def run(self, expected_runs: int) -> Execution:
-        """Produce the target's output; `expected_runs` sizes the progress display."""
+        """Produce the target's output; `expected_runs` sizes the progress display.
+
+        Among the nodes that are ready, the next one shares the op and then the weights of the node
+        that just ran when it can: all prompts are encoded while the text encoder is loaded, clips on
+        one profile run before the next profile is loaded.
+        """
         self._to_run = expected_runs
-        self.ensure(self.graph.target)
+        order = {node.id: index for index, node in enumerate(self.graph.ordered())}
+        pending = self._missing(self.graph.target)
+        last: Node | None = None
+        while pending:
+            ready = [n for n in pending if not any(dep in pending for dep in self.graph.node(n).inputs.values())]
+            node = self.graph.node(min(ready, key=lambda n: _affinity(self.graph.node(n), last, order[n])))
+            inputs = self._inputs(node)
+            if inputs is None:  # an input's cache entry turned out corrupt: it runs again first
+                pending |= self._missing(node.id)
+                continue
+            self.result.outputs[node.id] = self._run(node, inputs)
+            pending.discard(node.id)
+            last = node
+        if self.graph.target not in self.result.outputs:
+            folder = self.cache.open(self.graph.node(self.graph.target).key)
+            if folder is None:
+                return self.run(expected_runs)
+            self.result.outputs[self.graph.target] = folder
         return self.result
 
-    def ensure(self, node_id: str) -> Path:
-        """The cache folder of a node's output, computing it (and what it needs) if absent or corrupt."""
-        if node_id in self.result.outputs:
-            return self.result.outputs[node_id]
-        node = self.graph.node(node_id)
-        folder = self.cache.open(node.key)
-        if folder is None:
-            inputs = {name: self.ensure(dep) for name, dep in node.inputs.items()}
-            folder = self._run(node, inputs)
-        self.result.outputs[node_id] = folder
-        return folder
+    def _missing(self, node_id: str) -> set[str]:
+        """`node_id` and what it needs, where the cache does not hold them."""
+        missing: set[str] = set()
+        stack = [node_id]
+        while stack:
+            node = self.graph.node(stack.pop())
+            if node.id in missing or node.id in self.result.outputs or self.cache.has(node.key):
+                continue
+            missing.add(node.id)
+            stack.extend(node.inputs.values())
+        return missing
+
+    def _inputs(self, node: Node) -> dict[str, Path] | None:
+        """Verified cache folders of a node's inputs; None (after dropping it) if one is corrupt."""
+        inputs = {}
+        for name, dep in node.inputs.items():
+            folder = self.result.outputs.get(dep) or self.cache.open(self.graph.node(dep).key)
+            if folder is None:
+                return None
+            inputs[name] = folder
+        return inputs
 
     def _run(self, node: Node, inputs: dict[str, Path]) -> Path:
         self.cancellation.check_before(node)

@@ -39,6 +39,8 @@ class Node:
     profile: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
     key: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Run-time hints that are not part of the key, e.g. the folder the weights were found in."""
 
     def compute_key(self, op_version: int, input_keys: dict[str, str]) -> str:
         """Hash of what determines the output: op and version, parameters, file contents, profile, inputs.

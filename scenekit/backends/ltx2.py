@@ -1,0 +1,165 @@
+"""The `ltx2` backend: an LTX-2 clip as nodes at the natural cache boundaries.
+
+    prompt ──▶ stage1 ──▶ upsample ──▶ stage2 ──▶ decode (frames.mkv + audio.wav)
+
+Prompt embeddings depend only on the text encoder, so clips on different LTX-2 variants share
+them; editing only stage-2 settings re-runs stage 2 and decode. A continued clip conditions its
+stages on the tail of the clip it continues; `drift_control` pulls its stage-1 latents towards the
+statistics of the chain's first clip (AdaIN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scenekit.backends import ClipNodes, FramesOf
+from scenekit.errors import SpecError, SpecIssue
+from scenekit.graph.nodes import Node
+from scenekit.hardware import why_profile_cannot_run
+from scenekit.ltx2.settings import Ltx2Settings, Stage
+from scenekit.timeline import ResolvedClip, Timeline
+from scenekit.units import format_rate
+from scenekit.weights import MissingWeights, WeightsSource, resolve_weights
+
+ENCODE_PROMPT = "ltx2.encode_prompt"
+SAMPLE = "ltx2.sample"
+UPSAMPLE = "ltx2.upsample"
+DECODE = "ltx2.decode"
+
+
+def profile_settings(clip: ResolvedClip) -> Ltx2Settings:
+    """The typed `ltx2:` section of the clip's profile."""
+    return Ltx2Settings.model_validate(clip.profile.model_extra["ltx2"])
+
+
+def _fail(clip: ResolvedClip, message: str) -> SpecError:
+    return SpecError([SpecIssue(message, field=clip.sources.get("model"), hint=None)])
+
+
+def _chain_root(clip: ResolvedClip, timeline: Timeline) -> ResolvedClip:
+    while clip.continues is not None:
+        clip = timeline.clip(clip.continues)
+    return clip
+
+
+class Ltx2Backend:
+    """Expands a clip into prompt, sampling, upsampling and decode nodes."""
+
+    def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
+        settings = profile_settings(clip)
+        reason = why_profile_cannot_run(clip.profile, settings.precision.storage)
+        if reason:
+            raise _fail(clip, reason)
+        try:
+            weights = resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models, timeline.spec_dir)
+        except MissingWeights as exc:
+            raise _fail(clip, str(exc)) from None
+        prompt = self._prompt_node(clip, settings, weights)
+        nodes = [prompt]
+        previous: Node | None = None
+        for number, stage in enumerate(settings.stages, start=1):
+            if previous is not None and stage.scale > settings.stages[number - 2].scale:
+                previous = self._upsample_node(clip, weights, previous, number)
+                nodes.append(previous)
+            previous = self._stage_node(clip, timeline, settings, weights, stage, number, prompt, previous, frames_of)
+            nodes.append(previous)
+        decode = self._decode_node(clip, settings, weights, previous)
+        nodes.append(decode)
+        return ClipNodes(nodes, decode.id)
+
+    def _prompt_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource) -> Node:
+        guided = any(stage.guided for stage in settings.stages) and _cfg(clip, settings) > 1.0
+        params = {
+            "prompt": clip.prompt,
+            "negative_prompt": clip.knobs.get("negative_prompt", "") if guided else None,
+            "max_sequence_length": settings.max_sequence_length,
+            "precision": settings.precision.compute,
+        }
+        sources = {"prompt": clip.sources["prompt"], "negative_prompt": clip.sources.get("negative_prompt", "negative_prompt")}
+        return Node(f"{clip.id}/prompt", ENCODE_PROMPT, params, {}, {}, clip.id,
+                    weights.identity("text_encoder", "tokenizer"), sources, meta={"weights": str(weights.folder)})
+
+    def _stage_node(
+        self, clip: ResolvedClip, timeline: Timeline, settings: Ltx2Settings, weights: WeightsSource, stage: Stage,
+        number: int, prompt: Node, previous: Node | None, frames_of: FramesOf,
+    ) -> Node:
+        inputs: dict[str, str] = {"prompt": prompt.id}
+        files = {}
+        if previous is not None:
+            inputs["latents"] = previous.id
+        steps = clip.knobs.get("steps", stage.steps) if stage.guided else stage.steps
+        params: dict[str, Any] = {
+            "width": int(clip.width * stage.scale),
+            "height": int(clip.height * stage.scale),
+            "frames": clip.generated_frames,
+            "fps": format_rate(clip.fps),
+            "seed": clip.seed,
+            "sigmas": stage.sigmas,
+            "steps": steps if stage.sigmas is None else None,
+            "noise_scale": stage.noise_scale,
+            "guidance": self._guidance(clip, settings) if stage.guided else None,
+            "lora": None,
+            "crf": settings.conditioning_crf,
+            "precision": settings.precision.model_dump(),
+            "conditions": [],
+            "context": None,
+            "drift_control": None,
+        }
+        if stage.lora is not None:
+            lora = getattr(settings.weights, stage.lora)
+            params["lora"] = {"file": lora.file, "strength": lora.strength}
+        for index, cond in enumerate(clip.conditions):
+            name = f"cond{index}"
+            entry: dict[str, Any] = {"kind": cond.kind, "at": clip.segment_start + cond.at, "strength": cond.strength, "frames": cond.frames}
+            if cond.kind == "clip":
+                inputs[name] = frames_of(cond.clip)
+                source = timeline.clip(cond.clip)
+                entry["range"] = [source.segment_start + source.frames - cond.frames, source.segment_start + source.frames]
+            else:
+                files[name] = cond.asset
+            params["conditions"].append(entry)
+        if clip.continues is not None:
+            source = timeline.clip(clip.continues)
+            inputs["context"] = frames_of(source.id)
+            stop = source.segment_start + source.frames
+            params["context"] = [stop - clip.overlap, stop]
+            drift = clip.knobs.get("drift_control")
+            if number == 1 and drift:
+                inputs["reference"] = f"{_chain_root(clip, timeline).id}/stage1"
+                params["drift_control"] = drift
+        transformer = settings.weights.transformer
+        identity = weights.identity(transformer.file if transformer and (weights.folder / transformer.file).exists() else "transformer")
+        sources = {
+            "width": clip.sources["size"], "height": clip.sources["size"], "frames": clip.sources["frames"],
+            "fps": clip.sources["fps"], "seed": clip.sources["seed"], "steps": clip.sources.get("steps", f"profile {clip.profile.name}"),
+            "guidance": "guidance settings", "conditions": f"clips[{clip.index}].conditioning",
+            "context": clip.sources.get("overlap", "continue"), "drift_control": clip.sources.get("drift_control", "drift_control"),
+            "sigmas": f"profile {clip.profile.name}", "noise_scale": f"profile {clip.profile.name}",
+            "precision": f"profile {clip.profile.name}", "lora": f"profile {clip.profile.name}", "crf": f"profile {clip.profile.name}",
+        }
+        return Node(f"{clip.id}/stage{number}", SAMPLE, params, inputs, files, clip.id, f"{identity}:{settings.precision.storage}",
+                    sources, meta={"weights": str(weights.folder), "transformer_file": transformer.file if transformer else None})
+
+    def _guidance(self, clip: ResolvedClip, settings: Ltx2Settings) -> dict[str, Any]:
+        guidance = settings.guidance.model_dump()
+        guidance["cfg"] = _cfg(clip, settings)
+        guidance["stg"] = clip.knobs.get("stg", guidance["stg"])
+        return guidance
+
+    def _upsample_node(self, clip: ResolvedClip, weights: WeightsSource, previous: Node, number: int) -> Node:
+        return Node(f"{clip.id}/upsample", UPSAMPLE, {"factor": 2}, {"latents": previous.id}, {}, clip.id,
+                    weights.identity("latent_upsampler", "vae"), {}, meta={"weights": str(weights.folder)})
+
+    def _decode_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, latents: Node) -> Node:
+        params = {
+            "width": clip.width, "height": clip.height, "frames": clip.generated_frames, "fps": format_rate(clip.fps),
+            "seed": clip.seed, "timestep": settings.decode.timestep, "noise_scale": settings.decode.noise_scale,
+            "precision": settings.precision.compute,
+        }
+        sources = {"seed": clip.sources["seed"], "width": clip.sources["size"], "height": clip.sources["size"]}
+        return Node(f"{clip.id}/decode", DECODE, params, {"latents": latents.id}, {}, clip.id,
+                    weights.identity("vae", "audio_vae", "vocoder"), sources, meta={"weights": str(weights.folder)})
+
+
+def _cfg(clip: ResolvedClip, settings: Ltx2Settings) -> float:
+    return float(clip.knobs.get("guidance", settings.guidance.cfg))

@@ -1,0 +1,71 @@
+"""The `ltx2:` section of an LTX-2 model profile, typed."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scenekit.weights import WeightsRef
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Weights(_Strict):
+    """Where the pipeline and its extra parts come from on the hub."""
+
+    pipeline: WeightsRef
+    transformer: WeightsRef | None = None
+    upsampler: WeightsRef | None = None
+    distilled_lora: WeightsRef | None = None
+
+
+class Precision(_Strict):
+    """Compute dtype, and the dtype transformer weights are stored in between uses."""
+
+    compute: str = "bfloat16"
+    storage: str = "bfloat16"
+
+
+class Stage(_Strict):
+    """One sampling pass: at `scale` of the clip's size, with fixed `sigmas` or `steps`."""
+
+    scale: float = 1.0
+    sigmas: list[float] | None = None
+    steps: int | None = None
+    guided: bool = False
+    noise_scale: float = 0.0
+    lora: str | None = None
+
+
+class Guidance(_Strict):
+    """Guidance of a guided stage (video and audio)."""
+
+    cfg: float = 1.0
+    stg: float = 0.0
+    stg_blocks: list[int] = Field(default_factory=list)
+    rescale: float = 0.0
+    modality: float = 1.0
+    audio_cfg: float = 1.0
+    audio_stg: float = 0.0
+    audio_rescale: float = 0.0
+    audio_modality: float = 1.0
+
+
+class Decode(_Strict):
+    """VAE decode settings."""
+
+    timestep: float = 0.0
+    noise_scale: float | None = None
+
+
+class Ltx2Settings(_Strict):
+    """Everything an LTX-2 profile says about how to generate."""
+
+    weights: Weights
+    precision: Precision = Field(default_factory=Precision)
+    stages: list[Stage]
+    guidance: Guidance = Field(default_factory=Guidance)
+    decode: Decode = Field(default_factory=Decode)
+    conditioning_crf: int = 33
+    max_sequence_length: int = 1024

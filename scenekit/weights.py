@@ -1,0 +1,104 @@
+"""Where a profile's weights are: the spec's `models:` mapping, `$SCENEKIT_MODELS/<profile>`, or
+the Hugging Face cache (downloading only when `scenekit fetch` asks for it)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+MODELS_ENV = "SCENEKIT_MODELS"
+_REPO_ID = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
+
+
+class WeightsRef(BaseModel):
+    """Weights on the Hugging Face hub: a repo at a revision, optionally one file or subfolder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    repo: str
+    revision: str = "main"
+    file: str | None = None
+    subfolder: str | None = None
+    strength: float | None = None
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Resolved weights: a folder laid out like the hub repo (a local folder or a hub cache snapshot)."""
+
+    folder: Path
+    described: str
+    hub: str | None = None  # "repo@commit" for a hub snapshot
+
+    def identity(self, *parts: str) -> str:
+        """What these weights (or some of their subfolders and files) are, for cache keys: the hub
+        commit of a snapshot, or a digest of the local files."""
+        if self.hub is not None:
+            return f"hf:{self.hub}:{','.join(parts) or '*'}"
+        paths = [self.folder / part for part in parts] if parts else [self.folder]
+        return "dir:" + hashlib.sha256("".join(folder_digest(p) for p in paths).encode()).hexdigest()[:16]
+
+
+class MissingWeights(Exception):
+    """No weights for a profile in any of the places looked."""
+
+
+def folder_digest(folder: Path) -> str:
+    """A cheap fingerprint of a weights folder or file: configs by content, weights by name, size and mtime."""
+    digest = hashlib.sha256()
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
+        stat = path.stat()
+        digest.update(path.name.encode() if path == folder else str(path.relative_to(folder)).encode())
+        if path.suffix in (".json", ".txt", ".model", ".yaml"):
+            digest.update(path.read_bytes())
+        else:
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _local(folder: Path, described: str) -> WeightsSource:
+    return WeightsSource(folder.resolve(), described)
+
+
+def resolve_weights(profile: str, default: WeightsRef, mapping: dict[str, str], spec_dir: Path) -> WeightsSource:
+    """Find a profile's weights; raises MissingWeights naming every place looked and how to fetch them."""
+    looked = []
+    if profile in mapping:
+        written = mapping[profile]
+        folder = (spec_dir / written).expanduser()
+        if folder.is_dir():
+            return _local(folder, f"models.{profile} = {written}")
+        match = _REPO_ID.match(written)
+        if match:
+            ref = WeightsRef(repo=match["repo"], revision=match["revision"] or default.revision)
+            return _from_hub_cache(profile, ref, [f"models.{profile} = {written}"])
+        looked.append(f"models.{profile} = {written} (not a folder, not a repo id)")
+    env_root = os.environ.get(MODELS_ENV)
+    if env_root:
+        folder = Path(env_root).expanduser() / profile
+        if folder.is_dir():
+            return _local(folder, f"${MODELS_ENV}/{profile}")
+        looked.append(f"${MODELS_ENV}/{profile} = {folder}")
+    else:
+        looked.append(f"${MODELS_ENV}/{profile} (${MODELS_ENV} is not set)")
+    return _from_hub_cache(profile, default, looked)
+
+
+def _from_hub_cache(profile: str, ref: WeightsRef, looked: list[str]) -> WeightsSource:
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(ref.repo, "model_index.json", revision=ref.revision)
+    if isinstance(cached, str):
+        snapshot = Path(cached).parent
+        return WeightsSource(snapshot, f"Hugging Face cache {ref.repo}@{ref.revision}", f"{ref.repo}@{snapshot.name}")
+    looked.append(f"Hugging Face cache: {ref.repo}@{ref.revision}")
+    raise MissingWeights(
+        f"no weights for model profile `{profile}`; looked in: " + "; ".join(looked)
+        + f". Fetch them with `scenekit fetch {profile}` (or `hf download {ref.repo} --revision {ref.revision}`), "
+        f"or point `models: {{{profile}: /path/to/folder}}` in the spec or ${MODELS_ENV} at a folder holding them."
+    )
