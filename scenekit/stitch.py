@@ -1,4 +1,9 @@
-"""The stitch node: trims every clip to its timeline segment, applies transitions, encodes the mp4."""
+"""The stitch node: trims every clip to its timeline segment, applies transitions, encodes the mp4.
+
+When any clip's entry folder holds `audio.wav`, the mp4 also gets an AAC track mixed the same way:
+every clip's audio trimmed to its segment's time range, silence for clips without audio, and the
+video's transitions applied over the same frames (see `scenekit.media.audio` for the curves).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ from typing import Any
 import numpy as np
 
 from scenekit.graph.nodes import Node
+from scenekit.media.audio import (
+    AAC_RATES, AUDIO_FILE, fit_length, frame_to_sample, read_audio, resample, slice_frames, to_channels, transition_alpha,
+    transition_gains,
+)
 from scenekit.media.video import FRAMES_FILE, VideoWriter, iter_frames
 from scenekit.ops import RunContext, register
 from scenekit.preview.draw import annotate
@@ -18,6 +27,8 @@ from scenekit.units import format_rate
 
 STITCH = "stitch"
 VIDEO_FILE = "video.mp4"
+AUDIO_RATE = 48000
+AUDIO_CHANNELS = 2
 
 
 def stitch_node(timeline: Timeline, frames_nodes: list[str]) -> Node:
@@ -75,17 +86,65 @@ def timeline_frames(params: dict[str, Any], inputs: dict[str, Path]) -> Iterator
         tail = next_tail
 
 
+def timeline_audio(params: dict[str, Any], inputs: dict[str, Path]) -> tuple[np.ndarray, int] | None:
+    """The output's audio track, float32 (2, n) covering exactly the output's frames, and its rate;
+    None when no clip has audio.
+
+    The rate is the clips' common rate when AAC can carry it, else 48 kHz (clips are resampled).
+    """
+    sources = {index: read_audio(inputs[f"clip{index}"] / AUDIO_FILE) for index in range(len(params["clips"]))
+               if (inputs[f"clip{index}"] / AUDIO_FILE).is_file()}
+    if not sources:
+        return None
+    rates = {rate for _, rate in sources.values()}
+    rate = rates.pop() if len(rates) == 1 and next(iter(rates)) in AAC_RATES else AUDIO_RATE
+    fps = Fraction(params["fps"])
+    clips = params["clips"]
+    track = np.zeros((AUDIO_CHANNELS, frame_to_sample(params["frames"], rate, fps)), np.float32)
+    for index, (samples, source_rate) in sources.items():
+        clip = clips[index]
+        start, stop = clip["range"]
+        needed = frame_to_sample(stop, source_rate, fps)
+        if samples.shape[1] < needed - frame_to_sample(1, source_rate, fps):
+            raise ValueError(f"clip{index} audio has {samples.shape[1]} samples at {source_rate} Hz; frames up to {stop} need {needed}")
+        samples = resample(to_channels(samples, AUDIO_CHANNELS), source_rate, rate)
+        piece = slice_frames(samples, rate, fps, start, stop)
+        first, last = clip["start"], clip["start"] + stop - start
+        a, b = frame_to_sample(first, rate, fps), frame_to_sample(last, rate, fps)
+        piece = fit_length(piece, b - a).copy()
+        t_in = clip["transition"]["frames"]
+        if t_in:
+            end = frame_to_sample(first + t_in, rate, fps)
+            alpha = transition_alpha(a, end - a, rate, fps, first, t_in)
+            piece[:, :end - a] *= transition_gains(clip["transition"]["type"], alpha)[1]
+        following = clips[index + 1]["transition"] if index + 1 < len(clips) else None
+        if following and following["frames"]:
+            t_out = following["frames"]
+            begin = frame_to_sample(last - t_out, rate, fps)
+            alpha = transition_alpha(begin, b - begin, rate, fps, last - t_out, t_out)
+            piece[:, begin - a:] *= transition_gains(following["type"], alpha)[0]
+        track[:, a:b] += piece
+    return track, rate
+
+
 @register(STITCH, version=1)
 def stitch(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
-    """Write the final H.264 mp4 of the whole timeline."""
+    """Write the final H.264 mp4 of the whole timeline, with an AAC track when any clip has audio."""
     params = node.params
     total = params["frames"]
+    fps = Fraction(params["fps"])
+    audio = timeline_audio(params, inputs)
+    audio_rate = audio[1] if audio is not None else None
     written = 0
-    with VideoWriter(ctx.workdir / VIDEO_FILE, params["width"], params["height"], Fraction(params["fps"]),
-                     lossless=False, crf=params["crf"], preset=params["preset"]) as writer:
+    with VideoWriter(ctx.workdir / VIDEO_FILE, params["width"], params["height"], fps,
+                     lossless=False, crf=params["crf"], preset=params["preset"], audio_rate=audio_rate) as writer:
         for frame in timeline_frames(params, inputs):
             writer.write(frame)
             written += 1
+            if audio is not None:  # the audio of every frame goes in with it, so the muxer can interleave
+                writer.write_audio(audio[0][:, writer.audio_samples:frame_to_sample(written, audio[1], fps)])
             ctx.step(written, total)
+        if audio is not None:
+            writer.write_audio(audio[0][:, writer.audio_samples:])
     if written != total:
         raise RuntimeError(f"stitch wrote {written} frames, expected {total}")

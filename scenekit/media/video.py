@@ -1,4 +1,4 @@
-"""Frame files: lossless FFV1 for intermediates, H.264 mp4 for the final output."""
+"""Frame files: lossless FFV1 for intermediates, H.264 mp4 (optionally with AAC audio) for the final output."""
 
 from __future__ import annotations
 
@@ -18,9 +18,14 @@ class VideoWriter:
 
     `lossless=True` writes FFV1 (bit-exact RGB, for cache entries); otherwise H.264 yuv420p mp4
     with the given CRF and preset and the index at the front (faststart).
+
+    With `audio_rate`, the file also gets an AAC audio track of `audio_channels` channels at that
+    rate, starting at t=0 with the video; feed it with `write_audio` as the frames go (the muxer
+    interleaves the two streams by time).
     """
 
-    def __init__(self, path: Path, width: int, height: int, fps: Fraction, *, lossless: bool, crf: int = 18, preset: str = "medium"):
+    def __init__(self, path: Path, width: int, height: int, fps: Fraction, *, lossless: bool, crf: int = 18, preset: str = "medium",
+                 audio_rate: int | None = None, audio_channels: int = 2, audio_bitrate: int = 192_000):
         options = {} if lossless else {"movflags": "+faststart"}
         self._container = av.open(str(path), mode="w", options=options)
         if lossless:
@@ -32,6 +37,13 @@ class VideoWriter:
         self._stream.width, self._stream.height = width, height
         self._stream.codec_context.time_base = Fraction(1) / fps
         self._count = 0
+        self._audio = None
+        self._audio_count = 0
+        if audio_rate is not None:
+            layout = {1: "mono", 2: "stereo"}.get(audio_channels, f"{audio_channels} channels")
+            self._audio = self._container.add_stream("aac", rate=audio_rate, layout=layout)
+            self._audio.bit_rate = audio_bitrate
+            self._audio.codec_context.time_base = Fraction(1, audio_rate)
 
     def write(self, frame: np.ndarray) -> None:
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -40,9 +52,32 @@ class VideoWriter:
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
 
+    def write_audio(self, samples: np.ndarray) -> None:
+        """Append float32 (channels, n) samples to the audio track (needs `audio_rate`)."""
+        if self._audio is None:
+            raise RuntimeError("this VideoWriter has no audio track")
+        if samples.shape[1] == 0:
+            return
+        layout = self._audio.codec_context.layout.name
+        audio_frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout=layout)
+        audio_frame.sample_rate = self._audio.codec_context.sample_rate
+        audio_frame.time_base = self._audio.codec_context.time_base
+        audio_frame.pts = self._audio_count
+        self._audio_count += samples.shape[1]
+        for packet in self._audio.encode(audio_frame):
+            self._container.mux(packet)
+
+    @property
+    def audio_samples(self) -> int:
+        """Audio samples written so far."""
+        return self._audio_count
+
     def close(self) -> None:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
+        if self._audio is not None:
+            for packet in self._audio.encode(None):
+                self._container.mux(packet)
         self._container.close()
 
     def __enter__(self) -> VideoWriter:
