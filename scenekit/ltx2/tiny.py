@@ -1,0 +1,346 @@
+"""Tiny random-weight LTX-2 checkpoints, built offline, for tests.
+
+Real LTX-2 weights are tens of gigabytes and live on the Hugging Face hub. The
+tests must not download anything, yet they should exercise the *same* loading
+and sampling code that a real render uses: ``LTX2Pipeline.from_pretrained``,
+``LTX2LatentUpsamplePipeline.from_pretrained``, the condition pipeline made with
+``from_pipe``, the VAE/vocoder decode, ... . So this module builds every
+component of an LTX-2 diffusers repository at toy size with seeded random
+weights and writes it with ``save_pretrained`` in exactly the layout of a real
+repository (``model_index.json`` plus one sub-folder per component). Tests then
+point the ordinary loading code at that folder with ``local_files_only=True``.
+
+What is kept equal to LTX-2.0, because scenekit's logic depends on it:
+
+* the VAE compresses 32x in space and 8x in time (so frame counts are 8k+1,
+  sizes are multiples of 32, and latent frame indices map to pixel frames
+  exactly as with the real model);
+* audio: 16 kHz mel front end with hop 160 (25 audio latents per second) and a
+  vocoder that outputs stereo at 24 kHz;
+* the scheduler is the "dev" FlowMatchEulerDiscreteScheduler configuration;
+* the transformer has 2 blocks, so spatio-temporal guidance on block ``[1]``
+  is valid, and ``perturbed_attn=True`` so that STG really perturbs it.
+  (diffusers' conversion of LTX-2.0 writes ``perturbed_attn=False``, which
+  makes STG a silent no-op; load such a transformer with
+  ``perturbed_attn=True``: the option selects a processor and has no weights.)
+
+Everything else (widths, depths, vocabulary) is as small as the classes allow.
+Nothing here downloads anything: the tokenizer is built from an in-memory
+vocabulary, and every model is constructed from a config.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "TINY_MAX_SEQUENCE_LENGTH",
+    "TINY_STG_BLOCKS",
+    "build_tiny_latent_upsampler",
+    "build_tiny_ltx2",
+    "tiny_scheduler_config",
+]
+
+#: Prompt length (tokens) to use with the tiny pipeline. It must be a multiple of
+#: the connectors' learnable-register count (8 here; 128 for real LTX-2).
+TINY_MAX_SEQUENCE_LENGTH = 16
+
+#: A valid spatio-temporal-guidance block list for the tiny transformer (2 blocks).
+TINY_STG_BLOCKS = [1]
+
+# --- sizes ----------------------------------------------------------------------------------------
+_TEXT_HIDDEN = 32  # Gemma hidden size == connector width == transformer caption_channels
+_TEXT_LAYERS = 2  # -> text_proj_in_factor = layers + 1 hidden states
+_VIDEO_LATENT_CHANNELS = 8
+_AUDIO_LATENT_CHANNELS = 2
+_MEL_BINS = 16  # audio VAE compresses mel bins 4x -> 4 latent mel bins
+_AUDIO_PACKED = _AUDIO_LATENT_CHANNELS * (_MEL_BINS // 4)  # audio token width (8)
+_HEADS = 2
+_HEAD_DIM = 16  # video inner dim 32
+_AUDIO_HEAD_DIM = 8  # audio inner dim 16
+_REGISTERS = 8
+
+_SPECIAL_TOKENS = [
+    "<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_image>", "<end_of_image>", "<image_soft_token>",
+]
+
+
+def tiny_scheduler_config() -> dict:
+    """The LTX-2 "dev" scheduler settings (token-count dynamic shift, terminal 0.1)."""
+    return dict(
+        num_train_timesteps=1000,
+        shift=1.0,
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
+    )
+
+
+def _tokenizer():
+    from transformers import GemmaTokenizer
+
+    # Byte-fallback BPE without merges: one token per character, unknown
+    # characters fall back to their UTF-8 bytes. Ids are fixed by construction.
+    pieces = list(_SPECIAL_TOKENS)
+    pieces += [f"<0x{b:02X}>" for b in range(256)]
+    pieces += ["\u2581"] + [c for c in string.ascii_letters + string.digits + string.punctuation]
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    tok = GemmaTokenizer(vocab=vocab, merges=[], model_max_length=1024)
+    tok.padding_side = "left"
+    return tok, len(vocab)
+
+
+def _text_encoder(vocab_size: int):
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    config = Gemma3Config(
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=_TEXT_HIDDEN,
+            intermediate_size=64,
+            num_hidden_layers=_TEXT_LAYERS,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            query_pre_attn_scalar=16,
+            max_position_embeddings=256,
+            sliding_window=8,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=2,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=8,
+            patch_size=2,
+        ),
+        mm_tokens_per_image=4,
+        boi_token_index=_SPECIAL_TOKENS.index("<start_of_image>"),
+        eoi_token_index=_SPECIAL_TOKENS.index("<end_of_image>"),
+        image_token_index=_SPECIAL_TOKENS.index("<image_soft_token>"),
+    )
+    return Gemma3ForConditionalGeneration(config).eval()
+
+
+def _connectors():
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+
+    return LTX2TextConnectors(
+        caption_channels=_TEXT_HIDDEN,
+        text_proj_in_factor=_TEXT_LAYERS + 1,
+        video_connector_num_attention_heads=_HEADS,
+        video_connector_attention_head_dim=_TEXT_HIDDEN // _HEADS,
+        video_connector_num_layers=1,
+        video_connector_num_learnable_registers=_REGISTERS,
+        audio_connector_num_attention_heads=_HEADS,
+        audio_connector_attention_head_dim=_TEXT_HIDDEN // _HEADS,
+        audio_connector_num_layers=1,
+        audio_connector_num_learnable_registers=_REGISTERS,
+        rope_type="split",
+    ).eval()
+
+
+def _transformer():
+    from diffusers import LTX2VideoTransformer3DModel
+
+    return LTX2VideoTransformer3DModel(
+        in_channels=_VIDEO_LATENT_CHANNELS,
+        out_channels=_VIDEO_LATENT_CHANNELS,
+        num_attention_heads=_HEADS,
+        attention_head_dim=_HEAD_DIM,
+        cross_attention_dim=_HEADS * _HEAD_DIM,
+        vae_scale_factors=(8, 32, 32),
+        audio_in_channels=_AUDIO_PACKED,
+        audio_out_channels=_AUDIO_PACKED,
+        audio_num_attention_heads=_HEADS,
+        audio_attention_head_dim=_AUDIO_HEAD_DIM,
+        audio_cross_attention_dim=_HEADS * _AUDIO_HEAD_DIM,
+        audio_sampling_rate=16000,
+        audio_hop_length=160,
+        num_layers=2,
+        caption_channels=_TEXT_HIDDEN,
+        rope_type="split",
+        # The attention processor that can skip self-attention for STG. It has no weights;
+        # without it `spatio_temporal_guidance_blocks` is silently ignored.
+        perturbed_attn=True,
+    ).eval()
+
+
+def _video_vae(timestep_conditioning: bool = False):
+    from diffusers import AutoencoderKLLTX2Video
+
+    return AutoencoderKLLTX2Video(
+        latent_channels=_VIDEO_LATENT_CHANNELS,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 16, 32),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, True, True),
+        decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(False, False, False, False),
+        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        upsample_type=("spatiotemporal", "spatiotemporal", "spatiotemporal"),
+        upsample_residual=(True, True, True),
+        upsample_factor=(2, 2, 2),
+        timestep_conditioning=timestep_conditioning,
+        patch_size=4,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+        spatial_compression_ratio=32,
+        temporal_compression_ratio=8,
+    ).eval()
+
+
+def _audio_vae():
+    from diffusers import AutoencoderKLLTX2Audio
+
+    return AutoencoderKLLTX2Audio(
+        base_channels=_AUDIO_PACKED,  # per-channel statistics live on the packed (C * mel) axis
+        output_channels=2,
+        ch_mult=(1, 2, 4),
+        num_res_blocks=1,
+        latent_channels=_AUDIO_LATENT_CHANNELS,
+        sample_rate=16000,
+        mel_hop_length=160,
+        mel_bins=_MEL_BINS,
+    ).eval()
+
+
+def _vocoder():
+    from diffusers.pipelines.ltx2 import LTX2Vocoder
+
+    # 6 * 5 * 8 = 240 samples per mel frame: 100 mel frames/s -> 24 kHz, like the real vocoder.
+    return LTX2Vocoder(
+        in_channels=2 * _MEL_BINS,
+        hidden_channels=16,
+        out_channels=2,
+        upsample_kernel_sizes=[12, 11, 16],
+        upsample_factors=[6, 5, 8],
+        resnet_kernel_sizes=[3],
+        resnet_dilations=[[1, 3]],
+        output_sampling_rate=24000,
+    ).eval()
+
+
+def _latent_upsampler():
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
+
+    return LTX2LatentUpsamplerModel(
+        in_channels=_VIDEO_LATENT_CHANNELS,
+        mid_channels=32,  # GroupNorm(32, mid_channels)
+        num_blocks_per_stage=1,
+        dims=3,
+        spatial_upsample=True,
+        temporal_upsample=False,
+        rational_spatial_scale=2.0,
+        use_rational_resampler=True,
+    ).eval()
+
+
+def _finalize(module: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
+    """Give every parameter and buffer a defined, seeded value.
+
+    Constructors mostly initialise weights, but some parameters may be created
+    with ``torch.empty`` (uninitialised memory: random NaNs). To be safe and
+    deterministic, any non-finite tensor is re-drawn, and the VAE statistics
+    buffers get non-trivial values so that normalisation bugs show up in tests.
+    """
+    with torch.no_grad():
+        for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("latents_std"):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
+            elif name.endswith("latents_mean"):
+                tensor.copy_(0.2 * torch.randn(tensor.shape, generator=generator))
+            elif not torch.isfinite(tensor).all() or tensor.abs().max() > 1e4:
+                # Uninitialised memory (NaN/inf/garbage): replace with small seeded values.
+                tensor.copy_(0.02 * torch.randn(tensor.shape, generator=generator))
+    return module
+
+
+def _seeded(factory, seed: int, salt: int):
+    """Build one component under its own seed, so components don't depend on build order."""
+    torch.manual_seed(seed * 1000 + salt)
+    module = factory()
+    return _finalize(module, torch.Generator().manual_seed(seed * 1000 + salt + 500))
+
+
+def build_tiny_ltx2(folder: Path, *, seed: int = 0, vae_timestep_conditioning: bool = False) -> Path:
+    """Build a tiny random LTX-2 pipeline and save it to ``folder`` like a hub repo.
+
+    ``folder`` receives ``model_index.json`` and the sub-folders ``scheduler``,
+    ``tokenizer``, ``text_encoder``, ``connectors``, ``transformer``, ``vae``,
+    ``audio_vae`` and ``vocoder``. Load it with
+    ``LTX2Pipeline.from_pretrained(folder, local_files_only=True)``. The same
+    ``seed`` always gives identical weights. Returns ``folder``.
+
+    Use ``max_sequence_length=TINY_MAX_SEQUENCE_LENGTH`` (any multiple of 8
+    works; it is just the fastest) and STG blocks ``TINY_STG_BLOCKS`` with it.
+
+    ``vae_timestep_conditioning=True`` builds a timestep-conditioned VAE decoder
+    (as in LTX-Video 0.9.1+), so the ``decode_timestep``/``decode_noise_scale``
+    code path can be tested; the LTX-2.0 VAE does not have one.
+    """
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng_state = torch.random.get_rng_state()
+    try:
+        tokenizer, vocab_size = _tokenizer()
+        pipe = LTX2Pipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(**tiny_scheduler_config()),
+            vae=_seeded(lambda: _video_vae(vae_timestep_conditioning), seed, 1),
+            audio_vae=_seeded(_audio_vae, seed, 2),
+            text_encoder=_seeded(lambda: _text_encoder(vocab_size), seed, 3),
+            tokenizer=tokenizer,
+            connectors=_seeded(_connectors, seed, 4),
+            transformer=_seeded(_transformer, seed, 5),
+            vocoder=_seeded(_vocoder, seed, 6),
+        )
+        pipe.save_pretrained(folder)
+    finally:
+        torch.random.set_rng_state(rng_state)
+    return folder
+
+
+def build_tiny_latent_upsampler(folder: Path, *, seed: int = 0) -> Path:
+    """Build a tiny x2 spatial latent upsampler and save it to ``folder``.
+
+    The layout is that of a diffusers ``LTX2LatentUpsamplePipeline`` repository
+    (as the LTX-2.x spatial upscaler repos on the hub are): ``model_index.json``,
+    ``latent_upsampler/`` and ``vae/``. The VAE is the same one that
+    ``build_tiny_ltx2`` makes with the same ``seed`` and default options
+    (identical weights), as the
+    upsampler works in that VAE's latent space. Load it with
+    ``LTX2LatentUpsamplePipeline.from_pretrained(folder, local_files_only=True)``;
+    the model alone also loads with
+    ``LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder="latent_upsampler")``,
+    the layout of the ``latent_upsampler`` folder in ``Lightricks/LTX-2``.
+    Returns ``folder``.
+    """
+    from diffusers import LTX2LatentUpsamplePipeline
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng_state = torch.random.get_rng_state()
+    try:
+        pipe = LTX2LatentUpsamplePipeline(
+            vae=_seeded(_video_vae, seed, 1),
+            latent_upsampler=_seeded(_latent_upsampler, seed, 7),
+        )
+        pipe.save_pretrained(folder)
+    finally:
+        torch.random.set_rng_state(rng_state)
+    return folder
