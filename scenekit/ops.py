@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +49,13 @@ def register(name: str, version: int) -> Callable[[OpFunction], OpFunction]:
     return decorate
 
 
+_MODULES = {"preview.": "scenekit.backends.preview", "stitch": "scenekit.stitch", "ltx2.": "scenekit.ltx2.ops"}
+
+
 def get_operation(name: str) -> Operation:
-    _load_builtin_operations()
+    """The operation registered under `name`, importing the module that defines it on first use."""
+    if name not in _REGISTRY:
+        for prefix, module in _MODULES.items():
+            if name.startswith(prefix):
+                importlib.import_module(module)
     return _REGISTRY[name]
-
-
-def _load_builtin_operations() -> None:
-    import scenekit.backends.preview  # noqa: F401
-    import scenekit.stitch  # noqa: F401

@@ -101,6 +101,7 @@ class Ltx2Backend:
             "lora": None,
             "crf": settings.conditioning_crf,
             "precision": settings.precision.model_dump(),
+            "use_cross_timestep": settings.use_cross_timestep,
             "conditions": [],
             "context": None,
             "drift_control": None,
@@ -147,18 +148,20 @@ class Ltx2Backend:
         return guidance
 
     def _upsample_node(self, clip: ResolvedClip, weights: WeightsSource, previous: Node, number: int) -> Node:
-        return Node(f"{clip.id}/upsample", UPSAMPLE, {"factor": 2}, {"latents": previous.id}, {}, clip.id,
+        params = {"factor": 2, "precision": previous.params["precision"]["compute"]}
+        return Node(f"{clip.id}/upsample", UPSAMPLE, params, {"latents": previous.id}, {}, clip.id,
                     weights.identity("latent_upsampler", "vae"), {}, meta={"weights": str(weights.folder)})
 
     def _decode_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, latents: Node) -> Node:
         params = {
             "width": clip.width, "height": clip.height, "frames": clip.generated_frames, "fps": format_rate(clip.fps),
             "seed": clip.seed, "timestep": settings.decode.timestep, "noise_scale": settings.decode.noise_scale,
-            "precision": settings.precision.compute,
+            "precision": settings.precision.compute, "storage": settings.precision.storage,
         }
         sources = {"seed": clip.sources["seed"], "width": clip.sources["size"], "height": clip.sources["size"]}
         return Node(f"{clip.id}/decode", DECODE, params, {"latents": latents.id}, {}, clip.id,
-                    weights.identity("vae", "audio_vae", "vocoder"), sources, meta={"weights": str(weights.folder)})
+                    weights.identity("vae", "audio_vae", "vocoder"), sources,
+                    meta={"weights": str(weights.folder), "transformer_file": latents.meta.get("transformer_file")})
 
 
 def _cfg(clip: ResolvedClip, settings: Ltx2Settings) -> float:

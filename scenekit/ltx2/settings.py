@@ -69,3 +69,4 @@ class Ltx2Settings(_Strict):
     decode: Decode = Field(default_factory=Decode)
     conditioning_crf: int = 33
     max_sequence_length: int = 1024
+    use_cross_timestep: bool = False  # LTX-2.0 was trained without it; LTX-2.3+ with it

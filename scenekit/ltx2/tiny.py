@@ -41,6 +41,7 @@ __all__ = [
     "TINY_STG_BLOCKS",
     "build_tiny_latent_upsampler",
     "build_tiny_ltx2",
+    "build_tiny_profile_weights",
     "tiny_scheduler_config",
 ]
 
@@ -344,3 +345,16 @@ def build_tiny_latent_upsampler(folder: Path, *, seed: int = 0) -> Path:
     finally:
         torch.random.set_rng_state(rng_state)
     return folder
+
+
+def build_tiny_profile_weights(folder: Path, *, seed: int = 0) -> Path:
+    """Tiny weights for one LTX-2 profile, laid out like `Lightricks/LTX-2`: the pipeline
+    components plus `latent_upsampler/`. Point `$SCENEKIT_MODELS/<profile>` or the spec's
+    `models:` at it. Returns `folder`."""
+    build_tiny_ltx2(folder, seed=seed)
+    rng_state = torch.random.get_rng_state()
+    try:
+        _seeded(_latent_upsampler, seed, 7).save_pretrained(Path(folder) / "latent_upsampler")
+    finally:
+        torch.random.set_rng_state(rng_state)
+    return Path(folder)

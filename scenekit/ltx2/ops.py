@@ -1,0 +1,113 @@
+"""The operations of LTX-2 nodes: encode a prompt, sample latents, upsample them, decode them."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from scenekit.graph.nodes import Node
+from scenekit.ltx2 import recipe
+from scenekit.ltx2.drift import adain
+from scenekit.ltx2.pool import POOL
+from scenekit.media.audio import AUDIO_FILE, write_audio
+from scenekit.media.video import FRAMES_FILE, read_frames, write_frames
+from scenekit.ops import RunContext, register
+
+EMBEDS_FILE = "embeds.safetensors"
+LATENTS_FILE = "latents.safetensors"
+
+
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    save_file({name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}, str(path))
+
+
+@register("ltx2.encode_prompt", version=1)
+def encode_prompt(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
+    """Prompt (and negative prompt) embeddings from the text encoder."""
+    params = node.params
+    ctx.step(0, 1)
+    pipe = POOL.text_pipeline(Path(node.meta["weights"]), params["precision"])
+    embeds = recipe.encode_prompt(pipe, params["prompt"], params["negative_prompt"], device=POOL.device,
+                                  max_sequence_length=params["max_sequence_length"])
+    _save(embeds, ctx.workdir / EMBEDS_FILE)
+    ctx.step(1, 1)
+
+
+@register("ltx2.sample", version=1)
+def sample(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
+    """One sampling stage: from noise (stage 1) or refining upsampled latents (stage 2)."""
+    params = node.params
+    pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"), params["precision"])
+    if params["lora"] is not None:
+        raise RuntimeError("stage LoRAs (the dev recipe's distilled LoRA) are not supported yet")
+    embeds = load_file(str(inputs["prompt"] / EMBEDS_FILE))
+    latents = load_file(str(inputs["latents"] / LATENTS_FILE)) if "latents" in inputs else None
+    fixed_sigmas = params["sigmas"] is not None
+    result = recipe.sample_latents(
+        pipe, embeds, width=params["width"], height=params["height"], num_frames=params["frames"],
+        frame_rate=float(Fraction(params["fps"])), seed=params["seed"], sigmas=params["sigmas"],
+        num_inference_steps=params["steps"], guidance=params["guidance"], conditions=_conditions(node, inputs),
+        latents=latents, noise_scale=params["noise_scale"] if latents is not None else None,
+        on_step=ctx.step, use_dynamic_shifting=False if fixed_sigmas else None,
+        use_cross_timestep=params["use_cross_timestep"], image_crf=params["crf"],
+    )
+    if params["drift_control"]:
+        reference = load_file(str(inputs["reference"] / LATENTS_FILE))["video"]
+        result["video"] = adain(result["video"], reference, params["drift_control"])
+    _save(result, ctx.workdir / LATENTS_FILE)
+
+
+def _conditions(node: Node, inputs: dict[str, Path]) -> list[tuple[np.ndarray, int, float]]:
+    """(frames, pixel frame, strength) for the pipeline: the continuation context first, then conditioning."""
+    params = node.params
+    found = []
+    if params["context"] is not None:
+        found.append((read_frames(inputs["context"] / FRAMES_FILE, *params["context"]), 0, 1.0))
+    for index, entry in enumerate(params["conditions"]):
+        name = f"cond{index}"
+        if entry["kind"] == "clip":
+            frames = read_frames(inputs[name] / FRAMES_FILE, *entry["range"])
+        elif entry["kind"] == "image":
+            with Image.open(node.files[name].path) as image:
+                frames = np.asarray(image.convert("RGB"))[None]
+        else:
+            frames = read_frames(node.files[name].path, 0, entry["frames"])
+        found.append((frames, entry["at"], entry["strength"]))
+    return found
+
+
+@register("ltx2.upsample", version=1)
+def upsample(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
+    """Spatial x2 upsampling of the video latents (audio latents pass through)."""
+    ctx.step(0, 1)
+    latents = load_file(str(inputs["latents"] / LATENTS_FILE))
+    folder = Path(node.meta["weights"])
+    vae = POOL.component(folder, "vae", node.params["precision"])
+    upsampler = POOL.upsampler(folder, vae, node.params["precision"])
+    latents["video"] = recipe.upsample_latents(upsampler, latents["video"])
+    _save(latents, ctx.workdir / LATENTS_FILE)
+    ctx.step(1, 1)
+
+
+@register("ltx2.decode", version=1)
+def decode(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
+    """Frames and audio from the final latents."""
+    params = node.params
+    ctx.step(0, 2)
+    pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"),
+                         {"compute": params["precision"], "storage": params["storage"]})
+    latents = load_file(str(inputs["latents"] / LATENTS_FILE))
+    frames, audio, sample_rate = recipe.decode(pipe, latents, decode_timestep=params["timestep"],
+                                               decode_noise_scale=params["noise_scale"], seed=params["seed"])
+    if frames.shape != (params["frames"], params["height"], params["width"], 3):
+        raise RuntimeError(f"decoded {frames.shape}, expected {(params['frames'], params['height'], params['width'], 3)}")
+    ctx.step(1, 2)
+    write_frames(ctx.workdir / FRAMES_FILE, frames, Fraction(params["fps"]))
+    write_audio(ctx.workdir / AUDIO_FILE, audio.astype(np.float32), sample_rate)
+    ctx.step(2, 2)

@@ -1,0 +1,139 @@
+"""Loaded LTX-2 models, kept across nodes and renders in one process.
+
+Components are cached one by one, keyed by the folder they come from, so pipelines of several
+profiles that share a folder (one hub snapshot) share their VAEs, connectors and vocoder; only
+the transformer differs. The text encoder is loaded for prompt nodes only and freed when
+sampling starts.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scenekit.hardware import compute_device
+
+_PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
+_TEXT_PARTS = ("text_encoder", "tokenizer")
+
+
+def _dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+def _import_library(library: str) -> Any:
+    """The module a model_index.json entry names: a package (`transformers`) or a diffusers pipeline (`ltx2`)."""
+    try:
+        return importlib.import_module(library)
+    except ModuleNotFoundError:
+        return importlib.import_module(f"diffusers.pipelines.{library}")
+
+
+class ModelPool:
+    """Components and pipelines by where they come from and how they are stored."""
+
+    def __init__(self) -> None:
+        self._components: dict[tuple, Any] = {}
+
+    @property
+    def device(self) -> str:
+        return compute_device()
+
+    def _component(self, key: tuple, load) -> Any:
+        if key not in self._components:
+            self._components[key] = load()
+        return self._components[key]
+
+    def component(self, folder: Path, name: str, compute: str) -> Any:
+        """One pipeline component (`vae`, `text_encoder`, ...) loaded from the folder in `compute` dtype."""
+        from diffusers import LTX2Pipeline
+
+        def load() -> Any:
+            library, class_name = LTX2Pipeline.load_config(folder)[name]
+            cls = getattr(_import_library(library), class_name)
+            if issubclass(cls, torch.nn.Module):
+                return cls.from_pretrained(folder, subfolder=name, torch_dtype=_dtype(compute)).to(self.device).eval()
+            return cls.from_pretrained(folder, subfolder=name)
+
+        return self._component((folder, name, compute, self.device), load)
+
+    def transformer(self, folder: Path, file: str | None, precision: dict[str, str]) -> Any:
+        """The transformer (from `file` in the folder if present, else `transformer/`), stored as the profile says."""
+        from diffusers import LTX2VideoTransformer3DModel
+
+        compute, storage = precision["compute"], precision["storage"]
+        if storage == "nvfp4":
+            raise RuntimeError("NVFP4 weights are not supported by this scenekit version (only float8 and bf16 storage)")
+        single = folder / file if file else None
+
+        def load() -> Any:
+            if single is not None and single.is_file():
+                model = LTX2VideoTransformer3DModel.from_single_file(str(single), config=str(folder), subfolder="transformer",
+                                                                     perturbed_attn=True, torch_dtype=_dtype(compute))
+            else:
+                model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", perturbed_attn=True,
+                                                                    torch_dtype=_dtype(compute))
+            model = model.to(self.device).eval()
+            if storage != compute:
+                model.enable_layerwise_casting(storage_dtype=_dtype(storage), compute_dtype=_dtype(compute))
+            return model
+
+        return self._component((folder, "transformer", file if single is not None and single.is_file() else None,
+                                compute, storage, self.device), load)
+
+    def pipeline(self, folder: Path, file: str | None, precision: dict[str, str]) -> Any:
+        """An LTX2Pipeline for sampling and decoding (no text encoder)."""
+        from diffusers import LTX2Pipeline
+
+        self.release_text_encoder()
+        parts = {name: self.component(folder, name, precision["compute"]) for name in _PIPELINE_PARTS}
+        pipe = LTX2Pipeline(transformer=self.transformer(folder, file, precision), text_encoder=None, tokenizer=None, **parts)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def text_pipeline(self, folder: Path, compute: str) -> Any:
+        """An LTX2Pipeline holding only the tokenizer and text encoder (for prompt nodes)."""
+        from diffusers import LTX2Pipeline
+
+        parts = {name: self.component(folder, name, compute) for name in _TEXT_PARTS}
+        return LTX2Pipeline(scheduler=None, vae=None, audio_vae=None, connectors=None, transformer=None, vocoder=None, **parts)
+
+    def upsampler(self, folder: Path, vae: Any, compute: str) -> Any:
+        """An LTX2LatentUpsamplePipeline on the given VAE with the folder's `latent_upsampler`."""
+        from diffusers import LTX2LatentUpsamplePipeline
+        from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+        def load() -> Any:
+            model = LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder="latent_upsampler")
+            return model.to(device=self.device, dtype=_dtype(compute)).eval()
+
+        model = self._component((folder, "latent_upsampler", compute, self.device), load)
+        pipe = LTX2LatentUpsamplePipeline(vae=vae, latent_upsampler=model)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def release_text_encoder(self) -> None:
+        """Free every loaded text encoder (they are only needed for prompt nodes)."""
+        stale = [key for key in self._components if key[1] in _TEXT_PARTS]
+        for key in stale:
+            del self._components[key]
+        if stale:
+            self._free_memory()
+
+    def clear(self) -> None:
+        """Free everything."""
+        self._components.clear()
+        self._free_memory()
+
+    @staticmethod
+    def _free_memory() -> None:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+POOL = ModelPool()

@@ -1,0 +1,156 @@
+"""LTX-2 renders through scenekit on the CPU with tiny random weights in the real folder layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import Project, read_video
+from scenekit.cli import app
+from scenekit.ltx2.tiny import build_tiny_profile_weights
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_profile_weights(root / "ltx2-distilled", seed=1)
+    build_tiny_profile_weights(root / "ltx2-distilled-fp8", seed=2)
+    return root
+
+
+@pytest.fixture
+def ltx(project: Project, models: Path, monkeypatch) -> Project:
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.setenv("SCENEKIT_MODELS", str(models))
+    project.image("assets/cliff.png", (40, 90, 160), size=(300, 200))
+    return project
+
+
+SCENE = """
+    scenekit: 1
+    defaults: {model: ltx2-distilled, size: 256x256, fps: 24, seed: 5}
+    clips:
+      - id: arrival
+        prompt: "A lighthouse on a cliff"
+        frames: 17
+        conditioning: [{image: assets/cliff.png, frame: 0}]
+      - id: keeper
+        continue: arrival
+        overlap: 9
+        prompt: "The keeper climbs the stairs"
+        frames: 16
+        drift_control: 0.5
+      - id: beam
+        model: ltx2-distilled-fp8
+        prompt: "The beam sweeps the sea"
+        frames: 17
+        transition: {type: crossfade, duration: 4f}
+    output: {file: out.mp4, preset: ultrafast}
+"""
+
+
+def test_three_ltx2_clips_render_with_audio_and_cache(ltx: Project):
+    ltx.write(SCENE)
+    graph = ltx.prepare().graph
+    assert [n.id for n in graph.ordered() if n.clip == "arrival"] == [
+        "arrival/prompt", "arrival/stage1", "arrival/upsample", "arrival/stage2", "arrival/decode"]
+    assert graph.node("keeper/stage1").inputs["context"] == "arrival/decode"
+    assert graph.node("keeper/stage1").inputs["reference"] == "arrival/stage1"
+    assert graph.node("arrival/stage1").params["width"] == 128  # stage 1 at half size
+    result = ltx.render()
+    frames, fps, _ = read_video(result.output)
+    assert frames.shape == (17 + 16 + 17 - 4, 256, 256, 3)
+    with av.open(str(result.output)) as container:
+        assert len(container.streams.audio) == 1
+    assert ltx.planned_runs() == {}
+    manifest = json.loads(result.manifest.read_text())
+    assert set(manifest["profiles"]) == {"ltx2-distilled", "ltx2-distilled-fp8"}
+
+
+def test_switching_a_clip_to_another_profile_reruns_that_clip_only(ltx: Project):
+    ltx.write(SCENE)
+    ltx.render()
+    ltx.write(SCENE.replace("        model: ltx2-distilled-fp8\n", ""))
+    runs = ltx.planned_runs()
+    assert {n.split("/")[0] for n in runs} == {"beam", "stitch"}
+    assert {"beam/stage1", "beam/stage2", "beam/decode"} <= set(runs)
+
+
+def test_editing_stage2_settings_only_reruns_stage2_and_after(ltx: Project, monkeypatch, tmp_path):
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    source = Path(__file__).resolve().parents[1] / "scenekit" / "profiles" / "ltx2-distilled.yaml"
+    edited = source.read_text().replace("noise_scale: 0.909375}", "noise_scale: 0.8}")
+    ltx.write(SCENE.replace("        model: ltx2-distilled-fp8\n", ""))
+    ltx.render()
+    (profiles / "ltx2-distilled.yaml").write_text(edited)
+    monkeypatch.setenv("SCENEKIT_PROFILE_PATH", str(profiles))
+    runs = ltx.planned_runs()
+    assert "arrival/stage2" in runs and "arrival/decode" in runs
+
+
+def test_missing_weights_is_one_clear_error(project: Project, monkeypatch):
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 17, model: ltx2-distilled, size: 256x256}]
+    """)
+    result = CliRunner().invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache)])
+    assert result.exit_code == 2
+    message = result.output
+    assert "no weights for model profile `ltx2-distilled`" in message
+    assert "$SCENEKIT_MODELS" in message and "Hugging Face cache: Lightricks/LTX-2@" in message
+    assert "scenekit fetch ltx2-distilled" in message
+
+
+def test_gpu_profiles_refuse_to_run_on_the_cpu_unless_forced(project: Project, monkeypatch, models: Path):
+    monkeypatch.delenv("SCENEKIT_DEVICE", raising=False)
+    monkeypatch.setenv("SCENEKIT_MODELS", str(models))
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 17, model: ltx2-distilled, size: 256x256}]
+    """)
+    result = CliRunner().invoke(app, ["validate", str(project.spec)])
+    assert result.exit_code == 2 and "needs a GPU" in result.output and "SCENEKIT_DEVICE=cpu" in result.output
+
+
+def test_fp4_says_it_cannot_run_here_before_any_work(project: Project, monkeypatch):
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 17, model: ltx2-dev-fp4, size: 256x256}]
+    """)
+    result = CliRunner().invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache)])
+    assert result.exit_code == 2 and "NVFP4" in result.output and "Blackwell" in result.output
+    assert not project.cache.exists()
+
+
+def test_knobs_are_validated_against_the_profile(project: Project):
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 17, model: ltx2-distilled, size: 256x256, steps: 30}]
+    """)
+    result = CliRunner().invoke(app, ["validate", str(project.spec)])
+    assert result.exit_code == 2
+    assert "clips[0].steps: model `ltx2-distilled` has no `steps` setting" in result.output
+
+
+def test_drift_control_pulls_a_drifting_chain_back_to_its_first_clip():
+    from scenekit.ltx2.drift import adain
+
+    generator = np.random.default_rng(0)
+    first = generator.normal(0.0, 1.0, (1, 8, 3, 4, 4))
+    chain = [first + 0.3 * k + generator.normal(0, 0.05, first.shape) for k in range(6)]  # colour creeps clip by clip
+    import torch
+
+    reference = torch.tensor(first)
+    drift = [abs(float(torch.tensor(c).mean() - reference.mean())) for c in chain]
+    controlled = [abs(float(adain(torch.tensor(c), reference, 1.0).mean() - reference.mean())) for c in chain]
+    assert drift[-1] > 1.4 and max(controlled) < 1e-6
