@@ -143,15 +143,47 @@ def graph(
 
 @app.command()
 def profiles() -> None:
-    """List the model profiles and what each needs."""
+    """List the model profiles, what each needs, and whether its weights are here."""
+    from scenekit.profiles import available_profiles
+    from scenekit.weights import MissingWeights, resolve_weights
+
+    table = Table("profile", "needs", "weights", "description")
+    for profile in available_profiles().values():
+        needs = "CPU only"
+        if profile.requires.gpu:
+            capability = profile.requires.min_compute_capability
+            needs = f"GPU ~{profile.requires.vram_gb:g} GB" + (f", compute capability {capability:g}+" if capability else "")
+        weights = "built in"
+        if "ltx2" in (profile.model_extra or {}):
+            from scenekit.ltx2.settings import Ltx2Settings
+
+            default = Ltx2Settings.model_validate(profile.model_extra["ltx2"]).weights.pipeline
+            try:
+                weights = "found: " + resolve_weights(profile.name, default, {}, Path.cwd()).described
+            except MissingWeights:
+                weights = f"missing (scenekit fetch {profile.name})"
+        table.add_row(profile.name, needs, weights, profile.description)
+    out.print(table)
+
+
+@app.command()
+def fetch(profile: Annotated[str, typer.Argument(help="Profile whose weights to download.")]) -> None:
+    """Download a profile's weights into the Hugging Face cache (needs network access)."""
     from scenekit.profiles import available_profiles
 
-    table = Table("profile", "backend", "needs", "weights", "description")
-    for profile in available_profiles().values():
-        needs = f"GPU, {profile.requires.vram_gb:g} GB VRAM" if profile.requires.gpu else "CPU only"
-        weights = "built in" if profile.backend == "preview" else "?"
-        table.add_row(profile.name, profile.backend, needs, weights, profile.description)
-    out.print(table)
+    found = available_profiles().get(profile)
+    if found is None or "ltx2" not in (found.model_extra or {}):
+        err.print(f"error: `{profile}` is not a profile with downloadable weights (see `scenekit profiles`)", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
+    from huggingface_hub import snapshot_download
+
+    from scenekit.ltx2.settings import Ltx2Settings
+
+    settings = Ltx2Settings.model_validate(found.model_extra["ltx2"])
+    ref = settings.weights.pipeline
+    out.print(f"fetching {ref.repo}@{ref.revision} for {profile} …", markup=False)
+    folder = snapshot_download(ref.repo, revision=ref.revision, allow_patterns=settings.hub_files())
+    out.print(f"weights for {profile} are in {folder}", markup=False)
 
 
 @app.command()

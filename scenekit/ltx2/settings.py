@@ -70,3 +70,15 @@ class Ltx2Settings(_Strict):
     conditioning_crf: int = 33
     max_sequence_length: int = 1024
     use_cross_timestep: bool = False  # LTX-2.0 was trained without it; LTX-2.3+ with it
+
+    def hub_files(self) -> list[str]:
+        """The files and folders of the pipeline's hub repo a render needs (for `scenekit fetch`)."""
+        patterns = ["model_index.json"] + [f"{part}/*" for part in
+                                           ("scheduler", "tokenizer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder")]
+        transformer = self.weights.transformer
+        patterns += [transformer.file, "transformer/config.json"] if transformer and transformer.file else ["transformer/*"]
+        if self.weights.upsampler is not None:
+            patterns.append(f"{self.weights.upsampler.subfolder or 'latent_upsampler'}/*")
+        if self.weights.distilled_lora is not None and self.weights.distilled_lora.file:
+            patterns.append(self.weights.distilled_lora.file)
+        return patterns
