@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import Project, read_video
 from scenekit.cli import app
-from scenekit.ltx2.tiny import build_tiny_profile_weights
+from scenekit.ltx2.tiny import build_tiny_lora, build_tiny_profile_weights
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,8 @@ def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     build_tiny_profile_weights(root / "ltx2-distilled", seed=1)
     build_tiny_profile_weights(root / "ltx2-distilled-fp8", seed=2)
+    build_tiny_profile_weights(root / "ltx2-dev-fp8", seed=3)
+    build_tiny_lora(root / "ltx2-dev-fp8", "ltx-2-19b-distilled-lora-384.safetensors", seed=3)
     return root
 
 
@@ -154,3 +156,19 @@ def test_drift_control_pulls_a_drifting_chain_back_to_its_first_clip():
     drift = [abs(float(torch.tensor(c).mean() - reference.mean())) for c in chain]
     controlled = [abs(float(adain(torch.tensor(c), reference, 1.0).mean() - reference.mean())) for c in chain]
     assert drift[-1] > 1.4 and max(controlled) < 1e-6
+
+
+def test_dev_profile_runs_guided_stage_then_lora_refine(ltx: Project):
+    ltx.write("""
+        scenekit: 1
+        defaults: {model: ltx2-dev-fp8, size: 256x256, fps: 24}
+        clips:
+          - {id: one, prompt: "a red ball", negative_prompt: "blur", frames: 17, steps: 4, stg: 0, guidance: 4}
+        output: {file: out.mp4, preset: ultrafast}
+    """)
+    graph = ltx.prepare().graph
+    assert graph.node("one/stage1").params["guidance"]["cfg"] == 4
+    assert graph.node("one/stage2").params["lora"] == {"file": "ltx-2-19b-distilled-lora-384.safetensors", "strength": 0.6}
+    assert graph.node("one/prompt").params["negative_prompt"] == "blur"
+    frames, _, _ = read_video(ltx.render().output)
+    assert frames.shape == (17, 256, 256, 3)

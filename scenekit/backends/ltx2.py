@@ -139,12 +139,15 @@ class Ltx2Backend:
             "precision": f"profile {clip.profile.name}", "lora": f"profile {clip.profile.name}", "crf": f"profile {clip.profile.name}",
         }
         return Node(f"{clip.id}/stage{number}", SAMPLE, params, inputs, files, clip.id, f"{identity}:{settings.precision.storage}",
-                    sources, meta={"weights": str(weights.folder), "transformer_file": transformer.file if transformer else None})
+                    sources, meta=_runtime(weights, settings))
 
     def _guidance(self, clip: ResolvedClip, settings: Ltx2Settings) -> dict[str, Any]:
         guidance = settings.guidance.model_dump()
         guidance["cfg"] = _cfg(clip, settings)
-        guidance["stg"] = clip.knobs.get("stg", guidance["stg"])
+        if "stg" in clip.knobs:  # the knob sets video and audio STG alike
+            guidance["stg"] = guidance["audio_stg"] = clip.knobs["stg"]
+        if guidance["stg"] == 0 and guidance["audio_stg"] == 0:
+            guidance["stg_blocks"] = []
         return guidance
 
     def _upsample_node(self, clip: ResolvedClip, weights: WeightsSource, previous: Node, number: int) -> Node:
@@ -160,8 +163,15 @@ class Ltx2Backend:
         }
         sources = {"seed": clip.sources["seed"], "width": clip.sources["size"], "height": clip.sources["size"]}
         return Node(f"{clip.id}/decode", DECODE, params, {"latents": latents.id}, {}, clip.id,
-                    weights.identity("vae", "audio_vae", "vocoder"), sources,
-                    meta={"weights": str(weights.folder), "transformer_file": latents.meta.get("transformer_file")})
+                    weights.identity("vae", "audio_vae", "vocoder"), sources, meta=_runtime(weights, settings))
+
+
+def _runtime(weights: WeightsSource, settings: Ltx2Settings) -> dict[str, Any]:
+    """Where the weights are, for ops that load the sampling pipeline (not part of keys)."""
+    transformer, lora = settings.weights.transformer, settings.weights.distilled_lora
+    uses_lora = any(stage.lora for stage in settings.stages)
+    return {"weights": str(weights.folder), "transformer_file": transformer.file if transformer else None,
+            "lora_file": lora.file if lora is not None and uses_lora else None}
 
 
 def _cfg(clip: ResolvedClip, settings: Ltx2Settings) -> float:

@@ -43,9 +43,8 @@ def encode_prompt(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
 def sample(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
     """One sampling stage: from noise (stage 1) or refining upsampled latents (stage 2)."""
     params = node.params
-    pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"), params["precision"])
-    if params["lora"] is not None:
-        raise RuntimeError("stage LoRAs (the dev recipe's distilled LoRA) are not supported yet")
+    pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"), params["precision"], node.meta.get("lora_file"))
+    POOL.use_lora(pipe.transformer, params["lora"])
     embeds = load_file(str(inputs["prompt"] / EMBEDS_FILE))
     latents = load_file(str(inputs["latents"] / LATENTS_FILE)) if "latents" in inputs else None
     fixed_sigmas = params["sigmas"] is not None
@@ -101,7 +100,7 @@ def decode(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
     params = node.params
     ctx.step(0, 2)
     pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"),
-                         {"compute": params["precision"], "storage": params["storage"]})
+                         {"compute": params["precision"], "storage": params["storage"]}, node.meta.get("lora_file"))
     latents = load_file(str(inputs["latents"] / LATENTS_FILE))
     frames, audio, sample_rate = recipe.decode(pipe, latents, decode_timestep=params["timestep"],
                                                decode_noise_scale=params["noise_scale"], seed=params["seed"])

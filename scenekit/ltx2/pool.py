@@ -21,6 +21,10 @@ _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
 _TEXT_PARTS = ("text_encoder", "tokenizer")
 
 
+def _adapter_name(file: str) -> str:
+    return Path(file).stem.replace(".", "_").replace("-", "_")
+
+
 def _dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
@@ -61,37 +65,55 @@ class ModelPool:
 
         return self._component((folder, name, compute, self.device), load)
 
-    def transformer(self, folder: Path, file: str | None, precision: dict[str, str]) -> Any:
-        """The transformer (from `file` in the folder if present, else `transformer/`), stored as the profile says."""
+    def transformer(self, folder: Path, file: str | None, precision: dict[str, str], lora: str | None = None) -> Any:
+        """The transformer (from `file` in the folder if present, else `transformer/`), with the profile's
+        LoRA loaded (inactive) when it has one, and its weights stored as the profile says."""
         from diffusers import LTX2VideoTransformer3DModel
+        from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
 
         compute, storage = precision["compute"], precision["storage"]
         if storage == "nvfp4":
             raise RuntimeError("NVFP4 weights are not supported by this scenekit version (only float8 and bf16 storage)")
-        single = folder / file if file else None
+        single = folder / file if file and (folder / file).is_file() else None
 
         def load() -> Any:
-            if single is not None and single.is_file():
-                model = LTX2VideoTransformer3DModel.from_single_file(str(single), config=str(folder), subfolder="transformer",
-                                                                     perturbed_attn=True, torch_dtype=_dtype(compute))
+            options = {"perturbed_attn": True, "torch_dtype": _dtype(compute)}
+            if single is not None:
+                model = LTX2VideoTransformer3DModel.from_single_file(str(single), config=str(folder), subfolder="transformer", **options)
             else:
-                model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", perturbed_attn=True,
-                                                                    torch_dtype=_dtype(compute))
+                model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", **options)
             model = model.to(self.device).eval()
-            if storage != compute:
-                model.enable_layerwise_casting(storage_dtype=_dtype(storage), compute_dtype=_dtype(compute))
+            if lora is not None:
+                path = folder / lora
+                if not path.is_file():
+                    raise RuntimeError(f"LoRA {lora} is not in {folder}; fetch the profile's weights again")
+                model.load_lora_adapter(str(path), adapter_name=_adapter_name(lora), prefix="transformer")
+                model.disable_lora()
+            if storage != compute:  # LoRA layers stay in the compute dtype
+                model.enable_layerwise_casting(storage_dtype=_dtype(storage), compute_dtype=_dtype(compute),
+                                               skip_modules_pattern=(*DEFAULT_SKIP_MODULES_PATTERN, "lora_"))
             return model
 
-        return self._component((folder, "transformer", file if single is not None and single.is_file() else None,
-                                compute, storage, self.device), load)
+        return self._component((folder, "transformer", single, lora, compute, storage, self.device), load)
 
-    def pipeline(self, folder: Path, file: str | None, precision: dict[str, str]) -> Any:
+    @staticmethod
+    def use_lora(transformer: Any, lora: dict[str, Any] | None) -> None:
+        """Activate the stage's LoRA at its strength, or no LoRA."""
+        if lora is None:
+            if getattr(transformer, "peft_config", None):
+                transformer.disable_lora()
+            return
+        transformer.enable_lora()
+        transformer.set_adapters([_adapter_name(lora["file"])], weights=[lora["strength"]])
+
+    def pipeline(self, folder: Path, file: str | None, precision: dict[str, str], lora: str | None = None) -> Any:
         """An LTX2Pipeline for sampling and decoding (no text encoder)."""
         from diffusers import LTX2Pipeline
 
         self.release_text_encoder()
         parts = {name: self.component(folder, name, precision["compute"]) for name in _PIPELINE_PARTS}
-        pipe = LTX2Pipeline(transformer=self.transformer(folder, file, precision), text_encoder=None, tokenizer=None, **parts)
+        transformer = self.transformer(folder, file, precision, lora)
+        pipe = LTX2Pipeline(transformer=transformer, text_encoder=None, tokenizer=None, **parts)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

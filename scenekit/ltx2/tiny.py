@@ -40,6 +40,7 @@ __all__ = [
     "TINY_MAX_SEQUENCE_LENGTH",
     "TINY_STG_BLOCKS",
     "build_tiny_latent_upsampler",
+    "build_tiny_lora",
     "build_tiny_ltx2",
     "build_tiny_profile_weights",
     "tiny_scheduler_config",
@@ -358,3 +359,23 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0) -> Path:
     finally:
         torch.random.set_rng_state(rng_state)
     return Path(folder)
+
+
+def build_tiny_lora(folder: Path, weight_name: str, *, seed: int = 0) -> Path:
+    """A tiny random LoRA for the tiny transformer, saved as `folder/weight_name` in the format
+    `load_lora_weights` reads (like the distilled LoRA of `Lightricks/LTX-2`). Returns its path."""
+    from diffusers import LTX2Pipeline, LTX2VideoTransformer3DModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    rng_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed * 1000 + 8)
+        transformer = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer")
+        transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
+                                           target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        LTX2Pipeline.save_lora_weights(folder, transformer_lora_layers=get_peft_model_state_dict(transformer),
+                                       weight_name=weight_name)
+    finally:
+        torch.random.set_rng_state(rng_state)
+    return Path(folder) / weight_name
