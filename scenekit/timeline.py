@@ -232,6 +232,16 @@ class _Resolver:
             index, clip.id, clip.prompt, profile, width, height, fps, seed if seed is not None else 0, frames,
             clip.continue_, overlap, transition, transition_frames, conditions, sources, knobs,
         )
+        for j, cond in enumerate(conditions):
+            generated = resolved.segment_start + cond.at
+            if not profile.constraints.valid_keyframe(generated):
+                step = profile.constraints.keyframe_step
+                below = generated - (generated - 1) % step
+                options = sorted({max(0, below - resolved.segment_start), below + step - resolved.segment_start})
+                self.fail(("clips", index, "conditioning", j, "frame"),
+                          f"model `{profile.name}` places conditioning on latent frames: frame {cond.at} of this clip "
+                          f"(generated frame {generated}) would land {generated - below} frame(s) earlier",
+                          f"use frame {' or '.join(str(o) for o in options if o < frames)}")
         if resolved.generated_frames > profile.constraints.max_frames:
             self.fail(length_field, f"the clip needs {resolved.generated_frames} generated frames; model `{profile.name}` makes at most {profile.constraints.max_frames}",
                       "split it into clips that continue each other")

@@ -32,6 +32,7 @@ class Constraints(BaseModel):
     frame_step: int = 1
     max_frames: int = 100_000
     overlap_step: int = 1
+    keyframe_step: int = 1  # conditioning lands only on generated frames 0 and k*step+1
 
     def snap_frames(self, count: int) -> int:
         """The smallest valid generated length >= count (k*frame_step + 1 when frame_step > 1)."""
@@ -41,6 +42,9 @@ class Constraints(BaseModel):
 
     def valid_overlap(self, count: int) -> bool:
         return self.overlap_step <= 1 or count % self.overlap_step == 1
+
+    def valid_keyframe(self, generated_index: int) -> bool:
+        return self.keyframe_step <= 1 or generated_index == 0 or generated_index % self.keyframe_step == 1
 
 
 class ProfileDefaults(BaseModel):
