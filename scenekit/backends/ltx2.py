@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
+from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError, SpecIssue
 from scenekit.graph.nodes import Node
 from scenekit.hardware import why_profile_cannot_run
@@ -83,8 +84,8 @@ class Ltx2Backend:
         self, clip: ResolvedClip, timeline: Timeline, settings: Ltx2Settings, weights: WeightsSource, stage: Stage,
         number: int, prompt: Node, previous: Node | None, frames_of: FramesOf,
     ) -> Node:
-        inputs: dict[str, str] = {"prompt": prompt.id}
-        files = {}
+        conditions, cond_inputs, files = condition_params(clip, timeline, frames_of)
+        inputs: dict[str, str] = {"prompt": prompt.id, **cond_inputs}
         if previous is not None:
             inputs["latents"] = previous.id
         steps = clip.knobs.get("steps", stage.steps) if stage.guided else stage.steps
@@ -102,28 +103,16 @@ class Ltx2Backend:
             "crf": settings.conditioning_crf,
             "precision": settings.precision.model_dump(),
             "use_cross_timestep": settings.use_cross_timestep,
-            "conditions": [],
+            "conditions": conditions,
             "context": None,
             "drift_control": None,
         }
         if stage.lora is not None:
             lora = getattr(settings.weights, stage.lora)
             params["lora"] = {"file": lora.file, "strength": lora.strength}
-        for index, cond in enumerate(clip.conditions):
-            name = f"cond{index}"
-            entry: dict[str, Any] = {"kind": cond.kind, "at": clip.segment_start + cond.at, "strength": cond.strength, "frames": cond.frames}
-            if cond.kind == "clip":
-                inputs[name] = frames_of(cond.clip)
-                source = timeline.clip(cond.clip)
-                entry["range"] = [source.segment_start + source.frames - cond.frames, source.segment_start + source.frames]
-            else:
-                files[name] = cond.asset
-            params["conditions"].append(entry)
         if clip.continues is not None:
-            source = timeline.clip(clip.continues)
-            inputs["context"] = frames_of(source.id)
-            stop = source.segment_start + source.frames
-            params["context"] = [stop - clip.overlap, stop]
+            inputs["context"] = frames_of(clip.continues)
+            params["context"] = tail_range(timeline.clip(clip.continues), clip.overlap)
             drift = clip.knobs.get("drift_control")
             if number == 1 and drift:
                 inputs["reference"] = f"{_chain_root(clip, timeline).id}/stage1"

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from scenekit.backends import ClipNodes, FramesOf
+from scenekit.conditioning import condition_frames, condition_params, context_frames, tail_range
 from scenekit.graph.nodes import Node
-from scenekit.media.video import FRAMES_FILE, VideoWriter, read_frames
+from scenekit.media.video import FRAMES_FILE, VideoWriter
 from scenekit.ops import RunContext, register
 from scenekit.preview.draw import Condition, draw_clip, fit_image
 from scenekit.timeline import ResolvedClip, Timeline
@@ -20,30 +20,16 @@ from scenekit.units import format_rate
 GENERATE = "preview.generate"
 
 
-def tail_range(clip: ResolvedClip, count: int) -> list[int]:
-    """Generated-frame range [start, stop) of the last `count` timeline frames of `clip`."""
-    stop = clip.segment_start + clip.frames
-    return [stop - count, stop]
-
-
 class PreviewBackend:
     """Expands a clip into a single `preview.generate` node."""
 
     def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
-        inputs: dict[str, str] = {}
-        files = {}
-        conditions: list[dict[str, Any]] = []
-        sources = dict(clip.sources)
-        for index, cond in enumerate(clip.conditions):
-            name = f"cond{index}"
-            entry: dict[str, Any] = {"kind": cond.kind, "at": clip.segment_start + cond.at, "strength": cond.strength, "frames": cond.frames}
-            if cond.kind == "clip":
-                inputs[name] = frames_of(cond.clip)
-                entry["range"] = tail_range(timeline.clip(cond.clip), cond.frames)
-            else:
-                files[name] = cond.asset
-            conditions.append(entry)
-            sources[f"conditions.{index}"] = f"clips[{clip.index}].conditioning[{index}]"
+        conditions, inputs, files = condition_params(clip, timeline, frames_of)
+        sources = {
+            "prompt": clip.sources["prompt"], "width": clip.sources["size"], "height": clip.sources["size"],
+            "fps": clip.sources["fps"], "seed": clip.sources["seed"], "frames": clip.sources["frames"],
+            "conditions": f"clips[{clip.index}].conditioning", "context": clip.sources.get("overlap", "continue"),
+        }
         params: dict[str, Any] = {
             "prompt": clip.prompt,
             "width": clip.width,
@@ -66,29 +52,17 @@ def generate(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
     """Draw the clip's frames and write them losslessly to the work folder."""
     params = node.params
     width, height, total = params["width"], params["height"], params["frames"]
-    context = None
-    if params["context"] is not None:
-        context = read_frames(inputs["context"] / FRAMES_FILE, *params["context"])
-    conditions = [_load_condition(node, index, entry, inputs, width, height) for index, entry in enumerate(params["conditions"])]
+    conditions = [
+        Condition(frames=np.stack([fit_image(f, width, height) for f in condition_frames(node, index, inputs)]),
+                  at=entry["at"], strength=entry["strength"])
+        for index, entry in enumerate(params["conditions"])
+    ]
     fps = Fraction(params["fps"])
     frames = draw_clip(
         prompt=params["prompt"], width=width, height=height, fps=float(fps), num_frames=total, seed=params["seed"],
-        context=context, conditions=conditions, on_frame=lambda i: ctx.step(i + 1, total + 1),
+        context=context_frames(node, inputs), conditions=conditions, on_frame=lambda i: ctx.step(i + 1, total + 1),
     )
     with VideoWriter(ctx.workdir / FRAMES_FILE, width, height, fps, lossless=True) as writer:
         for frame in frames:
             writer.write(frame)
     ctx.step(total + 1, total + 1)
-
-
-def _load_condition(node: Node, index: int, entry: dict[str, Any], inputs: dict[str, Path], width: int, height: int) -> Condition:
-    name = f"cond{index}"
-    if entry["kind"] == "clip":
-        frames = read_frames(inputs[name] / FRAMES_FILE, *entry["range"])
-    elif entry["kind"] == "image":
-        with Image.open(node.files[name].path) as image:
-            frames = np.asarray(image.convert("RGB"))[None]
-    else:
-        frames = read_frames(node.files[name].path, 0, entry["frames"])
-    fitted = np.stack([fit_image(frame, width, height) for frame in frames])
-    return Condition(frames=fitted, at=entry["at"], strength=entry["strength"])

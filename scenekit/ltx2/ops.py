@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from scenekit.graph.nodes import Node
@@ -16,7 +15,8 @@ from scenekit.ltx2 import recipe
 from scenekit.ltx2.drift import adain
 from scenekit.ltx2.pool import POOL
 from scenekit.media.audio import AUDIO_FILE, write_audio
-from scenekit.media.video import FRAMES_FILE, read_frames, write_frames
+from scenekit.conditioning import condition_frames, context_frames
+from scenekit.media.video import FRAMES_FILE, write_frames
 from scenekit.ops import RunContext, register
 
 EMBEDS_FILE = "embeds.safetensors"
@@ -64,20 +64,10 @@ def sample(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
 
 def _conditions(node: Node, inputs: dict[str, Path]) -> list[tuple[np.ndarray, int, float]]:
     """(frames, pixel frame, strength) for the pipeline: the continuation context first, then conditioning."""
-    params = node.params
-    found = []
-    if params["context"] is not None:
-        found.append((read_frames(inputs["context"] / FRAMES_FILE, *params["context"]), 0, 1.0))
-    for index, entry in enumerate(params["conditions"]):
-        name = f"cond{index}"
-        if entry["kind"] == "clip":
-            frames = read_frames(inputs[name] / FRAMES_FILE, *entry["range"])
-        elif entry["kind"] == "image":
-            with Image.open(node.files[name].path) as image:
-                frames = np.asarray(image.convert("RGB"))[None]
-        else:
-            frames = read_frames(node.files[name].path, 0, entry["frames"])
-        found.append((frames, entry["at"], entry["strength"]))
+    context = context_frames(node, inputs)
+    found = [] if context is None else [(context, 0, 1.0)]
+    for index, entry in enumerate(node.params["conditions"]):
+        found.append((condition_frames(node, index, inputs), entry["at"], entry["strength"]))
     return found
 
 

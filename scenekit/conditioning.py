@@ -1,0 +1,59 @@
+"""Conditioning sources of a clip as node parameters, and as frames when a node runs.
+
+Both backends place sources the same way: `at` is a generated-frame index, a source clip's frames
+are a generated-frame `range` of that clip's frames node, files are hashed into the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from scenekit.graph.nodes import Node
+from scenekit.media.video import FRAMES_FILE, read_frames
+from scenekit.spec.assets import Asset
+from scenekit.timeline import ResolvedClip, Timeline
+
+
+def tail_range(clip: ResolvedClip, count: int) -> list[int]:
+    """Generated-frame range [start, stop) of the last `count` timeline frames of `clip`."""
+    stop = clip.segment_start + clip.frames
+    return [stop - count, stop]
+
+
+def condition_params(clip: ResolvedClip, timeline: Timeline, frames_of) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, Asset]]:
+    """The `conditions` parameter of a clip's node, with the inputs (`condN` -> node) and files it needs."""
+    entries: list[dict[str, Any]] = []
+    inputs: dict[str, str] = {}
+    files: dict[str, Asset] = {}
+    for index, cond in enumerate(clip.conditions):
+        name = f"cond{index}"
+        entry: dict[str, Any] = {"kind": cond.kind, "at": clip.segment_start + cond.at, "strength": cond.strength, "frames": cond.frames}
+        if cond.kind == "clip":
+            inputs[name] = frames_of(cond.clip)
+            entry["range"] = tail_range(timeline.clip(cond.clip), cond.frames)
+        else:
+            files[name] = cond.asset
+        entries.append(entry)
+    return entries, inputs, files
+
+
+def condition_frames(node: Node, index: int, inputs: dict[str, Path]) -> np.ndarray:
+    """(N, H, W, 3) uint8 frames of the node's condition `index`, at their own size."""
+    entry, name = node.params["conditions"][index], f"cond{index}"
+    if entry["kind"] == "clip":
+        return read_frames(inputs[name] / FRAMES_FILE, *entry["range"])
+    if entry["kind"] == "image":
+        with Image.open(node.files[name].path) as image:
+            return np.asarray(image.convert("RGB"))[None]
+    return read_frames(node.files[name].path, 0, entry["frames"])
+
+
+def context_frames(node: Node, inputs: dict[str, Path]) -> np.ndarray | None:
+    """The continuation context (the continued clip's tail), or None."""
+    if node.params["context"] is None:
+        return None
+    return read_frames(inputs["context"] / FRAMES_FILE, *node.params["context"])
