@@ -32,6 +32,8 @@ vocabulary, and every model is constructed from a config.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -271,6 +273,16 @@ def _finalize(module: torch.nn.Module, generator: torch.Generator) -> torch.nn.M
     return module
 
 
+@contextmanager
+def _global_rng_kept() -> Iterator[None]:
+    """Build under fixed seeds without disturbing the caller's global torch RNG."""
+    state = torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(state)
+
+
 def _seeded(factory, seed: int, salt: int):
     """Build one component under its own seed, so components don't depend on build order."""
     torch.manual_seed(seed * 1000 + salt)
@@ -298,8 +310,7 @@ def build_tiny_ltx2(folder: Path, *, seed: int = 0, vae_timestep_conditioning: b
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rng_state = torch.random.get_rng_state()
-    try:
+    with _global_rng_kept():
         tokenizer, vocab_size = _tokenizer()
         pipe = LTX2Pipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(**tiny_scheduler_config()),
@@ -312,8 +323,6 @@ def build_tiny_ltx2(folder: Path, *, seed: int = 0, vae_timestep_conditioning: b
             vocoder=_seeded(_vocoder, seed, 6),
         )
         pipe.save_pretrained(folder)
-    finally:
-        torch.random.set_rng_state(rng_state)
     return folder
 
 
@@ -336,15 +345,12 @@ def build_tiny_latent_upsampler(folder: Path, *, seed: int = 0) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rng_state = torch.random.get_rng_state()
-    try:
+    with _global_rng_kept():
         pipe = LTX2LatentUpsamplePipeline(
             vae=_seeded(_video_vae, seed, 1),
             latent_upsampler=_seeded(_latent_upsampler, seed, 7),
         )
         pipe.save_pretrained(folder)
-    finally:
-        torch.random.set_rng_state(rng_state)
     return folder
 
 
@@ -353,11 +359,8 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0) -> Path:
     components plus `latent_upsampler/`. Point `$SCENEKIT_MODELS/<profile>` or the spec's
     `models:` at it. Returns `folder`."""
     build_tiny_ltx2(folder, seed=seed)
-    rng_state = torch.random.get_rng_state()
-    try:
+    with _global_rng_kept():
         _seeded(_latent_upsampler, seed, 7).save_pretrained(Path(folder) / "latent_upsampler")
-    finally:
-        torch.random.set_rng_state(rng_state)
     return Path(folder)
 
 
@@ -368,14 +371,11 @@ def build_tiny_lora(folder: Path, weight_name: str, *, seed: int = 0) -> Path:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    rng_state = torch.random.get_rng_state()
-    try:
+    with _global_rng_kept():
         torch.manual_seed(seed * 1000 + 8)
         transformer = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer")
         transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
                                            target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
         LTX2Pipeline.save_lora_weights(folder, transformer_lora_layers=get_peft_model_state_dict(transformer),
                                        weight_name=weight_name)
-    finally:
-        torch.random.set_rng_state(rng_state)
     return Path(folder) / weight_name
