@@ -491,7 +491,7 @@ def decode(
 
     pixels = vae.decode(video.to(vae.dtype), timestep, return_dict=False)[0]
     # postprocess_video(output_type="pt") keeps the work on the device; only uint8 frames cross to the CPU
-    frames = pipe.video_processor.postprocess_video(pixels, output_type="pt")[0]  # (F, 3, H, W) in [0, 1]
+    frames = pipe.video_processor.postprocess_video(pixels.float(), output_type="pt")[0]  # (F, 3, H, W) in [0, 1]
     frames = (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
     audio_vae = pipe.audio_vae

@@ -29,8 +29,10 @@ class VideoWriter:
         options = {} if lossless else {"movflags": "+faststart"}
         self._container = av.open(str(path), mode="w", options=options)
         if lossless:
-            self._stream = self._container.add_stream("ffv1", rate=fps)
+            # FFV1 version 3 with slices encodes and decodes on all cores
+            self._stream = self._container.add_stream("ffv1", rate=fps, options={"level": "3", "slices": "12"})
             self._stream.pix_fmt = "bgr0"
+            self._stream.codec_context.thread_count = 0
         else:
             self._stream = self._container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
             self._stream.pix_fmt = "yuv420p"
