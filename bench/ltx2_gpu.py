@@ -593,7 +593,6 @@ def main() -> None:
 
     started = time.perf_counter()
     comps = Components(configs.TINY if args.tiny else configs.REAL, device, torch.bfloat16)
-    build_s = time.perf_counter() - started
     redirect = Redirect()
     redirect.install([LTX2VideoTransformer3DModel, LTX2TextConnectors, AutoencoderKLLTX2Video, AutoencoderKLLTX2Audio,
                       LTX2Vocoder, LTX2LatentUpsamplerModel, Gemma3ForConditionalGeneration])

@@ -210,7 +210,7 @@ def schema(
 def _store(spec: Path | None, cache_dir: Path | None) -> CacheStore:
     if cache_dir is not None:
         return CacheStore(cache_dir.resolve())
-    return CacheStore(default_cache_dir(spec if spec is not None else Path("scene.yaml")))
+    return CacheStore(default_cache_dir(spec.parent if spec is not None else Path.cwd()))
 
 
 @cache_app.command("info")

@@ -35,7 +35,7 @@ class RichProgress:
         cached = len(plan) - runs
         self.console.print(f"{len(plan)} nodes: {runs} to run, {cached} cached", markup=False, highlight=False)
         self.progress.start()
-        self.overall = self.progress.add_task("render", total=max(runs, 1) if runs else 1, completed=0 if runs else 1)
+        self.overall = self.progress.add_task("render", total=max(runs, 1), completed=0 if runs else 1)
 
     def node_started(self, node: Node, position: int, total: int) -> None:
         if self.overall is not None:

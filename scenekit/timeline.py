@@ -64,6 +64,12 @@ class ResolvedClip:
     knobs: dict[str, object] = field(default_factory=dict)
 
     @property
+    def depends_on(self) -> list[str]:
+        """Ids of the clips this one builds on: the one it continues and those it is conditioned on."""
+        targets = [self.continues] + [c.clip for c in self.conditions if c.kind == "clip"]
+        return [t for t in targets if t is not None]
+
+    @property
     def blended_context(self) -> int:
         """Re-rendered context frames kept on the timeline to blend a transition over."""
         return self.transition_frames if self.continues else 0
@@ -376,8 +382,8 @@ class _Resolver:
         graph = nx.DiGraph()
         for clip in clips:
             graph.add_node(clip.id)
-            for target in [clip.continues] + [c.clip for c in clip.conditions if c.kind == "clip"]:
-                if target is not None and target != clip.id:  # a self-reference is reported already
+            for target in clip.depends_on:
+                if target != clip.id:  # a self-reference is reported already
                     graph.add_edge(clip.id, target)
         try:
             cycle = nx.find_cycle(graph)

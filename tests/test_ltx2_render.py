@@ -94,6 +94,7 @@ def test_editing_stage2_settings_only_reruns_stage2_and_after(ltx: Project, monk
     monkeypatch.setenv("SCENEKIT_PROFILE_PATH", str(profiles))
     runs = ltx.planned_runs()
     assert "arrival/stage2" in runs and "arrival/decode" in runs
+    assert not {"arrival/prompt", "arrival/stage1", "arrival/upsample"} & set(runs)
 
 
 def test_missing_weights_is_one_clear_error(project: Project, monkeypatch):

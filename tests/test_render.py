@@ -106,7 +106,7 @@ def test_changing_an_asset_reruns_the_clip_that_uses_it(project: Project):
     assert runs["arrival/generate"] == "asset assets/red.png changed"
 
 
-def test_model_override_uses_its_own_cache_keys(project: Project):
+def test_model_override_to_the_profile_in_use_keeps_the_keys(project: Project):
     make_scene(project)
     default_keys = {n.key for n in project.prepare().graph.ordered()}
     assert {n.key for n in project.prepare(model="preview").graph.ordered()} == default_keys

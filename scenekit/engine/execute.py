@@ -90,14 +90,14 @@ class Executor:
         """
         self._to_run = expected_runs
         order = {node.id: index for index, node in enumerate(self.graph.ordered())}
-        pending = self._missing(self.graph.target)
+        pending = self.graph.uncached(self.cache, have=self.result.outputs)
         last: Node | None = None
         while pending:
             ready = [n for n in pending if not any(dep in pending for dep in self.graph.node(n).inputs.values())]
             node = self.graph.node(min(ready, key=lambda n: _affinity(self.graph.node(n), last, order[n])))
             inputs = self._inputs(node)
             if inputs is None:  # an input's cache entry turned out corrupt: it runs again first
-                pending |= self._missing(node.id)
+                pending |= self.graph.uncached(self.cache, node.id, self.result.outputs)
                 continue
             self.result.outputs[node.id] = self._run(node, inputs)
             pending.discard(node.id)
@@ -108,18 +108,6 @@ class Executor:
                 return self.run(expected_runs)
             self.result.outputs[self.graph.target] = folder
         return self.result
-
-    def _missing(self, node_id: str) -> set[str]:
-        """`node_id` and what it needs, where the cache does not hold them."""
-        missing: set[str] = set()
-        stack = [node_id]
-        while stack:
-            node = self.graph.node(stack.pop())
-            if node.id in missing or node.id in self.result.outputs or self.cache.has(node.key):
-                continue
-            missing.add(node.id)
-            stack.extend(node.inputs.values())
-        return missing
 
     def _inputs(self, node: Node) -> dict[str, Path] | None:
         """Verified cache folders of a node's inputs; None (after dropping it) if one is corrupt."""

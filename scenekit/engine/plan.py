@@ -25,7 +25,7 @@ class PlannedNode:
 
 def make_plan(render_graph: RenderGraph, cache: CacheStore, previous: dict[str, dict[str, Any]]) -> list[PlannedNode]:
     """Plan every node in dependency order; `previous` holds the last render's node records by id."""
-    needed = _needed(render_graph, cache)
+    needed = render_graph.uncached(cache)
     by_slot = {(record.get("op"), record.get("slot")): record for record in previous.values()}
     slots = node_slots(render_graph)
     plan = []
@@ -47,18 +47,6 @@ def node_slots(render_graph: RenderGraph) -> dict[str, int]:
         slots[node.id] = counts.get(node.op, 0)
         counts[node.op] = slots[node.id] + 1
     return slots
-
-
-def _needed(render_graph: RenderGraph, cache: CacheStore) -> set[str]:
-    needed: set[str] = set()
-    stack = [render_graph.target]
-    while stack:
-        node = render_graph.node(stack.pop())
-        if node.id in needed or cache.has(node.key):
-            continue
-        needed.add(node.id)
-        stack.extend(node.inputs.values())
-    return needed
 
 
 def explain(node: Node, record: dict[str, Any] | None, render_graph: RenderGraph) -> str:

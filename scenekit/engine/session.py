@@ -66,10 +66,10 @@ class RenderResult:
     seconds: dict[str, float]
 
 
-def default_cache_dir(spec_file: Path) -> Path:
-    """`$SCENEKIT_CACHE_DIR`, else `.scenekit/cache` next to the spec."""
+def default_cache_dir(spec_folder: Path) -> Path:
+    """`$SCENEKIT_CACHE_DIR`, else `.scenekit/cache` in the spec's folder."""
     configured = os.environ.get(CACHE_DIR_ENV)
-    return Path(configured) if configured else spec_file.resolve().parent / ".scenekit" / "cache"
+    return Path(configured) if configured else spec_folder.resolve() / ".scenekit" / "cache"
 
 
 def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
@@ -80,7 +80,7 @@ def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
     if options.output_variant:
         output = timeline.output_file
         timeline.output_file = output.with_name(f"{output.stem}.{options.output_variant}{output.suffix}")
-    cache = CacheStore((options.cache_dir or default_cache_dir(spec_file)).resolve())
+    cache = CacheStore((options.cache_dir or default_cache_dir(spec_file.parent)).resolve())
     return Prepared(loaded, timeline, compile_timeline(timeline), cache, policy.root)
 
 

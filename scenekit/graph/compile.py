@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import networkx as nx
 
 from scenekit.backends import get_backend
+from scenekit.cache import CacheStore
 from scenekit.graph.nodes import Node
 from scenekit.ops import get_operation
 from scenekit.stitch import stitch_node
@@ -22,6 +24,18 @@ class RenderGraph:
 
     def node(self, node_id: str) -> Node:
         return self.graph.nodes[node_id]["node"]
+
+    def uncached(self, cache: CacheStore, start: str | None = None, have: Collection[str] = ()) -> set[str]:
+        """`start` (default: the target) and what it needs, where neither the cache nor `have` holds them."""
+        missing: set[str] = set()
+        stack = [start or self.target]
+        while stack:
+            node = self.node(stack.pop())
+            if node.id in missing or node.id in have or cache.has(node.key):
+                continue
+            missing.add(node.id)
+            stack.extend(node.inputs.values())
+        return missing
 
     def ordered(self) -> list[Node]:
         """Nodes in a stable dependency order."""
@@ -56,8 +70,7 @@ def _clips_in_dependency_order(timeline: Timeline) -> list[ResolvedClip]:
     deps = nx.DiGraph()
     for clip in timeline.clips:
         deps.add_node(clip.id)
-        for target in [clip.continues] + [c.clip for c in clip.conditions if c.kind == "clip"]:
-            if target is not None:
-                deps.add_edge(target, clip.id)
+        for target in clip.depends_on:
+            deps.add_edge(target, clip.id)
     order = {clip.id: index for index, clip in enumerate(timeline.clips)}
     return [timeline.clip(i) for i in nx.lexicographical_topological_sort(deps, key=order.__getitem__)]

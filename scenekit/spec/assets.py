@@ -42,6 +42,7 @@ def check_video(path: Path) -> int:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ValueError(f"{path.name} has no video stream")
-            return sum(1 for _ in container.decode(video=0))
+            known = container.streams.video[0].frames
+            return known if known > 0 else sum(1 for _ in container.decode(video=0))
     except av.FFmpegError as exc:
         raise ValueError(f"{path.name} is not a readable video ({exc.__class__.__name__})") from None
