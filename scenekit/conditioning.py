@@ -6,14 +6,14 @@ are a generated-frame `range` of that clip's frames node, files are hashed into 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from scenekit.graph.nodes import Node
-from scenekit.media.video import FRAMES_FILE, read_frames
+from scenekit.media.video import output_frames, read_frames
+from scenekit.ops import NodeOutput
 from scenekit.spec.assets import Asset
 from scenekit.timeline import ResolvedClip, Timeline
 
@@ -41,19 +41,19 @@ def condition_params(clip: ResolvedClip, timeline: Timeline, frames_of) -> tuple
     return entries, inputs, files
 
 
-def condition_frames(node: Node, index: int, inputs: dict[str, Path]) -> np.ndarray:
+def condition_frames(node: Node, index: int, inputs: dict[str, NodeOutput]) -> np.ndarray:
     """(N, H, W, 3) uint8 frames of the node's condition `index`, at their own size."""
     entry, name = node.params["conditions"][index], f"cond{index}"
     if entry["kind"] == "clip":
-        return read_frames(inputs[name] / FRAMES_FILE, *entry["range"])
+        return output_frames(inputs[name], *entry["range"])
     if entry["kind"] == "image":
         with Image.open(node.files[name].path) as image:
             return np.asarray(image.convert("RGB"))[None]
     return read_frames(node.files[name].path, 0, entry["frames"])
 
 
-def context_frames(node: Node, inputs: dict[str, Path]) -> np.ndarray | None:
+def context_frames(node: Node, inputs: dict[str, NodeOutput]) -> np.ndarray | None:
     """The continuation context (the continued clip's tail), or None."""
     if node.params["context"] is None:
         return None
-    return read_frames(inputs["context"] / FRAMES_FILE, *node.params["context"])
+    return output_frames(inputs["context"], *node.params["context"])

@@ -6,10 +6,49 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from scenekit.graph.nodes import Node
+
+T = TypeVar("T")
+
+
+class NodeOutput:
+    """A node's output as later nodes read it: the files of its cache entry, and the values the node
+    kept in memory during this render (read those instead of decoding the files again).
+
+    Held values are shared between readers: treat them as read-only.
+    """
+
+    def __init__(self, folder: Callable[[], Path], held: dict[str, Any] | None = None):
+        self._folder = folder
+        self._held = dict(held or {})
+
+    def folder(self) -> Path:
+        """The entry's folder in the cache (waits until the entry is committed)."""
+        return self._folder()
+
+    def path(self, name: str) -> Path:
+        """The file `name` of the entry (waits until the entry is committed)."""
+        return self._folder() / name
+
+    def held(self, name: str) -> Any | None:
+        """The in-memory value of file `name`, or None when only the file has it."""
+        return self._held.get(name)
+
+    def read(self, name: str, load: Callable[[Path], T]) -> T:
+        """The value of file `name`: held in memory, else `load(path)`."""
+        value = self._held.get(name)
+        return value if value is not None else load(self.path(name))
+
+    def has(self, name: str) -> bool:
+        """Whether the output has a file `name`."""
+        return name in self._held or self.path(name).is_file()
+
+    def release(self) -> None:
+        """Drop the held values (the files stay)."""
+        self._held.clear()
 
 
 class RunContext(Protocol):
@@ -20,8 +59,12 @@ class RunContext(Protocol):
     def step(self, done: int, total: int) -> None:
         """Report progress; raises RenderCancelled when the render was cancelled."""
 
+    def keep(self, name: str, value: Any, write: Callable[[Path], None]) -> None:
+        """Output file `name`: later nodes get `value` in memory, and `write(path)` puts it in the
+        cache entry in the background (`value` must not change afterwards)."""
 
-OpFunction = Callable[["Node", "dict[str, Path]", RunContext], None]
+
+OpFunction = Callable[["Node", "dict[str, NodeOutput]", RunContext], None]
 
 
 @dataclass(frozen=True)

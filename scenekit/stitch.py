@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from scenekit.graph.nodes import Node
 from scenekit.media.audio import (
-    AAC_RATES, AUDIO_FILE, fit_length, frame_to_sample, read_audio, resample, slice_frames, to_channels, transition_alpha,
+    AAC_RATES, fit_length, frame_to_sample, output_audio, resample, slice_frames, to_channels, transition_alpha,
     transition_gains,
 )
-from scenekit.media.video import FRAMES_FILE, VideoWriter, iter_frames
-from scenekit.ops import RunContext, register
+from scenekit.media.video import VideoWriter, iter_output_frames
+from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.preview.draw import annotate
 from scenekit.timeline import Timeline
 from scenekit.units import format_rate
@@ -62,7 +61,7 @@ def blend(outgoing: np.ndarray, incoming: np.ndarray, index: int, length: int, k
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
-def timeline_frames(params: dict[str, Any], inputs: dict[str, Path]) -> Iterator[np.ndarray]:
+def timeline_frames(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> Iterator[np.ndarray]:
     """The output frames in order: segments trimmed, labelled, and blended where clips overlap."""
     fps = float(Fraction(params["fps"]))
     clips = params["clips"]
@@ -73,7 +72,7 @@ def timeline_frames(params: dict[str, Any], inputs: dict[str, Path]) -> Iterator
         t_out = clips[index + 1]["transition"]["frames"] if index + 1 < len(clips) else 0
         length = stop - start
         next_tail = []
-        for j, frame in enumerate(iter_frames(inputs[f"clip{index}"] / FRAMES_FILE, start, stop)):
+        for j, frame in enumerate(iter_output_frames(inputs[f"clip{index}"], start, stop)):
             if clip["label"] is not None:
                 frame = frame.copy()
                 annotate(frame[None], first_timeline_frame=clip["start"] + j, fps=fps, label=clip["label"])
@@ -86,14 +85,14 @@ def timeline_frames(params: dict[str, Any], inputs: dict[str, Path]) -> Iterator
         tail = next_tail
 
 
-def timeline_audio(params: dict[str, Any], inputs: dict[str, Path]) -> tuple[np.ndarray, int] | None:
+def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tuple[np.ndarray, int] | None:
     """The output's audio track, float32 (2, n) covering exactly the output's frames, and its rate;
     None when no clip has audio.
 
     The rate is the clips' common rate when AAC can carry it, else 48 kHz (clips are resampled).
     """
-    sources = {index: read_audio(inputs[f"clip{index}"] / AUDIO_FILE) for index in range(len(params["clips"]))
-               if (inputs[f"clip{index}"] / AUDIO_FILE).is_file()}
+    found = {index: output_audio(inputs[f"clip{index}"]) for index in range(len(params["clips"]))}
+    sources = {index: audio for index, audio in found.items() if audio is not None}
     if not sources:
         return None
     rates = {rate for _, rate in sources.values()}
@@ -128,7 +127,7 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, Path]) -> tuple[np.
 
 
 @register(STITCH, version=1)
-def stitch(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
+def stitch(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Write the final H.264 mp4 of the whole timeline, with an AAC track when any clip has audio."""
     params = node.params
     total = params["frames"]

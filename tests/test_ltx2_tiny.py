@@ -254,6 +254,26 @@ def test_split_steps_equal_direct_call(pipe, embeds):
     assert np.abs(samples - audio[0].numpy()).max() == 0.0
 
 
+def test_embeddings_without_padding_give_the_same_video(pipe):
+    """scenekit caches embeddings without their padding positions; the padding values never reach the model."""
+    embeds = recipe.encode_prompt(pipe, "a ball", "blurry", max_sequence_length=2 * MSL)
+    compact = recipe.compact_embeds(embeds)
+    mask = embeds["prompt_attention_mask"].bool()
+    assert compact["prompt_embeds"].shape == (int(mask.sum()), embeds["prompt_embeds"].shape[-1])
+    assert int(mask.sum()) < mask.shape[1]
+    restored = recipe.expand_embeds(compact)
+    assert restored.keys() == embeds.keys()
+    noisy = dict(embeds)  # whatever the padding positions hold (real Gemma leaves values there), nothing changes
+    for name, mask_name in (("prompt_embeds", "prompt_attention_mask"), ("negative_prompt_embeds", "negative_prompt_attention_mask")):
+        padded = ~embeds[mask_name].bool()
+        noisy[name] = embeds[name].clone()
+        noisy[name][padded] = torch.randn(noisy[name][padded].shape, generator=torch.Generator().manual_seed(1))
+    settings = dict(width=64, height=64, num_frames=9, frame_rate=24.0, num_inference_steps=2, seed=7, guidance=FULL_GUIDANCE)
+    full = recipe.sample_latents(pipe, noisy, **settings)
+    again = recipe.sample_latents(pipe, restored, **settings)
+    assert torch.equal(full["video"], again["video"]) and torch.equal(full["audio"], again["audio"])
+
+
 def test_split_steps_equal_direct_call_with_conditions(pipe, embeds):
     image, clip = _image(3), _clip(4)
     settings = dict(width=64, height=64, num_frames=17, frame_rate=24.0, num_inference_steps=2)

@@ -6,6 +6,7 @@ import json
 from fractions import Fraction
 
 import numpy as np
+import pytest
 
 from conftest import Project, read_video
 
@@ -124,6 +125,37 @@ def test_corrupt_cache_entry_is_recomputed_not_used(project: Project):
     second = project.render()
     assert sorted(second.ran) == ["beam/generate", "stitch"]
     assert second.output.read_bytes() == original
+
+
+def test_frames_handed_over_in_memory_equal_the_stored_ones(project: Project):
+    """The first render's stitch reads the clips from memory; with only the stitch gone, it reads the cache."""
+    make_scene(project)
+    first = project.render()
+    original = first.output.read_bytes()
+    stitch_key = project.prepare().graph.node("stitch").key
+    next(project.cache.glob(f"objects/*/{stitch_key}")).joinpath("entry.json").unlink()
+    second = project.render()
+    assert second.ran == ["stitch"]
+    assert second.output.read_bytes() == original
+
+
+def test_a_failed_background_write_fails_the_render_and_stores_nothing_half_written(project: Project, monkeypatch):
+    from scenekit.media import video
+    from scenekit.errors import RenderError
+
+    def disk_full(path, frames, fps):
+        path.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    make_scene(project)
+    monkeypatch.setattr(video, "write_frames", disk_full)
+    with pytest.raises(RenderError, match=r"arrival/generate: writing its cache entry failed: .*No space left"):
+        project.render()
+    assert not list(project.cache.glob("objects/*/*/frames.mkv"))
+    assert not list((project.cache / "tmp").iterdir())
+    assert not (project.root / "out" / "demo.mp4").exists()
+    monkeypatch.undo()
+    assert len(project.render().ran) == 4
 
 
 def test_continued_clip_starts_from_the_last_frame_it_continues(project: Project):

@@ -16,6 +16,7 @@ from scenekit.media.audio import (
     AUDIO_FILE, frame_to_sample, read_audio, resample, slice_frames, transition_alpha, transition_gains, write_audio,
 )
 from scenekit.media.video import FRAMES_FILE, write_frames
+from scenekit.ops import NodeOutput
 from scenekit.stitch import STITCH, VIDEO_FILE, stitch
 
 FPS = Fraction(24)
@@ -53,7 +54,7 @@ def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path])
     workdir = tmp_path / "stitch"
     workdir.mkdir()
     ctx = SimpleNamespace(workdir=workdir, step=lambda done, total: None)
-    stitch(node, {f"clip{i}": folder for i, folder in enumerate(folders)}, ctx)
+    stitch(node, {f"clip{i}": NodeOutput(lambda folder=folder: folder) for i, folder in enumerate(folders)}, ctx)
     return workdir / VIDEO_FILE
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,8 +10,8 @@ import numpy as np
 from scenekit.backends import ClipNodes, FramesOf
 from scenekit.conditioning import condition_frames, condition_params, context_frames, tail_range
 from scenekit.graph.nodes import Node
-from scenekit.media.video import FRAMES_FILE, VideoWriter
-from scenekit.ops import RunContext, register
+from scenekit.media.video import keep_frames
+from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.preview.draw import Condition, draw_clip, fit_image
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
@@ -48,8 +47,8 @@ class PreviewBackend:
 
 
 @register(GENERATE, version=1)
-def generate(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
-    """Draw the clip's frames and write them losslessly to the work folder."""
+def generate(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
+    """Draw the clip's frames; they are kept for later nodes and stored losslessly."""
     params = node.params
     width, height, total = params["width"], params["height"], params["frames"]
     conditions = [
@@ -60,9 +59,6 @@ def generate(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
     fps = Fraction(params["fps"])
     frames = draw_clip(
         prompt=params["prompt"], width=width, height=height, fps=float(fps), num_frames=total, seed=params["seed"],
-        context=context_frames(node, inputs), conditions=conditions, on_frame=lambda i: ctx.step(i + 1, total + 1),
+        context=context_frames(node, inputs), conditions=conditions, on_frame=lambda i: ctx.step(i + 1, total),
     )
-    with VideoWriter(ctx.workdir / FRAMES_FILE, width, height, fps, lossless=True) as writer:
-        for frame in frames:
-            writer.write(frame)
-    ctx.step(total + 1, total + 1)
+    keep_frames(ctx, frames, fps)

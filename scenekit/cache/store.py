@@ -14,7 +14,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,32 +74,28 @@ class CacheStore:
             return False
         return True
 
-    @contextmanager
-    def stage(self, key: str, *, op: str, node: str) -> Iterator[Path]:
-        """A fresh work folder; committed as the entry for `key` when the block succeeds, deleted otherwise."""
+    def begin(self, key: str, *, op: str, node: str) -> StagedEntry:
+        """A fresh work folder for `key`'s entry; nothing is visible until `commit`."""
         tmp_root = self.root / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
         workdir = tmp_root / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         workdir.mkdir()
-        started = time.time()
-        try:
-            yield workdir
-            self._commit(workdir, key, op=op, node=node, seconds=time.time() - started)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        return StagedEntry(self, workdir, key, op, node, time.time())
 
-    def _commit(self, workdir: Path, key: str, *, op: str, node: str, seconds: float) -> None:
+    def _commit(self, staged: StagedEntry) -> Path:
         files = {}  # no fsync: a torn entry after a crash fails its checksum and is recomputed
-        for path in sorted(workdir.iterdir()):
+        for path in sorted(staged.workdir.iterdir()):
             files[path.name] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
-        entry = {"key": key, "op": op, "node": node, "created": time.time(), "seconds": round(seconds, 3), "files": files}
-        (workdir / ENTRY_FILE).write_text(json.dumps(entry, indent=1))
-        target = self._entry_dir(key)
+        entry = {"key": staged.key, "op": staged.op, "node": staged.node, "created": time.time(),
+                 "seconds": round(time.time() - staged.started, 3), "files": files}
+        (staged.workdir / ENTRY_FILE).write_text(json.dumps(entry, indent=1))
+        target = self._entry_dir(staged.key)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             shutil.rmtree(target)
-        os.rename(workdir, target)
-        self._verified.add(key)
+        os.rename(staged.workdir, target)
+        self._verified.add(staged.key)
+        return target
 
     def remove(self, key: str) -> None:
         """Delete an entry (moved aside first so no reader sees it half-deleted)."""
@@ -137,6 +132,28 @@ class CacheStore:
                 entry, size = {"key": entry_file.parent.name, "op": "?", "node": "?", "created": 0}, 0
             yield EntryInfo(entry_file.parent.name, entry.get("op", "?"), entry.get("node", "?"), size,
                             entry.get("created", 0), entry_file.stat().st_mtime)
+
+
+@dataclass
+class StagedEntry:
+    """An entry being built in its work folder: `commit` renames it into place, `discard` deletes it."""
+
+    store: CacheStore
+    workdir: Path
+    key: str
+    op: str
+    node: str
+    started: float
+
+    def commit(self) -> Path:
+        """Checksum every file, write `entry.json`, rename into place; returns the entry's folder."""
+        try:
+            return self.store._commit(self)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

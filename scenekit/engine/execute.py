@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
+from scenekit.engine.writer import DeferredWrite, EntryWriter
 from scenekit.errors import RenderCancelled, RenderError
 from scenekit.graph.compile import RenderGraph
 from scenekit.graph.nodes import Node
-from scenekit.ops import get_operation
+from scenekit.ops import NodeOutput, get_operation
 
 
 class Cancellation:
@@ -42,16 +46,23 @@ class Cancellation:
 
 @dataclass
 class _Context:
-    """What a running operation sees: its work folder, progress reporting and cancellation."""
+    """What a running operation sees: its work folder, progress reporting, cancellation, and
+    the outputs it keeps in memory (written to the entry in the background)."""
 
     workdir: Path
     node: Node
     events: RenderEvents
     cancellation: Cancellation
+    held: dict[str, Any] = field(default_factory=dict)
+    writes: list[DeferredWrite] = field(default_factory=list)
 
     def step(self, done: int, total: int) -> None:
         self.cancellation.check_during(self.node)
         self.events.node_step(self.node, done, total)
+
+    def keep(self, name: str, value: Any, write: Callable[[Path], None]) -> None:
+        self.held[name] = value
+        self.writes.append((name, write))
 
 
 @dataclass
@@ -70,7 +81,11 @@ def _affinity(node: Node, last: Node | None, position: int) -> tuple[bool, bool,
 
 
 class Executor:
-    """Brings a graph's target into the cache, running only what is missing."""
+    """Brings a graph's target into the cache, running only what is missing.
+
+    A node's outputs go to the next nodes in memory while its cache entry is written in the
+    background; `run` returns once every entry is committed.
+    """
 
     def __init__(self, render_graph: RenderGraph, cache: CacheStore, events: RenderEvents, cancellation: Cancellation | None = None):
         self.graph = render_graph
@@ -78,6 +93,7 @@ class Executor:
         self.events = events
         self.cancellation = cancellation or Cancellation()
         self.result = Execution()
+        self._outputs: dict[str, NodeOutput] = {}
         self._to_run = 0
         self._started = 0
 
@@ -89,19 +105,13 @@ class Executor:
         one profile run before the next profile is loaded.
         """
         self._to_run = expected_runs
-        order = {node.id: index for index, node in enumerate(self.graph.ordered())}
-        pending = self.graph.uncached(self.cache, have=self.result.outputs)
-        last: Node | None = None
-        while pending:
-            ready = [n for n in pending if not any(dep in pending for dep in self.graph.node(n).inputs.values())]
-            node = self.graph.node(min(ready, key=lambda n: _affinity(self.graph.node(n), last, order[n])))
-            inputs = self._inputs(node)
-            if inputs is None:  # an input's cache entry turned out corrupt: it runs again first
-                pending |= self.graph.uncached(self.cache, node.id, self.result.outputs)
-                continue
-            self.result.outputs[node.id] = self._run(node, inputs)
-            pending.discard(node.id)
-            last = node
+        writer = EntryWriter()
+        try:
+            self._run_pending(writer)
+            writer.drain()
+        finally:
+            writer.close()
+        self.result.outputs = {node_id: output.folder() for node_id, output in self._outputs.items()}
         if self.graph.target not in self.result.outputs:
             folder = self.cache.open(self.graph.node(self.graph.target).key)
             if folder is None:
@@ -109,34 +119,63 @@ class Executor:
             self.result.outputs[self.graph.target] = folder
         return self.result
 
-    def _inputs(self, node: Node) -> dict[str, Path] | None:
-        """Verified cache folders of a node's inputs; None (after dropping it) if one is corrupt."""
+    def _run_pending(self, writer: EntryWriter) -> None:
+        order = {node.id: index for index, node in enumerate(self.graph.ordered())}
+        pending = self.graph.uncached(self.cache, have=self._outputs)
+        readers = self._readers(pending)
+        last: Node | None = None
+        while pending:
+            ready = [n for n in pending if not any(dep in pending for dep in self.graph.node(n).inputs.values())]
+            node = self.graph.node(min(ready, key=lambda n: _affinity(self.graph.node(n), last, order[n])))
+            inputs = self._inputs(node)
+            if inputs is None:  # an input's cache entry turned out corrupt: it runs again first
+                pending |= self.graph.uncached(self.cache, node.id, self._outputs)
+                readers = self._readers(pending)
+                continue
+            self._outputs[node.id] = self._run(node, inputs, writer)
+            pending.discard(node.id)
+            for dep in node.inputs.values():
+                readers[dep] -= 1
+                if readers[dep] == 0 and dep in self._outputs:
+                    self._outputs[dep].release()  # no later node reads it from memory
+            last = node
+
+    def _readers(self, pending: set[str]) -> Counter[str]:
+        """How many nodes still to run read each node's output."""
+        return Counter(dep for node_id in pending for dep in self.graph.node(node_id).inputs.values())
+
+    def _inputs(self, node: Node) -> dict[str, NodeOutput] | None:
+        """The outputs a node reads (from this render, else verified cache entries); None (after
+        dropping it) if an entry is corrupt."""
         inputs = {}
         for name, dep in node.inputs.items():
-            folder = self.result.outputs.get(dep) or self.cache.open(self.graph.node(dep).key)
+            if dep in self._outputs:
+                inputs[name] = self._outputs[dep]
+                continue
+            folder = self.cache.open(self.graph.node(dep).key)
             if folder is None:
                 return None
-            inputs[name] = folder
+            inputs[name] = NodeOutput(lambda folder=folder: folder)
         return inputs
 
-    def _run(self, node: Node, inputs: dict[str, Path]) -> Path:
+    def _run(self, node: Node, inputs: dict[str, NodeOutput], writer: EntryWriter) -> NodeOutput:
         self.cancellation.check_before(node)
+        writer.check()
         self._started += 1
         self._to_run = max(self._to_run, self._started)
         self.events.node_started(node, self._started, self._to_run)
         operation = get_operation(node.op)
         started = time.perf_counter()
-        with self.cache.stage(node.key, op=node.op, node=node.id) as workdir:
-            try:
-                operation.run(node, inputs, _Context(workdir, node, self.events, self.cancellation))
-            except (RenderCancelled, KeyboardInterrupt):
+        staged = self.cache.begin(node.key, op=node.op, node=node.id)
+        context = _Context(staged.workdir, node, self.events, self.cancellation)
+        try:
+            operation.run(node, inputs, context)
+        except BaseException as exc:
+            staged.discard()
+            if isinstance(exc, RenderCancelled) or not isinstance(exc, Exception):
                 raise
-            except Exception as exc:
-                raise RenderError(f"{node.id} ({node.op}) failed: {exc}") from exc
+            raise RenderError(f"{node.id} ({node.op}) failed: {exc}") from exc
         seconds = time.perf_counter() - started
         self.result.seconds[node.id] = seconds
         self.events.node_finished(node, seconds)
-        folder = self.cache.open(node.key)
-        if folder is None:
-            raise RenderError(f"{node.id}: its cache entry could not be read back")
-        return folder
+        return NodeOutput(writer.submit(staged, context.writes), context.held)

@@ -13,39 +13,46 @@ from scenekit.graph.nodes import Node
 from scenekit.ltx2 import recipe
 from scenekit.ltx2.drift import adain
 from scenekit.ltx2.pool import POOL
-from scenekit.media.audio import AUDIO_FILE, write_audio
+from scenekit.media.audio import keep_audio
 from scenekit.conditioning import condition_frames, context_frames
-from scenekit.media.video import FRAMES_FILE, write_frames
-from scenekit.ops import RunContext, register
+from scenekit.media.video import keep_frames
+from scenekit.ops import NodeOutput, RunContext, register
 
 EMBEDS_FILE = "embeds.safetensors"
 LATENTS_FILE = "latents.safetensors"
 
 
-def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    save_file({name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}, str(path))
+def _keep_tensors(ctx: RunContext, name: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Tensors for later nodes (a CPU copy in memory) and for the cache entry (safetensors, in the background)."""
+    on_cpu = {key: t.detach().to("cpu").contiguous() for key, t in tensors.items()}
+    ctx.keep(name, on_cpu, lambda path: save_file(on_cpu, str(path)))
 
 
-@register("ltx2.encode_prompt", version=1)
-def encode_prompt(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
-    """Prompt (and negative prompt) embeddings from the text encoder."""
+def _tensors(output: NodeOutput, name: str) -> dict[str, torch.Tensor]:
+    """A node's tensors (a new dict: the held one is shared)."""
+    return dict(output.read(name, lambda path: load_file(str(path))))
+
+
+@register("ltx2.encode_prompt", version=2)
+def encode_prompt(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
+    """Prompt (and negative prompt) embeddings from the text encoder, stored without padding tokens."""
     params = node.params
     ctx.step(0, 1)
     pipe = POOL.text_pipeline(Path(node.meta["weights"]), params["precision"])
     embeds = recipe.encode_prompt(pipe, params["prompt"], params["negative_prompt"], device=POOL.device,
                                   max_sequence_length=params["max_sequence_length"])
-    _save(embeds, ctx.workdir / EMBEDS_FILE)
+    _keep_tensors(ctx, EMBEDS_FILE, recipe.compact_embeds(embeds))
     ctx.step(1, 1)
 
 
 @register("ltx2.sample", version=1)
-def sample(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
+def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """One sampling stage: from noise (stage 1) or refining upsampled latents (stage 2)."""
     params = node.params
     pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"), params["precision"], node.meta.get("lora_file"))
     POOL.use_lora(pipe.transformer, params["lora"])
-    embeds = load_file(str(inputs["prompt"] / EMBEDS_FILE))
-    latents = load_file(str(inputs["latents"] / LATENTS_FILE)) if "latents" in inputs else None
+    embeds = recipe.expand_embeds(_tensors(inputs["prompt"], EMBEDS_FILE))
+    latents = _tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None
     fixed_sigmas = params["sigmas"] is not None
     result = recipe.sample_latents(
         pipe, embeds, width=params["width"], height=params["height"], num_frames=params["frames"],
@@ -56,12 +63,12 @@ def sample(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
         use_cross_timestep=params["use_cross_timestep"], image_crf=params["crf"],
     )
     if params["drift_control"]:
-        reference = load_file(str(inputs["reference"] / LATENTS_FILE))["video"]
+        reference = _tensors(inputs["reference"], LATENTS_FILE)["video"]
         result["video"] = adain(result["video"], reference, params["drift_control"])
-    _save(result, ctx.workdir / LATENTS_FILE)
+    _keep_tensors(ctx, LATENTS_FILE, result)
 
 
-def _conditions(node: Node, inputs: dict[str, Path]) -> list[tuple[np.ndarray, int, float]]:
+def _conditions(node: Node, inputs: dict[str, NodeOutput]) -> list[tuple[np.ndarray, int, float]]:
     """(frames, pixel frame, strength) for the pipeline: the continuation context first, then conditioning."""
     context = context_frames(node, inputs)
     found = [] if context is None else [(context, 0, 1.0)]
@@ -71,31 +78,30 @@ def _conditions(node: Node, inputs: dict[str, Path]) -> list[tuple[np.ndarray, i
 
 
 @register("ltx2.upsample", version=1)
-def upsample(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
+def upsample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Spatial x2 upsampling of the video latents (audio latents pass through)."""
     ctx.step(0, 1)
-    latents = load_file(str(inputs["latents"] / LATENTS_FILE))
+    latents = _tensors(inputs["latents"], LATENTS_FILE)
     folder = Path(node.meta["weights"])
     vae = POOL.component(folder, "vae", node.params["precision"])
     upsampler = POOL.upsampler(folder, vae, node.params["precision"])
     latents["video"] = recipe.upsample_latents(upsampler, latents["video"])
-    _save(latents, ctx.workdir / LATENTS_FILE)
+    _keep_tensors(ctx, LATENTS_FILE, latents)
     ctx.step(1, 1)
 
 
 @register("ltx2.decode", version=1)
-def decode(node: Node, inputs: dict[str, Path], ctx: RunContext) -> None:
+def decode(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Frames and audio from the final latents."""
     params = node.params
-    ctx.step(0, 2)
+    ctx.step(0, 1)
     pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"),
                          {"compute": params["precision"], "storage": params["storage"]}, node.meta.get("lora_file"))
-    latents = load_file(str(inputs["latents"] / LATENTS_FILE))
+    latents = _tensors(inputs["latents"], LATENTS_FILE)
     frames, audio, sample_rate = recipe.decode(pipe, latents, decode_timestep=params["timestep"],
                                                decode_noise_scale=params["noise_scale"], seed=params["seed"])
     if frames.shape != (params["frames"], params["height"], params["width"], 3):
         raise RuntimeError(f"decoded {frames.shape}, expected {(params['frames'], params['height'], params['width'], 3)}")
-    ctx.step(1, 2)
-    write_frames(ctx.workdir / FRAMES_FILE, frames, Fraction(params["fps"]))
-    write_audio(ctx.workdir / AUDIO_FILE, audio.astype(np.float32), sample_rate)
-    ctx.step(2, 2)
+    keep_frames(ctx, frames, Fraction(params["fps"]))
+    keep_audio(ctx, audio, sample_rate)
+    ctx.step(1, 1)

@@ -45,8 +45,10 @@ import torch
 __all__ = [
     "GUIDANCE_KEYS",
     "GUIDANCE_OFF",
+    "compact_embeds",
     "decode",
     "encode_prompt",
+    "expand_embeds",
     "keyframe_pixel_position",
     "latent_index_for_pixel_frame",
     "sample_latents",
@@ -163,6 +165,45 @@ def encode_prompt(
     if use_negative:
         out["negative_prompt_embeds"] = neg_embeds
         out["negative_prompt_attention_mask"] = neg_mask
+    return out
+
+
+_EMBEDS_AND_MASKS = (("prompt_embeds", "prompt_attention_mask"),
+                     ("negative_prompt_embeds", "negative_prompt_attention_mask"))
+
+
+def compact_embeds(embeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`encode_prompt`'s output without its padding tokens: ``*_embeds`` become ``[n, D]``
+    (the ``n`` positions the mask keeps, in order); the masks stay as they are.
+
+    Lossless: the connectors zero every padded position before using the embeddings (LTX-2.0's
+    masked mean/range norm, LTX-2.3's masked RMS norm) and then replace them with learned registers,
+    so their values never matter. A short prompt shrinks from ``1024`` to a few dozen positions
+    (385 MB -> a few MB for LTX-2.0). :func:`expand_embeds` restores the pipeline's shapes.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for embeds_name, mask_name in _EMBEDS_AND_MASKS:
+        if embeds_name not in embeds:
+            continue
+        values, mask = embeds[embeds_name], embeds[mask_name]
+        if values.shape[0] != 1:
+            raise ValueError("compact_embeds handles one prompt (batch size 1)")
+        out[embeds_name] = values[mask.bool()]
+        out[mask_name] = mask
+    return out
+
+
+def expand_embeds(compact: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`compact_embeds`: ``[1, S, D]`` embeddings with zeros at padded positions."""
+    out: dict[str, torch.Tensor] = {}
+    for embeds_name, mask_name in _EMBEDS_AND_MASKS:
+        if embeds_name not in compact:
+            continue
+        values, mask = compact[embeds_name], compact[mask_name]
+        full = values.new_zeros((*mask.shape, values.shape[-1]))
+        full[mask.bool()] = values
+        out[embeds_name] = full
+        out[mask_name] = mask
     return out
 
 

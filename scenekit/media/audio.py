@@ -24,6 +24,8 @@ import av
 import numpy as np
 from av.audio.resampler import AudioResampler
 
+from scenekit.ops import NodeOutput, RunContext
+
 AUDIO_FILE = "audio.wav"
 
 # Sampling rates AAC (MPEG-4 audio) can signal directly.
@@ -51,6 +53,18 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
             frame.pts = 0
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+
+
+def keep_audio(ctx: RunContext, samples: np.ndarray, sample_rate: int) -> None:
+    """A node's (channels, n) float32 audio: handed to later nodes in memory, written as WAV in the background."""
+    samples = np.asarray(samples, dtype=np.float32)
+    samples.flags.writeable = False
+    ctx.keep(AUDIO_FILE, (samples, sample_rate), lambda path: write_audio(path, samples, sample_rate))
+
+
+def output_audio(output: NodeOutput) -> tuple[np.ndarray, int] | None:
+    """(samples, sample_rate) of a node's output, or None when it has no audio."""
+    return output.read(AUDIO_FILE, read_audio) if output.has(AUDIO_FILE) else None
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:

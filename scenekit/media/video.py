@@ -10,6 +10,8 @@ from types import TracebackType
 import av
 import numpy as np
 
+from scenekit.ops import NodeOutput, RunContext
+
 FRAMES_FILE = "frames.mkv"
 
 
@@ -117,3 +119,25 @@ def write_frames(path: Path, frames: np.ndarray, fps: Fraction) -> None:
     with VideoWriter(path, frames.shape[2], frames.shape[1], fps, lossless=True) as writer:
         for frame in frames:
             writer.write(frame)
+
+
+def keep_frames(ctx: RunContext, frames: np.ndarray, fps: Fraction) -> None:
+    """A node's (N, H, W, 3) uint8 frames: handed to later nodes in memory, written losslessly in the background."""
+    frames.flags.writeable = False
+    ctx.keep(FRAMES_FILE, frames, lambda path: write_frames(path, frames, fps))
+
+
+def output_frames(output: NodeOutput, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Frames [start, stop) of a node's output, as one (N, H, W, 3) uint8 array."""
+    held = output.held(FRAMES_FILE)
+    if held is None:
+        return read_frames(output.path(FRAMES_FILE), start, stop)
+    if not held[start:stop].shape[0]:
+        raise ValueError(f"the frames held in memory have none in [{start}, {stop})")
+    return held[start:stop]
+
+
+def iter_output_frames(output: NodeOutput, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+    """Frames [start, stop) of a node's output, one at a time."""
+    held = output.held(FRAMES_FILE)
+    return iter(held[start:stop]) if held is not None else iter_frames(output.path(FRAMES_FILE), start, stop)
