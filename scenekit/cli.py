@@ -8,7 +8,8 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,7 +17,7 @@ from rich.table import Table
 from ruamel.yaml import YAML
 
 from scenekit.cache import CacheStore
-from scenekit.engine.session import Prepared, RenderOptions, default_cache_dir, prepare, render
+from scenekit.engine.session import RenderOptions, check, default_cache_dir, prepare, render
 from scenekit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_SPEC, RenderCancelled, RenderError, SpecError
 from scenekit.graph.export import to_dot, to_mermaid
 from scenekit.progress import RichProgress
@@ -27,6 +28,8 @@ app.add_typer(cache_app, name="cache")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+T = TypeVar("T")
 
 SpecArg = Annotated[Path, typer.Argument(help="The scene spec (YAML).", show_default=False)]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Use this model profile for every clip.")]
@@ -46,10 +49,10 @@ def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, var
     return RenderOptions(model=model, cache_dir=cache_dir, allow_outside=allow_outside, variables=parsed)
 
 
-def _prepare(spec: Path, options: RenderOptions) -> Prepared:
-    """Prepare the spec or exit 2 with its located errors."""
+def _prepare(spec: Path, options: RenderOptions, step: Callable[[Path, RenderOptions], T] = prepare) -> T:
+    """Prepare (or only `check`) the spec, or exit 2 with its located errors."""
     try:
-        return prepare(spec, options)
+        return step(spec, options)
     except SpecError as exc:
         for issue in exc.issues:
             err.print(issue.render(Path.cwd()), markup=False)
@@ -60,12 +63,17 @@ def _prepare(spec: Path, options: RenderOptions) -> Prepared:
 
 @app.command()
 def validate(spec: SpecArg, model: ModelOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None) -> None:
-    """Check a spec (syntax, schema, references, assets, model constraints). Exit 2 when invalid."""
-    prepared = _prepare(spec, _options(model, None, allow_outside, var))
-    timeline = prepared.timeline
+    """Check a spec (syntax, schema, references, assets, model constraints). Exit 2 when invalid.
+
+    Needs neither weights nor a GPU: what this machine lacks to render the spec is printed as notes.
+    """
+    checked = _prepare(spec, _options(model, None, allow_outside, var), check)
+    timeline = checked.timeline
     seconds = float(timeline.total_frames / timeline.fps)
     out.print(f"{spec}: ok: {len(timeline.clips)} clips, {timeline.total_frames} frames ({seconds:.3f}s at {float(timeline.fps):g} fps), "
               f"{timeline.size[0]}x{timeline.size[1]}", markup=False)
+    for issue in checked.machine_problems():
+        err.print(issue.render(Path.cwd(), "note") + "\n  (the spec is valid; rendering it here needs this)", markup=False)
 
 
 @app.command("render")

@@ -51,9 +51,9 @@ class SpecIssue:
     field: str | None = None
     hint: str | None = None
 
-    def render(self, base: Path | None = None) -> str:
+    def render(self, base: Path | None = None, severity: str = "error") -> str:
         where = self.location.render(base) if self.location else "<spec>"
-        head = f"{where}: error: "
+        head = f"{where}: {severity}: "
         if self.field:
             head += f"{self.field}: "
         text = head + self.message

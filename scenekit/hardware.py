@@ -36,6 +36,12 @@ def why_profile_cannot_run(profile: ModelProfile, storage: str) -> str | None:
 
     major, minor = torch.cuda.get_device_capability()
     have = major + minor / 10
+    if storage == "nvfp4":
+        if have < _BLACKWELL:
+            return (f"model `{profile.name}` stores weights in NVFP4, which needs an NVIDIA Blackwell GPU "
+                    f"(compute capability {_BLACKWELL:g}+); {torch.cuda.get_device_name()} has {have:g}; use `ltx2-dev-fp8`")
+        return (f"model `{profile.name}` stores weights in NVFP4, and this scenekit version has no NVFP4 kernels "
+                f"yet; use `ltx2-dev-fp8` (half the memory of bf16, runs on {torch.cuda.get_device_name()})")
     if needed is not None and have < needed:
         return (f"model `{profile.name}` needs a GPU of compute capability {needed:g}+; "
                 f"{torch.cuda.get_device_name()} has {have:g}")

@@ -17,7 +17,7 @@ from typing import Literal
 
 import networkx as nx
 
-from scenekit.errors import FieldPath, SpecError, SpecIssue
+from scenekit.errors import FieldPath, Location, SpecError, SpecIssue
 from scenekit.profiles import ModelProfile
 from scenekit.spec.assets import Asset, check_image, check_video, file_sha256
 from scenekit.spec.loader import LoadedSpec
@@ -62,6 +62,12 @@ class ResolvedClip:
     conditions: list[ResolvedCondition]
     sources: dict[str, str] = field(default_factory=dict)
     knobs: dict[str, object] = field(default_factory=dict)
+    model_at: Location | None = None
+    """Where the clip's model was chosen (None: `--model` or the default)."""
+
+    def model_issue(self, message: str) -> SpecIssue:
+        """A problem with the clip's model on this machine, located where the model was chosen."""
+        return SpecIssue(message, self.model_at, self.sources.get("model"))
 
     @property
     def depends_on(self) -> list[str]:
@@ -237,6 +243,7 @@ class _Resolver:
         resolved = ResolvedClip(
             index, clip.id, clip.prompt, profile, width, height, fps, seed if seed is not None else 0, frames,
             clip.continue_, overlap, transition, transition_frames, conditions, sources, knobs,
+            self.loaded.sources.locate(model_origin) if model_origin else None,
         )
         for j, cond in enumerate(conditions):
             generated = resolved.segment_start + cond.at

@@ -111,6 +111,22 @@ def test_missing_weights_is_one_clear_error(project: Project, monkeypatch):
     assert "no weights for model profile `ltx2-distilled`" in message
     assert "$SCENEKIT_MODELS" in message and "Hugging Face cache: Lightricks/LTX-2@" in message
     assert "scenekit fetch ltx2-distilled" in message
+    assert "scene.yaml:2:" in message and "clips[0].model" in message  # located where the model was chosen
+    assert not project.cache.exists()
+
+
+def test_validate_needs_no_weights_and_notes_what_rendering_here_needs(project: Project, monkeypatch):
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 17, model: ltx2-distilled, size: 256x256}]
+    """)
+    result = CliRunner().invoke(app, ["validate", str(project.spec)])
+    assert result.exit_code == 0
+    assert ": ok: 1 clips, 17 frames" in result.output
+    assert "note: clips[0].model: no weights for model profile `ltx2-distilled`" in result.output
 
 
 def test_gpu_profiles_refuse_to_run_on_the_cpu_unless_forced(project: Project, monkeypatch, models: Path):
@@ -120,8 +136,9 @@ def test_gpu_profiles_refuse_to_run_on_the_cpu_unless_forced(project: Project, m
         scenekit: 1
         clips: [{id: a, prompt: x, frames: 17, model: ltx2-distilled, size: 256x256}]
     """)
-    result = CliRunner().invoke(app, ["validate", str(project.spec)])
+    result = CliRunner().invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache)])
     assert result.exit_code == 2 and "needs a GPU" in result.output and "SCENEKIT_DEVICE=cpu" in result.output
+    assert not project.cache.exists()
 
 
 def test_fp4_says_it_cannot_run_here_before_any_work(project: Project, monkeypatch):
@@ -173,3 +190,29 @@ def test_dev_profile_runs_guided_stage_then_lora_refine(ltx: Project):
     assert graph.node("one/prompt").params["negative_prompt"] == "blur"
     frames, _, _ = read_video(ltx.render().output)
     assert frames.shape == (17, 256, 256, 3)
+
+
+def test_lora_in_the_published_format_loads_into_transformer_and_connectors(models: Path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from scenekit.ltx2.pool import ModelPool
+
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    lora = "ltx-2-19b-distilled-lora-384.safetensors"
+    published = load_file(str(models / "ltx2-dev-fp8" / lora))
+    assert all(k.startswith(("diffusion_model.", "text_embedding_projection.")) for k in published)
+    pipe = ModelPool().pipeline(models / "ltx2-dev-fp8", None, {"compute": "float32", "storage": "float32"}, lora)
+    to_q, projection = pipe.transformer.transformer_blocks[0].attn1.to_q, pipe.connectors.text_proj_in
+    assert torch.equal(to_q.lora_A["ltx_2_19b_distilled_lora_384"].weight,
+                       published["diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight"])
+    x_q, x_p = torch.randn(3, to_q.in_features), torch.randn(3, projection.in_features)
+    base_q, base_p = to_q.base_layer(x_q), projection.base_layer(x_p)
+    ModelPool.use_lora(pipe, None)
+    assert torch.equal(to_q(x_q), base_q) and torch.equal(projection(x_p), base_p)
+    ModelPool.use_lora(pipe, {"file": lora, "strength": 0.6})
+    delta_q = to_q.lora_B["ltx_2_19b_distilled_lora_384"](to_q.lora_A["ltx_2_19b_distilled_lora_384"](x_q))
+    torch.testing.assert_close(to_q(x_q), base_q + 0.6 * delta_q)
+    assert not torch.allclose(projection(x_p), base_p)
+    ModelPool.use_lora(pipe, None)
+    assert torch.equal(to_q(x_q), base_q)

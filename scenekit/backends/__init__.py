@@ -27,6 +27,9 @@ class Backend(Protocol):
     def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
         """Nodes for `clip`; `frames_of(clip_id)` gives the frames node of another clip."""
 
+    def machine_problem(self, clip: ResolvedClip, timeline: Timeline) -> str | None:
+        """Why this machine cannot render `clip` (its hardware, missing weights), or None."""
+
 
 def get_backend(name: str) -> Backend:
     """The backend registered under `name`."""

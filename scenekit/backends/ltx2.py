@@ -14,7 +14,7 @@ from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
 from scenekit.conditioning import condition_params, tail_range
-from scenekit.errors import SpecError, SpecIssue
+from scenekit.errors import SpecError
 from scenekit.graph.nodes import Node
 from scenekit.hardware import why_profile_cannot_run
 from scenekit.ltx2.settings import Ltx2Settings, Stage
@@ -33,8 +33,8 @@ def profile_settings(clip: ResolvedClip) -> Ltx2Settings:
     return Ltx2Settings.model_validate(clip.profile.model_extra["ltx2"])
 
 
-def _fail(clip: ResolvedClip, message: str) -> SpecError:
-    return SpecError([SpecIssue(message, field=clip.sources.get("model"), hint=None)])
+def _weights(clip: ResolvedClip, settings: Ltx2Settings, timeline: Timeline) -> WeightsSource:
+    return resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models, timeline.spec_dir)
 
 
 def _chain_root(clip: ResolvedClip, timeline: Timeline) -> ResolvedClip:
@@ -46,15 +46,24 @@ def _chain_root(clip: ResolvedClip, timeline: Timeline) -> ResolvedClip:
 class Ltx2Backend:
     """Expands a clip into prompt, sampling, upsampling and decode nodes."""
 
-    def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
+    def machine_problem(self, clip: ResolvedClip, timeline: Timeline) -> str | None:
+        """The profile's hardware needs, then its weights."""
         settings = profile_settings(clip)
         reason = why_profile_cannot_run(clip.profile, settings.precision.storage)
         if reason:
-            raise _fail(clip, reason)
+            return reason
         try:
-            weights = resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models, timeline.spec_dir)
+            _weights(clip, settings, timeline)
         except MissingWeights as exc:
-            raise _fail(clip, str(exc)) from None
+            return str(exc)
+        return None
+
+    def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
+        problem = self.machine_problem(clip, timeline)
+        if problem:
+            raise SpecError([clip.model_issue(problem)])
+        settings = profile_settings(clip)
+        weights = _weights(clip, settings, timeline)
         prompt = self._prompt_node(clip, settings, weights)
         nodes = [prompt]
         previous: Node | None = None

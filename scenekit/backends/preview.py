@@ -45,6 +45,10 @@ class PreviewBackend:
         node = Node(f"{clip.id}/generate", GENERATE, params, inputs, files, clip.id, clip.profile.identity, sources)
         return ClipNodes([node], node.id)
 
+    def machine_problem(self, clip: ResolvedClip, timeline: Timeline) -> str | None:
+        """None: the preview model draws on any CPU and needs no weights."""
+        return None
+
 
 @register(GENERATE, version=1)
 def generate(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenekit.backends import get_backend
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
 from scenekit.engine.execute import Cancellation, Executor
 from scenekit.engine.manifest import build_manifest, manifest_path, read_previous_nodes
 from scenekit.engine.plan import PlannedNode, make_plan
+from scenekit.errors import SpecIssue
 from scenekit.fsutil import atomic_copy, atomic_write_text
 from scenekit.graph.compile import RenderGraph, compile_timeline
 from scenekit.profiles import available_profiles
@@ -72,16 +74,40 @@ def default_cache_dir(spec_folder: Path) -> Path:
     return Path(configured) if configured else spec_folder.resolve() / ".scenekit" / "cache"
 
 
-def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
-    """Load, validate, resolve and compile a spec; raises SpecError when it is invalid."""
+@dataclass
+class Checked:
+    """A valid spec resolved into its timeline (not yet compiled: no weights or GPU needed)."""
+
+    loaded: LoadedSpec
+    timeline: Timeline
+    root: Path
+
+    def machine_problems(self) -> list[SpecIssue]:
+        """What keeps this machine from rendering the spec (hardware, missing weights), located at each clip's model."""
+        problems = []
+        for clip in self.timeline.clips:
+            problem = get_backend(clip.profile.backend).machine_problem(clip, self.timeline)
+            if problem:
+                problems.append(clip.model_issue(problem))
+        return problems
+
+
+def check(spec_file: Path, options: RenderOptions) -> Checked:
+    """Load, validate and resolve a spec; raises SpecError when it is invalid."""
     policy = PathPolicy(find_project_root(spec_file), options.allow_outside)
     loaded = load_spec(spec_file, policy, options.variables)
     timeline = resolve_timeline(loaded, policy, available_profiles(), options.model)
     if options.output_variant:
         output = timeline.output_file
         timeline.output_file = output.with_name(f"{output.stem}.{options.output_variant}{output.suffix}")
+    return Checked(loaded, timeline, policy.root)
+
+
+def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
+    """Check a spec and compile it for this machine; raises SpecError when it is invalid or cannot run here."""
+    checked = check(spec_file, options)
     cache = CacheStore((options.cache_dir or default_cache_dir(spec_file.parent)).resolve())
-    return Prepared(loaded, timeline, compile_timeline(timeline), cache, policy.root)
+    return Prepared(checked.loaded, checked.timeline, compile_timeline(checked.timeline), cache, checked.root)
 
 
 def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation | None = None) -> RenderResult:

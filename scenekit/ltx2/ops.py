@@ -50,7 +50,7 @@ def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """One sampling stage: from noise (stage 1) or refining upsampled latents (stage 2)."""
     params = node.params
     pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"), params["precision"], node.meta.get("lora_file"))
-    POOL.use_lora(pipe.transformer, params["lora"])
+    POOL.use_lora(pipe, params["lora"])
     embeds = recipe.expand_embeds(_tensors(inputs["prompt"], EMBEDS_FILE))
     latents = _tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None
     fixed_sigmas = params["sigmas"] is not None

@@ -37,6 +37,31 @@ def _import_library(library: str) -> Any:
         return importlib.import_module(f"diffusers.pipelines.{library}")
 
 
+def _lora_file(folder: Path, lora: str) -> Path:
+    path = folder / lora
+    if not path.is_file():
+        raise RuntimeError(f"LoRA {lora} is not in {folder}; fetch the profile's weights again")
+    return path
+
+
+def _load_lora(module: Any, prefix: str, path: Path, lora: str) -> None:
+    """Load the LoRA's layers for `module` (`transformer` or `connectors`), inactive until `use_lora`.
+
+    The file may be in Lightricks' own format (`diffusion_model.*`, `text_embedding_projection.*`, as
+    published) or in diffusers' (`transformer.*`, `connectors.*`); diffusers converts the first.
+    A LoRA without layers for `module` leaves it untouched.
+    """
+    from diffusers import LTX2Pipeline
+
+    state = LTX2Pipeline.lora_state_dict(str(path))
+    mine = {key: value for key, value in state.items() if key.startswith(f"{prefix}.")}
+    if prefix == "transformer" and not mine:
+        raise RuntimeError(f"LoRA {path} has no transformer layers (is it an LTX-2 LoRA?)")
+    if mine:
+        module.load_lora_adapter(mine, adapter_name=_adapter_name(lora), prefix=prefix)
+        module.disable_lora()
+
+
 class ModelPool:
     """Components and pipelines by where they come from and how they are stored."""
 
@@ -84,11 +109,7 @@ class ModelPool:
                 model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", **options)
             model = model.to(self.device).eval()
             if lora is not None:
-                path = folder / lora
-                if not path.is_file():
-                    raise RuntimeError(f"LoRA {lora} is not in {folder}; fetch the profile's weights again")
-                model.load_lora_adapter(str(path), adapter_name=_adapter_name(lora), prefix="transformer")
-                model.disable_lora()
+                _load_lora(model, "transformer", _lora_file(folder, lora), lora)
             if storage != compute:  # LoRA layers stay in the compute dtype
                 model.enable_layerwise_casting(storage_dtype=_dtype(storage), compute_dtype=_dtype(compute),
                                                skip_modules_pattern=(*DEFAULT_SKIP_MODULES_PATTERN, "lora_"))
@@ -97,14 +118,16 @@ class ModelPool:
         return self._component((folder, "transformer", single, lora, compute, storage, self.device), load)
 
     @staticmethod
-    def use_lora(transformer: Any, lora: dict[str, Any] | None) -> None:
-        """Activate the stage's LoRA at its strength, or no LoRA."""
-        if lora is None:
-            if getattr(transformer, "peft_config", None):
-                transformer.disable_lora()
-            return
-        transformer.enable_lora()
-        transformer.set_adapters([_adapter_name(lora["file"])], weights=[lora["strength"]])
+    def use_lora(pipe: Any, lora: dict[str, Any] | None) -> None:
+        """Activate the stage's LoRA at its strength in every module it has layers for, or no LoRA."""
+        for module in (pipe.transformer, pipe.connectors):
+            loaded = getattr(module, "peft_config", None) or {}
+            if lora is None or _adapter_name(lora["file"]) not in loaded:
+                if loaded:
+                    module.disable_lora()
+                continue
+            module.enable_lora()
+            module.set_adapters([_adapter_name(lora["file"])], weights=[lora["strength"]])
 
     def pipeline(self, folder: Path, file: str | None, precision: dict[str, str], lora: str | None = None) -> Any:
         """An LTX2Pipeline for sampling and decoding (no text encoder)."""
@@ -113,6 +136,8 @@ class ModelPool:
         self.release_text_encoder()
         parts = {name: self.component(folder, name, precision["compute"]) for name in _PIPELINE_PARTS}
         transformer = self.transformer(folder, file, precision, lora)
+        if lora is not None and _adapter_name(lora) not in (getattr(parts["connectors"], "peft_config", None) or {}):
+            _load_lora(parts["connectors"], "connectors", _lora_file(folder, lora), lora)
         pipe = LTX2Pipeline(transformer=transformer, text_encoder=None, tokenizer=None, **parts)
         pipe.set_progress_bar_config(disable=True)
         return pipe

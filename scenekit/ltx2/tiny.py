@@ -365,17 +365,27 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0) -> Path:
 
 
 def build_tiny_lora(folder: Path, weight_name: str, *, seed: int = 0) -> Path:
-    """A tiny random LoRA for the tiny transformer, saved as `folder/weight_name` in the format
-    `load_lora_weights` reads (like the distilled LoRA of `Lightricks/LTX-2`). Returns its path."""
-    from diffusers import LTX2Pipeline, LTX2VideoTransformer3DModel
+    """A tiny random LoRA for the tiny model in `folder`, saved as `folder/weight_name` in the format
+    Lightricks publish LoRAs in (like `ltx-2-19b-distilled-lora-384.safetensors`): transformer layers
+    under `diffusion_model.`, the text-embedding projection under `text_embedding_projection.`
+    (diffusers converts both on load). Returns its path."""
+    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
 
+    rank = 2
     with _global_rng_kept():
         torch.manual_seed(seed * 1000 + 8)
         transformer = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer")
-        transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
+        transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
                                            target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-        LTX2Pipeline.save_lora_weights(folder, transformer_lora_layers=get_peft_model_state_dict(transformer),
-                                       weight_name=weight_name)
-    return Path(folder) / weight_name
+        tensors = {f"diffusion_model.{key}": value.contiguous()
+                   for key, value in get_peft_model_state_dict(transformer).items()}
+        projection = LTX2TextConnectors.from_pretrained(folder, subfolder="connectors").text_proj_in
+        tensors["text_embedding_projection.aggregate_embed.lora_A.weight"] = torch.randn(rank, projection.in_features) * 0.02
+        tensors["text_embedding_projection.aggregate_embed.lora_B.weight"] = torch.randn(projection.out_features, rank) * 0.02
+    path = Path(folder) / weight_name
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return path
