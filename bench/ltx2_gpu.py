@@ -16,8 +16,9 @@ For each profile:
     to numpy. The text encoder is part of the pipeline (both calls get the prompt, as in the docs).
 One short warm-up of each first, then `--repeats` timed (scenekit, direct) pairs; medians are reported.
 
-`ltx2-dev-fp8` runs from a profile copy (`$SCENEKIT_PROFILE_PATH`) whose stage 2 has no LoRA: the
-distilled LoRA is a file that random weights don't provide. The direct run has no LoRA either.
+Profiles whose stage 2 uses the distilled LoRA (`ltx2-dev-fp8`) get a random one of the real rank (384) on
+every attention projection, written in Lightricks' published format into the weights folder: scenekit loads
+it through its pool, the direct run enables the same adapter for its stage-2 call (the docs' recipe).
 
 Measured: wall seconds (`torch.cuda.synchronize` at the edges); transformer time from CUDA events around
 every transformer forward (forward pre/post hooks), summed per stage and divided by the stage's steps;
@@ -164,6 +165,14 @@ class Components:
         Gemma3Config(**self.te_cfg).save_pretrained(folder / "text_encoder")
 
 
+class Fresh:
+    """A Redirect entry that builds a new module on every load, so that what a profile does to it in place
+    (fp8 casting) stays with that profile."""
+
+    def __init__(self, factory: Callable[[], torch.nn.Module]) -> None:
+        self.factory = factory
+
+
 class Redirect:
     """`from_pretrained(folder, subfolder=name)` of the component classes returns the built module for the
     bench's weights folders (and loads normally anywhere else). The text encoder is handed out once."""
@@ -187,7 +196,8 @@ class Redirect:
                 key = (str(Path(path).resolve()), kwargs.get("subfolder"))
                 if key in self.modules:
                     self.served.append(key[1])
-                    return self.modules.pop(key) if key in self.once else self.modules[key]
+                    entry = self.modules.pop(key) if key in self.once else self.modules[key]
+                    return entry.factory() if isinstance(entry, Fresh) else entry
                 return __original(path, *args, **kwargs)
 
             cls.from_pretrained = classmethod(fake)
@@ -315,27 +325,39 @@ def _profile(name: str):
     return available_profiles()[name]
 
 
-def _profile_copy_without_lora(name: str, folder: Path) -> str | None:
-    """Write `name`'s profile without stage LoRAs to `folder`; returns a note, or None if it had none."""
-    from scenekit.profiles import builtin_profiles
-    from ruamel.yaml import YAML
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
-    from importlib import resources
 
-    text = (resources.files("scenekit.profiles") / f"{name}.yaml").read_text(encoding="utf-8")
-    data = YAML(typ="safe", pure=True).load(text)
-    stages = data["ltx2"]["stages"]
-    if not any(stage.get("lora") for stage in stages):
-        return None
-    for stage in stages:
-        stage.pop("lora", None)
-    folder.mkdir(parents=True, exist_ok=True)
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = None
-    with (folder / f"{name}.yaml").open("w", encoding="utf-8") as handle:
-        yaml.dump(data, handle)
-    builtin_profiles.cache_clear()
-    return f"{name}: profile copy without the stage-2 LoRA (no LoRA file with random weights); direct run has none either"
+def write_random_lora(transformer: torch.nn.Module, path: Path, rank: int, seed: int = 7) -> dict[str, Any]:
+    """A random LoRA of `rank` on every attention projection of the transformer blocks, saved in the format
+    Lightricks publish (`diffusion_model.<module>.lora_{A,B}.weight`, bf16), as the distilled LoRA stands in
+    for; returns its size. Small values: the refined latents stay finite."""
+    from safetensors.torch import save_file
+
+    device = next(transformer.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed)
+
+    def random(rows: int, columns: int) -> torch.Tensor:
+        values = torch.randn(rows, columns, generator=generator, device=device, dtype=torch.bfloat16) * 0.01
+        return values.cpu()
+
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in transformer.named_modules():
+        if name.startswith("transformer_blocks.") and name.endswith(LORA_TARGETS) and isinstance(module, torch.nn.Linear):
+            tensors[f"diffusion_model.{name}.lora_A.weight"] = random(rank, module.in_features)
+            tensors[f"diffusion_model.{name}.lora_B.weight"] = random(module.out_features, rank)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    return {"file": path.name, "rank": rank, "layers": len(tensors) // 2,
+            "gb": round(sum(t.numel() * t.element_size() for t in tensors.values()) / 1e9, 2)}
+
+
+def _profile_lora(name: str):
+    """The weights entry of the LoRA a profile's stages use, or None."""
+    from scenekit.ltx2.settings import Ltx2Settings
+
+    settings = Ltx2Settings.model_validate(_profile(name).model_extra["ltx2"])
+    return settings.weights.distilled_lora if any(stage.lora for stage in settings.stages) else None
 
 
 def _write_spec(project: Path, profile: str, width: int, height: int, frames: int, fps: int, seed: int,
@@ -464,6 +486,15 @@ class Bench:
                       use_cross_timestep=s.use_cross_timestep, max_sequence_length=s.max_sequence_length,
                       return_dict=False)
         pipe1, pipe2 = pipeline(stage1.sigmas is not None), pipeline(True)
+        lora = _profile_lora(profile) if stage2.lora else None
+        transformer = m["transformer"]
+        if lora is not None:  # the docs' step 3: the distilled LoRA for stage 2 (shared with scenekit's pool)
+            adapter = Path(lora.file).stem.replace(".", "_").replace("-", "_")
+            if adapter not in (getattr(transformer, "peft_config", None) or {}):
+                pipe2.load_lora_weights(str(self.folder(profile) / lora.file), adapter_name=adapter)
+            transformer.disable_lora()
+        elif getattr(transformer, "peft_config", None):
+            transformer.disable_lora()
 
         self.timer.take()
         _peak_reset()
@@ -475,6 +506,9 @@ class Bench:
             sigmas=stage1.sigmas, num_inference_steps=n1,
             generator=torch.Generator("cpu").manual_seed(self.args.seed), output_type="latent", **guidance1, **common)
         _sync()
+        if lora is not None:
+            transformer.enable_lora()
+            transformer.set_adapters([adapter], weights=[lora.strength])
         t1 = time.perf_counter()
         upsampled = upsample_pipe(latents=video_latents, output_type="latent", return_dict=False)[0]
         # float32 as scenekit stores latents (the docs pass the bf16 tensor on: same work, the stage-2 noise
@@ -571,8 +605,7 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="ltx2_gpu_"))
     os.environ["SCENEKIT_MODELS"] = str(root / "models")
     profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
-    notes = [note for p in profiles if (note := _profile_copy_without_lora(p, root / "profiles"))]
-    os.environ["SCENEKIT_PROFILE_PATH"] = str(root / "profiles")
+    notes: list[str] = []
 
     import diffusers
     import transformers
@@ -596,15 +629,20 @@ def main() -> None:
     redirect = Redirect()
     redirect.install([LTX2VideoTransformer3DModel, LTX2TextConnectors, AutoencoderKLLTX2Video, AutoencoderKLLTX2Audio,
                       LTX2Vocoder, LTX2LatentUpsamplerModel, Gemma3ForConditionalGeneration])
+    loras = {}
     for profile in profiles:
         folder = (root / "models" / profile).resolve()
         comps.write_folder(folder)
         for name, module in comps.modules.items():
             redirect.put(folder, name, module)
+        lora = _profile_lora(profile)
+        if lora is not None:
+            loras[profile] = write_random_lora(comps.modules["transformer"], folder / lora.file, 4 if args.tiny else 384)
+            _log(f"{profile}: random LoRA {loras[profile]}")
 
     bench = Bench(args, root, comps, redirect)
     results: dict[str, Any] = {"env": env, "notes": notes, "build_s": {k: round(v, 2) for k, v in comps.seconds.items()},
-                               "tokens": bench.tokens, "runs": [], "summary": []}
+                               "tokens": bench.tokens, "loras": loras, "runs": [], "summary": []}
     out_dir = os.environ.get("OUT")
     json_path = Path(args.json) if args.json else (Path(out_dir) / "ltx2_gpu.json" if out_dir else None)
 
