@@ -254,6 +254,20 @@ def test_split_steps_equal_direct_call(pipe, embeds):
     assert np.abs(samples - audio[0].numpy()).max() == 0.0
 
 
+def test_split_steps_equal_direct_call_in_bfloat16(tiny_dirs):
+    """A bf16 pipeline rounds latents and pixels in bf16 before de-normalising them; decode does the same."""
+    bf16 = _load(tiny_dirs[0], torch_dtype=torch.bfloat16)
+    settings = dict(width=64, height=64, num_frames=9, frame_rate=24.0, num_inference_steps=3)
+    video, audio = bf16(
+        prompt=PROMPT, **settings, **NO_GUIDANCE_KWARGS, max_sequence_length=MSL,
+        generator=torch.Generator().manual_seed(7), output_type="np", return_dict=False,
+    )
+    embeds = recipe.encode_prompt(bf16, PROMPT, None, max_sequence_length=MSL)
+    frames, samples, _ = recipe.decode(bf16, recipe.sample_latents(bf16, embeds, **settings, seed=7), seed=7)
+    assert np.array_equal(frames, _to_uint8(video[0]))
+    assert np.array_equal(samples, audio[0].float().numpy())
+
+
 def test_embeddings_without_padding_give_the_same_video(pipe):
     """scenekit caches embeddings without their padding positions; the padding values never reach the model."""
     embeds = recipe.encode_prompt(pipe, "a ball", "blurry", max_sequence_length=2 * MSL)

@@ -90,7 +90,7 @@ def upsample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None
     ctx.step(1, 1)
 
 
-@register("ltx2.decode", version=1)
+@register("ltx2.decode", version=2)
 def decode(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Frames and audio from the final latents."""
     params = node.params

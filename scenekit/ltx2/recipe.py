@@ -518,22 +518,28 @@ def decode(
     video = video.to(device=device, dtype=torch.float32)
 
     timestep = None
-    if vae.config.timestep_conditioning:
+    if vae.config.timestep_conditioning or vae.dtype != torch.float32:
+        # As the pipeline decodes: from normalised latents cast to the model dtype first, de-normalised in
+        # that dtype (a bf16 pipeline rounds before de-normalising; doing the same keeps the frames identical).
         mean, std = _stats(vae, video)
         scaling = vae.config.scaling_factor
         normalized = (video - mean) * scaling / std
-        noise = torch.randn(
-            normalized.shape, generator=torch.Generator(device="cpu").manual_seed(int(seed)), dtype=normalized.dtype
-        ).to(device)
-        scale = decode_timestep if decode_noise_scale is None else decode_noise_scale
-        normalized = (1 - scale) * normalized + scale * noise
+        if vae.config.timestep_conditioning:
+            noise = torch.randn(
+                normalized.shape, generator=torch.Generator(device="cpu").manual_seed(int(seed)), dtype=normalized.dtype
+            ).to(device)
+            scale = decode_timestep if decode_noise_scale is None else decode_noise_scale
+            normalized = (1 - scale) * normalized + scale * noise
+            timestep = torch.tensor([decode_timestep], device=device, dtype=vae.dtype)
+        normalized = normalized.to(vae.dtype)
+        mean, std = _stats(vae, normalized)
         video = normalized * std / scaling + mean
-        timestep = torch.tensor([decode_timestep], device=device, dtype=video.dtype)
 
     pixels = vae.decode(video.to(vae.dtype), timestep, return_dict=False)[0]
-    # postprocess_video(output_type="pt") keeps the work on the device; only uint8 frames cross to the CPU
-    frames = pipe.video_processor.postprocess_video(pixels.float(), output_type="pt")[0]  # (F, 3, H, W) in [0, 1]
-    frames = (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    # postprocess_video(output_type="pt") keeps the work on the device (in the VAE's dtype, as the pipeline's
+    # "np" output does); only uint8 frames cross to the CPU
+    frames = pipe.video_processor.postprocess_video(pixels, output_type="pt")[0]  # (F, 3, H, W) in [0, 1]
+    frames = (frames.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
     audio_vae = pipe.audio_vae
     mel = audio_vae.decode(audio.to(device=device, dtype=audio_vae.dtype), return_dict=False)[0]
