@@ -12,16 +12,14 @@ from typer.testing import CliRunner
 
 from conftest import Project, read_video
 from scenekit.cli import app
-from scenekit.ltx2.tiny import build_tiny_lora, build_tiny_profile_weights
+from scenekit.ltx2.tiny import build_tiny_profile_weights
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    build_tiny_profile_weights(root / "ltx2-distilled", seed=1)
-    build_tiny_profile_weights(root / "ltx2-distilled-fp8", seed=2)
-    build_tiny_profile_weights(root / "ltx2-dev-fp8", seed=3)
-    build_tiny_lora(root / "ltx2-dev-fp8", "ltx-2-19b-distilled-lora-384.safetensors", seed=3)
+    for seed, profile in enumerate(("ltx2-distilled", "ltx2-distilled-fp8", "ltx2-dev-fp8"), start=1):
+        build_tiny_profile_weights(root / profile, seed=seed, profile=profile)  # with the single files they name
     return root
 
 
@@ -216,3 +214,23 @@ def test_lora_in_the_published_format_loads_into_transformer_and_connectors(mode
     assert not torch.allclose(projection(x_p), base_p)
     ModelPool.use_lora(pipe, None)
     assert torch.equal(to_q(x_q), base_q)
+
+
+def test_single_file_transformers_load_from_the_published_format_with_fp8_scales(models: Path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from scenekit.ltx2.pool import ModelPool
+
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    folder, name = models / "ltx2-distilled-fp8", "ltx-2-19b-distilled-fp8.safetensors"
+    published = load_file(str(folder / name))
+    key = "model.diffusion_model.transformer_blocks.0.attn1.to_q"
+    assert published[f"{key}.weight"].dtype == torch.float8_e4m3fn and f"{key}.weight_scale" in published
+    transformer = ModelPool().transformer(folder, name, {"compute": "float32", "storage": "float8_e4m3fn"})
+    to_q = transformer.transformer_blocks[0].attn1.to_q
+    assert to_q.weight.dtype == torch.float8_e4m3fn  # stored in fp8 between uses
+    expected = published[f"{key}.weight"].float() * published[f"{key}.weight_scale"].float()
+    assert torch.equal(to_q.weight.float(), expected.to(torch.float8_e4m3fn).float())
+    in_folder = ModelPool().transformer(folder, None, {"compute": "float32", "storage": "float32"})
+    assert not torch.allclose(in_folder.transformer_blocks[0].attn1.to_q.weight, expected, atol=1e-3)  # the file's, not transformer/

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from scenekit.hardware import compute_device
+from scenekit.ltx2.checkpoint import load_transformer_file
 
 _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
 _TEXT_PARTS = ("text_encoder", "tokenizer")
@@ -102,11 +103,11 @@ class ModelPool:
         single = folder / file if file and (folder / file).is_file() else None
 
         def load() -> Any:
-            options = {"perturbed_attn": True, "torch_dtype": _dtype(compute)}
             if single is not None:
-                model = LTX2VideoTransformer3DModel.from_single_file(str(single), config=str(folder), subfolder="transformer", **options)
+                model = load_transformer_file(single, folder, _dtype(compute), perturbed_attn=True)
             else:
-                model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", **options)
+                model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", perturbed_attn=True,
+                                                                    torch_dtype=_dtype(compute))
             model = model.to(self.device).eval()
             if lora is not None:
                 _load_lora(model, "transformer", _lora_file(folder, lora), lora)

@@ -45,6 +45,7 @@ __all__ = [
     "build_tiny_lora",
     "build_tiny_ltx2",
     "build_tiny_profile_weights",
+    "build_tiny_transformer_file",
     "tiny_scheduler_config",
 ]
 
@@ -354,14 +355,82 @@ def build_tiny_latent_upsampler(folder: Path, *, seed: int = 0) -> Path:
     return folder
 
 
-def build_tiny_profile_weights(folder: Path, *, seed: int = 0) -> Path:
-    """Tiny weights for one LTX-2 profile, laid out like `Lightricks/LTX-2`: the pipeline
-    components plus `latent_upsampler/`. Point `$SCENEKIT_MODELS/<profile>` or the spec's
-    `models:` at it. Returns `folder`."""
+def build_tiny_profile_weights(folder: Path, *, seed: int = 0, profile: str | None = None) -> Path:
+    """Tiny weights for LTX-2 profiles, laid out like `Lightricks/LTX-2`: the pipeline components plus
+    `latent_upsampler/`. Point `$SCENEKIT_MODELS/<profile>` or the spec's `models:` at it.
+
+    With `profile`, also the files that profile names beside the folders, in the published formats: its
+    single-file transformer (fp8 with scales when the profile stores weights in float8) and its LoRA.
+    Returns `folder`."""
+    from scenekit.ltx2.settings import Ltx2Settings
+    from scenekit.profiles import available_profiles
+
     build_tiny_ltx2(folder, seed=seed)
     with _global_rng_kept():
         _seeded(_latent_upsampler, seed, 7).save_pretrained(Path(folder) / "latent_upsampler")
+    if profile is not None:
+        settings = Ltx2Settings.model_validate(available_profiles()[profile].model_extra["ltx2"])
+        if settings.weights.transformer is not None:
+            build_tiny_transformer_file(folder, settings.weights.transformer.file, seed=seed,
+                                        fp8=settings.precision.storage.startswith("float8"))
+        if settings.weights.distilled_lora is not None and any(stage.lora for stage in settings.stages):
+            build_tiny_lora(folder, settings.weights.distilled_lora.file, seed=seed)
     return Path(folder)
+
+
+# diffusers' names -> Lightricks' names, the inverse of `convert_ltx2_transformer_to_diffusers`.
+_TO_ORIGINAL = (
+    ("av_cross_attn_video_scale_shift", "av_ca_video_scale_shift_adaln_single"),
+    ("av_cross_attn_video_a2v_gate", "av_ca_a2v_gate_adaln_single"),
+    ("av_cross_attn_audio_scale_shift", "av_ca_audio_scale_shift_adaln_single"),
+    ("av_cross_attn_audio_v2a_gate", "av_ca_v2a_gate_adaln_single"),
+    ("video_a2v_cross_attn_scale_shift_table", "scale_shift_table_a2v_ca_video"),
+    ("audio_a2v_cross_attn_scale_shift_table", "scale_shift_table_a2v_ca_audio"),
+    ("proj_in", "patchify_proj"),
+    ("norm_q", "q_norm"),
+    ("norm_k", "k_norm"),
+)
+_FP8_MAX = 448.0  # largest float8_e4m3fn
+
+
+def _original_key(key: str) -> str:
+    for diffusers_name, original in _TO_ORIGINAL:
+        key = key.replace(diffusers_name, original)
+    for diffusers_name, original in (("time_embed.", "adaln_single."), ("audio_time_embed.", "audio_adaln_single.")):
+        if key.startswith(diffusers_name):
+            key = original + key[len(diffusers_name):]
+    return "model.diffusion_model." + key
+
+
+def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, fp8: bool = False) -> Path:
+    """A tiny transformer as a single-file checkpoint in Lightricks' published format, saved as
+    `folder/file_name` (like `ltx-2-19b-distilled.safetensors` beside the diffusers folders).
+
+    Keys are Lightricks' own (`model.diffusion_model.*`); the file also holds a VAE tensor, as the real
+    all-in-one checkpoints do. With `fp8`, every 2-D block weight is stored as float8_e4m3fn with a per-tensor
+    `weight_scale` (and an `input_scale`), as pre-quantised checkpoints are. The weights differ from those
+    in `folder/transformer/` (another seed), so a test can tell which were loaded. Returns the path.
+    """
+    from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
+    from safetensors.torch import save_file
+
+    with _global_rng_kept():
+        state = _seeded(_transformer, seed, 9).state_dict()
+    tensors = {_original_key(key): value.contiguous() for key, value in state.items()}
+    back = convert_ltx2_transformer_to_diffusers(dict(tensors))
+    if set(back) != set(state):  # the inverse mapping must round-trip through diffusers' own conversion
+        raise RuntimeError(f"key mapping out of date with diffusers: {sorted(set(back) ^ set(state))[:5]}")
+    if fp8:
+        for key in [k for k, v in tensors.items() if ".transformer_blocks." in k and k.endswith(".weight") and v.ndim == 2]:
+            weight = tensors[key].float()
+            scale = weight.abs().max().clamp(min=1e-12) / _FP8_MAX
+            tensors[key] = (weight / scale).to(torch.float8_e4m3fn)
+            tensors[key[: -len(".weight")] + ".weight_scale"] = scale.reshape(())
+            tensors[key[: -len(".weight")] + ".input_scale"] = torch.tensor(1.0)
+    tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(_VIDEO_LATENT_CHANNELS)
+    path = Path(folder) / file_name
+    save_file(tensors, str(path), metadata={"format": "pt", "model_version": "2.0.0"})
+    return path
 
 
 def build_tiny_lora(folder: Path, weight_name: str, *, seed: int = 0) -> Path:
