@@ -234,3 +234,39 @@ def test_single_file_transformers_load_from_the_published_format_with_fp8_scales
     assert torch.equal(to_q.weight.float(), expected.to(torch.float8_e4m3fn).float())
     in_folder = ModelPool().transformer(folder, None, {"compute": "float32", "storage": "float32"})
     assert not torch.allclose(in_folder.transformer_blocks[0].attn1.to_q.weight, expected, atol=1e-3)  # the file's, not transformer/
+
+
+def test_a_checkpoint_file_brings_its_own_text_connectors(models: Path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from scenekit.ltx2.pool import ModelPool
+
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    folder, name = models / "ltx2-distilled", "ltx-2-19b-distilled.safetensors"
+    published = load_file(str(folder / name))
+    pool = ModelPool()
+    from_file = pool.pipeline(folder, name, {"compute": "float32", "storage": "float32"}).connectors
+    from_folder = pool.pipeline(folder, None, {"compute": "float32", "storage": "float32"}).connectors
+    assert torch.equal(from_file.text_proj_in.weight, published["text_embedding_projection.aggregate_embed.weight"])
+    registers = published["model.diffusion_model.video_embeddings_connector.learnable_registers"]
+    assert torch.equal(from_file.video_connector.learnable_registers, registers)
+    assert not torch.equal(from_folder.video_connector.learnable_registers, registers)
+
+
+def test_a_missing_lora_is_reported_before_any_work(project: Project, models: Path, monkeypatch, tmp_path: Path):
+    import shutil
+
+    weights = tmp_path / "weights"
+    shutil.copytree(models / "ltx2-dev-fp8", weights)
+    (weights / "ltx-2-19b-distilled-lora-384.safetensors").unlink()
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    project.write(f"""
+        scenekit: 1
+        models: {{ltx2-dev-fp8: {weights}}}
+        clips: [{{id: a, prompt: x, frames: 17, model: ltx2-dev-fp8, size: 256x256}}]
+    """)
+    result = CliRunner().invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache), "--allow-outside"])
+    assert result.exit_code == 2
+    assert "LoRA ltx-2-19b-distilled-lora-384.safetensors, which is not in" in result.output
+    assert "scenekit fetch ltx2-dev-fp8" in result.output and not project.cache.exists()

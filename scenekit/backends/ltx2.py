@@ -53,9 +53,13 @@ class Ltx2Backend:
         if reason:
             return reason
         try:
-            _weights(clip, settings, timeline)
+            weights = _weights(clip, settings, timeline)
         except MissingWeights as exc:
             return str(exc)
+        lora = settings.weights.distilled_lora
+        if lora is not None and any(stage.lora for stage in settings.stages) and not (weights.folder / lora.file).is_file():
+            return (f"model `{clip.profile.name}` refines with the LoRA {lora.file}, which is not in {weights.folder}; "
+                    f"`scenekit fetch {clip.profile.name}` downloads it")
         return None
 
     def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
@@ -127,7 +131,13 @@ class Ltx2Backend:
                 inputs["reference"] = f"{_chain_root(clip, timeline).id}/stage1"
                 params["drift_control"] = drift
         transformer = settings.weights.transformer
-        identity = weights.identity(transformer.file if transformer and (weights.folder / transformer.file).exists() else "transformer")
+        if transformer and (weights.folder / transformer.file).exists():
+            parts = [transformer.file]  # the checkpoint holds the transformer and its text connectors
+        else:
+            parts = ["transformer", "connectors"]
+        if params["lora"] is not None:
+            parts.append(params["lora"]["file"])
+        identity = weights.identity(*parts)
         sources = {
             "width": clip.sources["size"], "height": clip.sources["size"], "frames": clip.sources["frames"],
             "fps": clip.sources["fps"], "seed": clip.sources["seed"], "steps": clip.sources.get("steps", f"profile {clip.profile.name}"),

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from scenekit.hardware import compute_device
-from scenekit.ltx2.checkpoint import load_transformer_file
+from scenekit.ltx2.checkpoint import has_connectors, load_connectors_file, load_transformer_file
 
 _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
 _TEXT_PARTS = ("text_encoder", "tokenizer")
@@ -36,6 +36,11 @@ def _import_library(library: str) -> Any:
         return importlib.import_module(library)
     except ModuleNotFoundError:
         return importlib.import_module(f"diffusers.pipelines.{library}")
+
+
+def _single_file(folder: Path, file: str | None) -> Path | None:
+    """The profile's single-file checkpoint in the folder, if the profile names one and it is there."""
+    return folder / file if file and (folder / file).is_file() else None
 
 
 def _lora_file(folder: Path, lora: str) -> Path:
@@ -100,7 +105,7 @@ class ModelPool:
         compute, storage = precision["compute"], precision["storage"]
         if storage == "nvfp4":
             raise RuntimeError("NVFP4 weights are not supported by this scenekit version (only float8 and bf16 storage)")
-        single = folder / file if file and (folder / file).is_file() else None
+        single = _single_file(folder, file)
 
         def load() -> Any:
             if single is not None:
@@ -136,6 +141,12 @@ class ModelPool:
 
         self.release_text_encoder()
         parts = {name: self.component(folder, name, precision["compute"]) for name in _PIPELINE_PARTS}
+        single = _single_file(folder, file)
+        if single is not None and has_connectors(single):  # a checkpoint's own connectors go with its transformer
+            compute = precision["compute"]
+            parts["connectors"] = self._component(
+                (single, "connectors", compute, self.device),
+                lambda: load_connectors_file(single, folder, _dtype(compute)).to(self.device))
         transformer = self.transformer(folder, file, precision, lora)
         if lora is not None and _adapter_name(lora) not in (getattr(parts["connectors"], "peft_config", None) or {}):
             _load_lora(parts["connectors"], "connectors", _lora_file(folder, lora), lora)

@@ -402,12 +402,32 @@ def _original_key(key: str) -> str:
     return "model.diffusion_model." + key
 
 
+def _original_connectors(seed: int) -> dict[str, torch.Tensor]:
+    """Tiny text connectors (another seed than `connectors/`) under Lightricks' key names."""
+    from scenekit.ltx2.checkpoint import connectors_state
+
+    with _global_rng_kept():
+        state = _seeded(_connectors, seed, 10).state_dict()
+    tensors = {}
+    for key, value in state.items():
+        original = key.replace("transformer_blocks", "transformer_1d_blocks").replace("norm_q", "q_norm").replace("norm_k", "k_norm")
+        if original.startswith("text_proj_in."):
+            original = "text_embedding_projection." + original.replace("text_proj_in", "aggregate_embed")
+        else:
+            original = "model.diffusion_model." + original.replace("video_connector.", "video_embeddings_connector.", 1).replace(
+                "audio_connector.", "audio_embeddings_connector.", 1)
+        tensors[original] = value.contiguous()
+    if set(connectors_state(tensors)) != set(state):
+        raise RuntimeError("connector key mapping does not round-trip")
+    return tensors
+
+
 def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, fp8: bool = False) -> Path:
     """A tiny transformer as a single-file checkpoint in Lightricks' published format, saved as
     `folder/file_name` (like `ltx-2-19b-distilled.safetensors` beside the diffusers folders).
 
-    Keys are Lightricks' own (`model.diffusion_model.*`); the file also holds a VAE tensor, as the real
-    all-in-one checkpoints do. With `fp8`, every 2-D block weight is stored as float8_e4m3fn with a per-tensor
+    Keys are Lightricks' own (`model.diffusion_model.*`); the file also holds text connectors (another seed
+    than `folder/connectors/`) and a VAE tensor, as the real all-in-one checkpoints do. With `fp8`, every 2-D block weight is stored as float8_e4m3fn with a per-tensor
     `weight_scale` (and an `input_scale`), as pre-quantised checkpoints are. The weights differ from those
     in `folder/transformer/` (another seed), so a test can tell which were loaded. Returns the path.
     """
@@ -427,6 +447,7 @@ def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, 
             tensors[key] = (weight / scale).to(torch.float8_e4m3fn)
             tensors[key[: -len(".weight")] + ".weight_scale"] = scale.reshape(())
             tensors[key[: -len(".weight")] + ".input_scale"] = torch.tensor(1.0)
+    tensors.update(_original_connectors(seed))
     tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(_VIDEO_LATENT_CHANNELS)
     path = Path(folder) / file_name
     save_file(tensors, str(path), metadata={"format": "pt", "model_version": "2.0.0"})
