@@ -5,7 +5,7 @@ checkpoints: one safetensors file, `model.diffusion_model.*` keys, block weights
 per-tensor `weight_scale`. Then times `POOL.transformer(...)` as a render does for that profile (read the
 transformer's tensors, fold the scales, diffusers' key conversion, move to the GPU, fp8 storage), and checks
 a weight against the file. Figures: file size and write time, load seconds, GPU memory of the loaded model,
-peak host memory.
+peak host memory of the loading process (a fresh one).
 
     python bench/ltx2_load_gpu.py --tiny          # CPU dry run
     python bench/ltx2_load_gpu.py --workdir /tmp/load   # GPU; JSON to $OUT/ltx2_load.json
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--load-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() and os.environ.get("SCENEKIT_DEVICE") != "cpu" else "cpu"
     os.environ.setdefault("SCENEKIT_DEVICE", device)
@@ -70,21 +72,25 @@ def main() -> None:
 
     from scenekit.ltx2.pool import ModelPool
 
-    cfg = (configs.TINY if args.tiny else configs.REAL)["transformer"]
-    built = _build(lambda: LTX2VideoTransformer3DModel(**cfg), device, torch.bfloat16, seed=1000)
-    built.save_config(folder / "transformer")
-    result = write_checkpoint(built, folder / FILE)
-    del built
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    _log(f"wrote {FILE}: {result}")
+    if not args.load_only:  # write, then load in a fresh process so its host memory is its own
+        cfg = (configs.TINY if args.tiny else configs.REAL)["transformer"]
+        built = _build(lambda: LTX2VideoTransformer3DModel(**cfg), device, torch.bfloat16, seed=1000)
+        built.save_config(folder / "transformer")
+        written = write_checkpoint(built, folder / FILE)
+        (folder / "written.json").write_text(json.dumps(written))
+        _log(f"wrote {FILE}: {written}")
+        del built
+        subprocess.run([sys.executable, __file__, "--load-only", "--workdir", str(folder)], check=True)
+        return
 
+    result = json.loads((folder / "written.json").read_text())
     _sync()
     started = time.perf_counter()
     transformer = ModelPool().transformer(folder, FILE, {"compute": "bfloat16", "storage": "float8_e4m3fn"})
     _sync()
     result["load_s"] = round(time.perf_counter() - started, 1)
     result["gpu_gb"] = round(torch.cuda.memory_allocated() / 1e9, 2) if device == "cuda" else None
+    result["gpu_peak_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2) if device == "cuda" else None
     result["host_peak_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 1)
     key = "model.diffusion_model.transformer_blocks.0.attn1.to_q"
     with safe_open(str(folder / FILE), framework="pt") as handle:

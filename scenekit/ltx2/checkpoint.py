@@ -4,9 +4,10 @@ A published checkpoint holds the whole model under Lightricks' own key names: th
 text connectors under `model.diffusion_model.`, the text projection under `text_embedding_projection.`,
 next to the VAEs and the vocoder. Only the tensors a model needs are read.
 
-* Transformer: diffusers converts the keys (`from_single_file`). The per-tensor scales of pre-quantised
-  fp8 weights are folded into the weights first (`w = w_fp8 * weight_scale`), as Lightricks' own loader
-  does: `from_single_file` would drop them without a word and load weights that are off by them.
+* Transformer: diffusers' own conversion renames the keys. The per-tensor scales of pre-quantised fp8
+  weights are folded into the weights first (`w = w_fp8 * weight_scale`), as Lightricks' own loader does
+  (`from_single_file` would drop them without a word and load weights that are off by them). Tensors go
+  straight to the GPU one by one: a 19B checkpoint never sits in host memory.
 * Text connectors: they are trained with the transformer, so a checkpoint's own connectors go with it
   (not those of the diffusers folder beside it); their keys are renamed as diffusers' conversion script does.
 """
@@ -44,28 +45,35 @@ def _is_transformer(key: str) -> bool:
     return key.startswith(TRANSFORMER_PREFIX) and not _is_connector(key)
 
 
-def transformer_state(checkpoint: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The transformer's tensors of a checkpoint, in `dtype`, with fp8 weight scales folded in.
+def transformer_state(path: Path, dtype: torch.dtype, device: str | torch.device) -> dict[str, torch.Tensor]:
+    """The transformer's tensors of a checkpoint file, read one at a time straight to `device`, in `dtype`,
+    with fp8 weight scales folded in (so host memory never holds the model).
 
     Raises ValueError when there is no transformer, or a scale without its weight.
     """
-    state: dict[str, torch.Tensor] = {}
-    scales: dict[str, torch.Tensor] = {}
-    for key, tensor in checkpoint.items():
-        if not _is_transformer(key) or key.endswith(_INPUT_SCALES):
-            continue  # activation scales are for scaled-fp8 matmuls; weights are computed in `dtype` here
-        scale_suffix = next((s for s in _WEIGHT_SCALES if key.endswith(s)), None)
-        if scale_suffix is not None:
-            scales[key[: -len(scale_suffix)] + ".weight"] = tensor
-        else:
-            state[key] = tensor
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device=str(device)) as handle:
+        keys = [key for key in handle.keys() if _is_transformer(key) and not key.endswith(_INPUT_SCALES)]
+        scales = {}
+        for key in keys:
+            suffix = next((s for s in _WEIGHT_SCALES if key.endswith(s)), None)
+            if suffix is not None:
+                scales[key[: -len(suffix)] + ".weight"] = key
+        missing = sorted(set(scales) - set(keys))
+        if missing:
+            raise ValueError(f"{path.name}: scale for `{missing[0]}` but no such weight")
+        state = {}
+        for key in keys:
+            if key.endswith(_WEIGHT_SCALES):
+                continue
+            tensor = handle.get_tensor(key)
+            if key in scales:  # activation scales (`input_scale`) are for scaled-fp8 matmuls; computing in `dtype` needs none
+                tensor = tensor.to(torch.float32) * handle.get_tensor(scales[key]).to(torch.float32)
+            state[key] = tensor.to(dtype)
     if not state:
-        raise ValueError(f"no transformer weights (keys under `{TRANSFORMER_PREFIX}`) in the checkpoint")
-    for key, scale in scales.items():
-        if key not in state:
-            raise ValueError(f"scale for `{key}` but no such weight in the checkpoint")
-        state[key] = state[key].to(torch.float32) * scale.to(torch.float32)
-    return {key: tensor.to(dtype) for key, tensor in state.items()}
+        raise ValueError(f"{path.name}: no transformer weights (keys under `{TRANSFORMER_PREFIX}`)")
+    return state
 
 
 def connectors_state(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -92,13 +100,26 @@ def has_connectors(path: Path) -> bool:
         return any(_is_connector(key) for key in handle.keys())
 
 
-def load_transformer_file(path: Path, config_folder: Path, dtype: torch.dtype, **options: Any) -> Any:
-    """An `LTX2VideoTransformer3DModel` from a checkpoint file, configured by `config_folder/transformer`."""
-    from diffusers import LTX2VideoTransformer3DModel
+def load_transformer_file(path: Path, config_folder: Path, dtype: torch.dtype, device: str | torch.device,
+                          **options: Any) -> Any:
+    """An `LTX2VideoTransformer3DModel` on `device` from a checkpoint file, configured by
+    `config_folder/transformer` (with `options` overriding the config).
 
-    state = transformer_state(_read(path, _is_transformer), dtype)
-    return LTX2VideoTransformer3DModel.from_single_file(state, config=str(config_folder), subfolder="transformer",
-                                                        torch_dtype=dtype, **options)
+    The keys go through diffusers' own conversion; every weight must fit (a ValueError names those that don't).
+    """
+    from accelerate import init_empty_weights
+    from diffusers import LTX2VideoTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
+
+    config = dict(LTX2VideoTransformer3DModel.load_config(config_folder, subfolder="transformer"), **options)
+    with init_empty_weights():  # parameters on the meta device until the file's tensors are assigned
+        model = LTX2VideoTransformer3DModel.from_config(config)
+    state = convert_ltx2_transformer_to_diffusers(transformer_state(path, dtype, device))
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    if missing or unexpected:
+        raise ValueError(f"{path.name} does not fit diffusers' LTX2VideoTransformer3DModel "
+                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    return model.to(device).eval()
 
 
 def load_connectors_file(path: Path, config_folder: Path, dtype: torch.dtype) -> Any:

@@ -109,7 +109,7 @@ class ModelPool:
 
         def load() -> Any:
             if single is not None:
-                model = load_transformer_file(single, folder, _dtype(compute), perturbed_attn=True)
+                model = load_transformer_file(single, folder, _dtype(compute), self.device, perturbed_attn=True)
             else:
                 model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", perturbed_attn=True,
                                                                     torch_dtype=_dtype(compute))
