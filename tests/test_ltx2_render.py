@@ -270,3 +270,37 @@ def test_a_missing_lora_is_reported_before_any_work(project: Project, models: Pa
     assert result.exit_code == 2
     assert "LoRA ltx-2-19b-distilled-lora-384.safetensors, which is not in" in result.output
     assert "scenekit fetch ltx2-dev-fp8" in result.output and not project.cache.exists()
+
+
+def test_clips_of_one_profile_run_together_and_a_full_gpu_loads_each_transformer_once(ltx: Project, models: Path, monkeypatch):
+    """With no room for two transformers the pool evicts; the order makes that cost one load per profile."""
+    import shutil
+
+    from scenekit.ltx2.tiny import build_tiny_transformer_file
+    from scenekit.engine.events import SilentEvents
+    from scenekit.engine.session import render
+    from scenekit.ltx2 import pool
+
+    class Recorder(SilentEvents):
+        started: list[str] = []
+
+        def node_started(self, node, position, total):
+            self.started.append(node.id)
+
+    loads: list[str] = []
+    real_load = pool.load_transformer_file
+    monkeypatch.setattr(pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k))
+    monkeypatch.setattr(pool.ModelPool, "_free_gpu_bytes", lambda self: 0)  # a GPU with no room to spare
+    pool.POOL.clear()
+    weights = ltx.root / "weights"  # one snapshot for both profiles, as on the hub
+    shutil.copytree(models / "ltx2-distilled", weights)
+    build_tiny_transformer_file(weights, "ltx-2-19b-distilled-fp8.safetensors", seed=2, fp8=True)
+    ltx.write(SCENE.replace("clips:", "models: {ltx2-distilled: weights, ltx2-distilled-fp8: weights}\n    clips:", 1))
+    render(ltx.prepare(), Recorder())
+    assert loads == ["ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-fp8.safetensors"]
+    order = Recorder.started
+    assert sorted(order[:3]) == ["arrival/prompt", "beam/prompt", "keeper/prompt"]  # one text-encoder session
+    sampling = [n.split("/")[0] for n in order if "/stage" in n]
+    assert sampling == ["arrival", "arrival", "keeper", "keeper", "beam", "beam"]
+    assert order[-1] == "stitch"
+    pool.POOL.clear()

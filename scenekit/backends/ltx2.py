@@ -91,7 +91,8 @@ class Ltx2Backend:
         }
         sources = {"prompt": clip.sources["prompt"], "negative_prompt": clip.sources.get("negative_prompt", "negative_prompt")}
         return Node(f"{clip.id}/prompt", ENCODE_PROMPT, params, {}, {}, clip.id,
-                    weights.identity("text_encoder", "tokenizer"), sources, meta={"weights": str(weights.folder)})
+                    weights.identity("text_encoder", "tokenizer"), sources,
+                    meta={"weights": str(weights.folder), "model": f"text encoder in {weights.folder}"})
 
     def _stage_node(
         self, clip: ResolvedClip, timeline: Timeline, settings: Ltx2Settings, weights: WeightsSource, stage: Stage,
@@ -146,8 +147,10 @@ class Ltx2Backend:
             "sigmas": f"profile {clip.profile.name}", "noise_scale": f"profile {clip.profile.name}",
             "precision": f"profile {clip.profile.name}", "lora": f"profile {clip.profile.name}", "crf": f"profile {clip.profile.name}",
         }
+        runtime = _runtime(weights, settings)
+        runtime["model"] = f"transformer {runtime['transformer_file'] or ''} {settings.precision.storage} in {weights.folder}"
         return Node(f"{clip.id}/stage{number}", SAMPLE, params, inputs, files, clip.id, f"{identity}:{settings.precision.storage}",
-                    sources, meta=_runtime(weights, settings))
+                    sources, meta=runtime)
 
     def _guidance(self, clip: ResolvedClip, settings: Ltx2Settings) -> dict[str, Any]:
         guidance = settings.guidance.model_dump()
@@ -167,11 +170,11 @@ class Ltx2Backend:
         params = {
             "width": clip.width, "height": clip.height, "frames": clip.generated_frames, "fps": format_rate(clip.fps),
             "seed": clip.seed, "timestep": settings.decode.timestep, "noise_scale": settings.decode.noise_scale,
-            "precision": settings.precision.compute, "storage": settings.precision.storage,
+            "precision": settings.precision.compute,
         }
         sources = {"seed": clip.sources["seed"], "width": clip.sources["size"], "height": clip.sources["size"]}
         return Node(f"{clip.id}/decode", DECODE, params, {"latents": latents.id}, {}, clip.id,
-                    weights.identity("vae", "audio_vae", "vocoder"), sources, meta=_runtime(weights, settings))
+                    weights.identity("vae", "audio_vae", "vocoder"), sources, meta={"weights": str(weights.folder)})
 
 
 def _runtime(weights: WeightsSource, settings: Ltx2Settings) -> dict[str, Any]:

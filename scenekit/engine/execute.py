@@ -73,11 +73,11 @@ class Execution:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _affinity(node: Node, last: Node | None, position: int) -> tuple[bool, bool, int]:
-    """Sort key for ready nodes: same op as the last node first, then same weights, then spec order."""
-    if last is None:
-        return (False, False, position)
-    return (node.op != last.op, node.profile != last.profile, position)
+def _affinity(node: Node, loaded: str | None, position: int) -> tuple[bool, int]:
+    """Sort key for ready nodes: first those that need no large model other than the one loaded last
+    (`meta["model"]`), then spec order."""
+    model = node.meta.get("model")
+    return (model is not None and model != loaded, position)
 
 
 class Executor:
@@ -100,9 +100,9 @@ class Executor:
     def run(self, expected_runs: int) -> Execution:
         """Produce the target's output; `expected_runs` sizes the progress display.
 
-        Among the nodes that are ready, the next one shares the op and then the weights of the node
-        that just ran when it can: all prompts are encoded while the text encoder is loaded, clips on
-        one profile run before the next profile is loaded.
+        Among the nodes that are ready, the next one uses the large model loaded last when it can: all
+        prompts are encoded while the text encoder is loaded, and the clips of one profile run before the
+        next profile's transformer is loaded (so a model pool that has to evict loads each one once).
         """
         self._to_run = expected_runs
         writer = EntryWriter()
@@ -123,10 +123,10 @@ class Executor:
         order = {node.id: index for index, node in enumerate(self.graph.ordered())}
         pending = self.graph.uncached(self.cache, have=self._outputs)
         readers = self._readers(pending)
-        last: Node | None = None
+        loaded: str | None = None
         while pending:
             ready = [n for n in pending if not any(dep in pending for dep in self.graph.node(n).inputs.values())]
-            node = self.graph.node(min(ready, key=lambda n: _affinity(self.graph.node(n), last, order[n])))
+            node = self.graph.node(min(ready, key=lambda n: _affinity(self.graph.node(n), loaded, order[n])))
             inputs = self._inputs(node)
             if inputs is None:  # an input's cache entry turned out corrupt: it runs again first
                 pending |= self.graph.uncached(self.cache, node.id, self._outputs)
@@ -138,7 +138,7 @@ class Executor:
                 readers[dep] -= 1
                 if readers[dep] == 0 and dep in self._outputs:
                     self._outputs[dep].release()  # no later node reads it from memory
-            last = node
+            loaded = node.meta.get("model", loaded)
 
     def _readers(self, pending: set[str]) -> Counter[str]:
         """How many nodes still to run read each node's output."""

@@ -40,7 +40,8 @@ class Node:
     sources: dict[str, str] = field(default_factory=dict)
     key: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
-    """Run-time hints that are not part of the key, e.g. the folder the weights were found in."""
+    """Run-time hints that are not part of the key, e.g. the folder the weights were found in, or
+    `model`: the large model the node needs loaded (the executor runs nodes that share one together)."""
 
     def compute_key(self, op_version: int, input_keys: dict[str, str]) -> str:
         """Hash of what determines the output: op and version, parameters, file contents, profile, inputs.

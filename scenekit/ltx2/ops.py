@@ -95,8 +95,7 @@ def decode(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Frames and audio from the final latents."""
     params = node.params
     ctx.step(0, 1)
-    pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"),
-                         {"compute": params["precision"], "storage": params["storage"]}, node.meta.get("lora_file"))
+    pipe = POOL.decoder(Path(node.meta["weights"]), params["precision"])
     latents = _tensors(inputs["latents"], LATENTS_FILE)
     frames, audio, sample_rate = recipe.decode(pipe, latents, decode_timestep=params["timestep"],
                                                decode_noise_scale=params["noise_scale"], seed=params["seed"])

@@ -19,6 +19,9 @@ from scenekit.hardware import compute_device
 from scenekit.ltx2.checkpoint import has_connectors, load_connectors_file, load_transformer_file
 
 _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
+#: GPU memory kept free for sampling when deciding whether another transformer may stay loaded
+#: (768x512x121 stage 2 at full size, with room to spare).
+WORKING_MEMORY_GB = 24
 _TEXT_PARTS = ("text_encoder", "tokenizer")
 
 
@@ -36,6 +39,17 @@ def _import_library(library: str) -> Any:
         return importlib.import_module(library)
     except ModuleNotFoundError:
         return importlib.import_module(f"diffusers.pipelines.{library}")
+
+
+def _bytes_to_load(folder: Path, compute: torch.dtype) -> int:
+    """GPU bytes a transformer takes while it loads: all its weights in the compute dtype (counted on an
+    empty model built from the folder's config)."""
+    from accelerate import init_empty_weights
+    from diffusers import LTX2VideoTransformer3DModel
+
+    with init_empty_weights():
+        model = LTX2VideoTransformer3DModel.from_config(LTX2VideoTransformer3DModel.load_config(folder, subfolder="transformer"))
+    return sum(p.numel() for p in model.parameters()) * torch.empty((), dtype=compute).element_size()
 
 
 def _single_file(folder: Path, file: str | None) -> Path | None:
@@ -121,7 +135,27 @@ class ModelPool:
                                                skip_modules_pattern=(*DEFAULT_SKIP_MODULES_PATTERN, "lora_"))
             return model
 
-        return self._component((folder, "transformer", single, lora, compute, storage, self.device), load)
+        key = (folder, "transformer", single, lora, compute, storage, self.device)
+        if key not in self._components:
+            self._make_room(_bytes_to_load(folder, _dtype(compute)), keep=key)
+        return self._component(key, load)
+
+    def _make_room(self, needed: int, keep: tuple) -> None:
+        """Free the other transformers when the GPU lacks room for `needed` bytes plus working memory."""
+        free = self._free_gpu_bytes()
+        if free is None or free >= needed + WORKING_MEMORY_GB * 2**30:
+            return
+        stale = [key for key in self._components if key[1] == "transformer" and key != keep]
+        for key in stale:
+            del self._components[key]
+        if stale:
+            self._free_memory()
+
+    def _free_gpu_bytes(self) -> int | None:
+        """Free memory of the GPU the models run on; None when they run on the CPU."""
+        if not self.device.startswith("cuda"):
+            return None
+        return torch.cuda.mem_get_info(torch.device(self.device))[0]
 
     @staticmethod
     def use_lora(pipe: Any, lora: dict[str, Any] | None) -> None:
@@ -153,6 +187,13 @@ class ModelPool:
         pipe = LTX2Pipeline(transformer=transformer, text_encoder=None, tokenizer=None, **parts)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+    def decoder(self, folder: Path, compute: str) -> Any:
+        """An LTX2Pipeline holding only what decoding needs: the VAEs and the vocoder (no transformer)."""
+        from diffusers import LTX2Pipeline
+
+        parts = {name: self.component(folder, name, compute) for name in ("vae", "audio_vae", "vocoder")}
+        return LTX2Pipeline(scheduler=None, text_encoder=None, tokenizer=None, connectors=None, transformer=None, **parts)
 
     def text_pipeline(self, folder: Path, compute: str) -> Any:
         """An LTX2Pipeline holding only the tokenizer and text encoder (for prompt nodes)."""
