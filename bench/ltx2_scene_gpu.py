@@ -133,7 +133,7 @@ def main() -> None:
     out = Path(os.environ["OUT"]) / "ltx2_scene.json" if os.environ.get("OUT") else None
 
     def run(label: str) -> dict[str, Any]:
-        redirect.put(weights, "text_encoder", comps.text_encoder(), once=True)  # scenekit loads it only if a prompt runs
+        redirect.put(weights, "text_encoder", Fresh(comps.text_encoder), once=True)  # built only if scenekit loads it
         prepared = prepare(spec, options)
         planned = {p.node.id: p.reason for p in prepared.plan() if p.status == "run"}
         _peak_reset()
