@@ -95,7 +95,9 @@ def test_editing_stage2_settings_only_reruns_stage2_and_after(ltx: Project, monk
     assert not {"arrival/prompt", "arrival/stage1", "arrival/upsample"} & set(runs)
 
 
-def test_missing_weights_is_one_clear_error(project: Project, monkeypatch):
+@pytest.fixture
+def without_weights(project: Project, monkeypatch) -> Project:
+    """A one-clip `ltx2-distilled` spec on a machine that has no weights for it (and no hub access)."""
     monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
     monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -103,6 +105,11 @@ def test_missing_weights_is_one_clear_error(project: Project, monkeypatch):
         scenekit: 1
         clips: [{id: a, prompt: x, frames: 17, model: ltx2-distilled, size: 256x256}]
     """)
+    return project
+
+
+def test_missing_weights_is_one_clear_error(without_weights: Project):
+    project = without_weights
     result = CliRunner().invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache)])
     assert result.exit_code == 2
     message = result.output
@@ -113,15 +120,8 @@ def test_missing_weights_is_one_clear_error(project: Project, monkeypatch):
     assert not project.cache.exists()
 
 
-def test_validate_needs_no_weights_and_notes_what_rendering_here_needs(project: Project, monkeypatch):
-    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
-    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    project.write("""
-        scenekit: 1
-        clips: [{id: a, prompt: x, frames: 17, model: ltx2-distilled, size: 256x256}]
-    """)
-    result = CliRunner().invoke(app, ["validate", str(project.spec)])
+def test_validate_needs_no_weights_and_notes_what_rendering_here_needs(without_weights: Project):
+    result = CliRunner().invoke(app, ["validate", str(without_weights.spec)])
     assert result.exit_code == 0
     assert ": ok: 1 clips, 17 frames" in result.output
     assert "note: clips[0].model: no weights for model profile `ltx2-distilled`" in result.output
