@@ -304,3 +304,20 @@ def test_clips_of_one_profile_run_together_and_a_full_gpu_loads_each_transformer
     assert sampling == ["arrival", "arrival", "keeper", "keeper", "beam", "beam"]
     assert order[-1] == "stitch"
     pool.POOL.clear()
+
+
+def test_models_stay_loaded_across_renders_in_one_process(ltx: Project, monkeypatch):
+    """As in `scenekit watch`: a second render after an edit reuses the loaded transformers."""
+    from scenekit.ltx2 import pool
+
+    loads: list[str] = []
+    real_load = pool.load_transformer_file
+    monkeypatch.setattr(pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k))
+    pool.POOL.clear()
+    ltx.write(SCENE)
+    ltx.render()
+    assert sorted(loads) == ["ltx-2-19b-distilled-fp8.safetensors", "ltx-2-19b-distilled.safetensors"]
+    ltx.write(SCENE.replace("The beam sweeps the sea", "The beam sweeps the fog"))
+    assert sorted(ltx.render().ran) == ["beam/decode", "beam/prompt", "beam/stage1", "beam/stage2", "beam/upsample", "stitch"]
+    assert len(loads) == 2  # nothing loaded again
+    pool.POOL.clear()
