@@ -256,7 +256,7 @@ def test_split_steps_equal_direct_call(pipe, embeds):
 
 def test_split_steps_equal_direct_call_in_bfloat16(tiny_dirs):
     """A bf16 pipeline rounds latents and pixels in bf16 before de-normalising them; decode does the same."""
-    bf16 = _load(tiny_dirs[0], torch_dtype=torch.bfloat16)
+    bf16 = _load(tiny_dirs[0], dtype=torch.bfloat16)
     settings = dict(width=64, height=64, num_frames=9, frame_rate=24.0, num_inference_steps=3)
     video, audio = bf16(
         prompt=PROMPT, **settings, **NO_GUIDANCE_KWARGS, max_sequence_length=MSL,

@@ -105,7 +105,7 @@ class ModelPool:
             library, class_name = LTX2Pipeline.load_config(folder)[name]
             cls = getattr(_import_library(library), class_name)
             if issubclass(cls, torch.nn.Module):
-                return cls.from_pretrained(folder, subfolder=name, torch_dtype=_dtype(compute)).to(self.device).eval()
+                return cls.from_pretrained(folder, subfolder=name, dtype=_dtype(compute)).to(self.device).eval()
             return cls.from_pretrained(folder, subfolder=name)
 
         return self._component((folder, name, compute, self.device), load)
@@ -126,7 +126,7 @@ class ModelPool:
                 model = load_transformer_file(single, folder, _dtype(compute), self.device, perturbed_attn=True)
             else:
                 model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", perturbed_attn=True,
-                                                                    torch_dtype=_dtype(compute))
+                                                                    dtype=_dtype(compute))
             model = model.to(self.device).eval()
             if lora is not None:
                 _load_lora(model, "transformer", _lora_file(folder, lora), lora)
