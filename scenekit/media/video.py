@@ -38,6 +38,7 @@ class VideoWriter:
         else:
             self._stream = self._container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
             self._stream.pix_fmt = "yuv420p"
+            self._stream.codec_context.thread_type = "AUTO"  # x264's frame threads: they scale with cores, slices don't
         self._stream.width, self._stream.height = width, height
         self._stream.codec_context.time_base = Fraction(1) / fps
         self._count = 0
