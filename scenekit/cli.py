@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +20,7 @@ from scenekit.cache import CacheStore
 from scenekit.engine.session import RenderOptions, check, default_cache_dir, prepare, render
 from scenekit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_SPEC, RenderCancelled, RenderError, SpecError
 from scenekit.graph.export import to_dot, to_mermaid
+from scenekit.userconfig import config_path
 from scenekit.progress import RichProgress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Render multi-shot videos from declarative YAML scene specs.")
@@ -54,11 +55,16 @@ def _prepare(spec: Path, options: RenderOptions, step: Callable[[Path, RenderOpt
     try:
         return step(spec, options)
     except SpecError as exc:
-        for issue in exc.issues:
-            err.print(issue.render(Path.cwd()), markup=False)
-        count = len(exc.issues)
-        err.print(f"{spec}: invalid spec ({count} error{'s' if count != 1 else ''})", markup=False)
-        raise typer.Exit(EXIT_INVALID_SPEC) from None
+        _exit_invalid(exc, f"{spec}: invalid spec")
+
+
+def _exit_invalid(error: SpecError, summary: str) -> NoReturn:
+    """Print a SpecError's located issues and `summary` with their count, then exit 2."""
+    for issue in error.issues:
+        err.print(issue.render(Path.cwd()), markup=False)
+    count = len(error.issues)
+    err.print(f"{summary} ({count} error{'s' if count != 1 else ''})", markup=False)
+    raise typer.Exit(EXIT_INVALID_SPEC) from None
 
 
 @app.command()
@@ -153,8 +159,13 @@ def graph(
 def profiles() -> None:
     """List the model profiles, what each needs, and whether its weights are here."""
     from scenekit.profiles import available_profiles
+    from scenekit.userconfig import user_models
     from scenekit.weights import MissingWeights, resolve_weights
 
+    try:
+        mappings = [user_models()]
+    except SpecError as exc:
+        _exit_invalid(exc, f"{config_path()}: invalid config")
     table = Table("profile", "needs", "weights", "description")
     for profile in available_profiles().values():
         needs = "CPU only"
@@ -167,7 +178,7 @@ def profiles() -> None:
 
             default = Ltx2Settings.model_validate(profile.model_extra["ltx2"]).weights.pipeline
             try:
-                weights = "found: " + resolve_weights(profile.name, default, {}, Path.cwd()).described
+                weights = "found: " + resolve_weights(profile.name, default, mappings).described
             except MissingWeights:
                 weights = f"missing (scenekit fetch {profile.name})"
         table.add_row(profile.name, needs, weights, profile.description)

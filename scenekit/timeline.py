@@ -24,6 +24,7 @@ from scenekit.spec.loader import LoadedSpec
 from scenekit.spec.models import Clip, Conditioning
 from scenekit.spec.paths import PathPolicy
 from scenekit.units import Duration, parse_duration, parse_fps, parse_size
+from scenekit.userconfig import ModelsMapping
 
 DEFAULT_PROFILE = "preview"
 KNOBS = ("negative_prompt", "steps", "guidance", "stg", "drift_control")
@@ -101,8 +102,8 @@ class Timeline:
     crf: int
     preset: str
     sources: dict[str, str]
-    spec_dir: Path
-    models: dict[str, str] = field(default_factory=dict)
+    models: list[ModelsMapping] = field(default_factory=list)
+    """Where weights are named, first match wins: the spec's `models:`, then the user config's."""
 
     @property
     def fps(self) -> Fraction:
@@ -168,8 +169,8 @@ class _Resolver:
             raise SpecError(self.issues)
         assert output is not None
         name = self.spec.name or self.loaded.path.stem
-        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(),
-                        self.loaded.path.parent, dict(self.spec.models))
+        models = ModelsMapping("models", dict(self.spec.models), self.loaded.path.parent)
+        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [models])
 
     def written_sources(self) -> dict[str, str]:
         display = self.loaded.sources.display

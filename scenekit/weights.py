@@ -1,15 +1,18 @@
-"""Where a profile's weights are: the spec's `models:` mapping, `$SCENEKIT_MODELS/<profile>`, or
-the Hugging Face cache (downloading only when `scenekit fetch` asks for it)."""
+"""Where a profile's weights are: the spec's or the user config's `models:` mapping,
+`$SCENEKIT_MODELS/<profile>`, or the Hugging Face cache (downloading only when `scenekit fetch` asks for it)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
+
+from scenekit.userconfig import ModelsMapping, config_path
 
 MODELS_ENV = "SCENEKIT_MODELS"
 _REPO_ID = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
@@ -65,19 +68,25 @@ def _local(folder: Path, described: str) -> WeightsSource:
     return WeightsSource(folder.resolve(), described)
 
 
-def resolve_weights(profile: str, default: WeightsRef, mapping: dict[str, str], spec_dir: Path) -> WeightsSource:
-    """Find a profile's weights; raises MissingWeights naming every place looked and how to fetch them."""
+def resolve_weights(profile: str, default: WeightsRef, mappings: Sequence[ModelsMapping]) -> WeightsSource:
+    """Find a profile's weights: the first `models:` mapping that names the profile (the spec's, then the
+    user config's), else `$SCENEKIT_MODELS/<profile>`, else the Hugging Face cache. Raises MissingWeights
+    naming every place looked and how to fetch them."""
     looked = []
-    if profile in mapping:
-        written = mapping[profile]
-        folder = (spec_dir / written).expanduser()
+    for mapping in mappings:
+        if profile not in mapping.entries:
+            continue
+        written = mapping.entries[profile]
+        where = f"{mapping.label}.{profile} = {written}"
+        folder = (mapping.base / written).expanduser()
         if folder.is_dir():
-            return _local(folder, f"models.{profile} = {written}")
+            return _local(folder, where)
         match = _REPO_ID.match(written)
         if match:
             ref = WeightsRef(repo=match["repo"], revision=match["revision"] or default.revision)
-            return _from_hub_cache(profile, ref, [f"models.{profile} = {written}"])
-        looked.append(f"models.{profile} = {written} (not a folder, not a repo id)")
+            return _from_hub_cache(profile, ref, [where])
+        looked.append(f"{where} (not a folder, not a repo id)")
+        break
     env_root = os.environ.get(MODELS_ENV)
     if env_root:
         folder = Path(env_root).expanduser() / profile
@@ -100,5 +109,6 @@ def _from_hub_cache(profile: str, ref: WeightsRef, looked: list[str]) -> Weights
     raise MissingWeights(
         f"no weights for model profile `{profile}`; looked in: " + "; ".join(looked)
         + f". Fetch them with `scenekit fetch {profile}` (or `hf download {ref.repo} --revision {ref.revision}`), "
-        f"or point `models: {{{profile}: /path/to/folder}}` in the spec or ${MODELS_ENV} at a folder holding them."
+        f"or name a folder holding them in `models: {{{profile}: /path/to/folder}}` (in the spec or in {config_path()}) "
+        f"or in ${MODELS_ENV}/{profile}."
     )

@@ -52,6 +52,12 @@ def project(tmp_path: Path) -> Project:
     return Project(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path_factory, monkeypatch) -> None:
+    """Tests never read the config of the machine they run on."""
+    monkeypatch.setenv("SCENEKIT_CONFIG", str(tmp_path_factory.getbasetemp() / "no-user-config.yaml"))
+
+
 def read_video(path: Path) -> tuple[np.ndarray, Fraction, Fraction]:
     """Frames, frame rate and container duration (seconds) of a video file."""
     with av.open(str(path)) as container:

@@ -321,3 +321,42 @@ def test_models_stay_loaded_across_renders_in_one_process(ltx: Project, monkeypa
     assert sorted(ltx.render().ran) == ["beam/decode", "beam/prompt", "beam/stage1", "beam/stage2", "beam/upsample", "stitch"]
     assert len(loads) == 2  # nothing loaded again
     pool.POOL.clear()
+
+
+def test_the_user_config_says_where_weights_are(project: Project, models: Path, monkeypatch, tmp_path: Path):
+    import shutil
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(models / "ltx2-distilled", config_dir / "weights" / "distilled")
+    (config_dir / "config.yaml").write_text("models:\n  ltx2-distilled: weights/distilled\n")  # relative to the file
+    monkeypatch.setenv("SCENEKIT_CONFIG", str(config_dir / "config.yaml"))
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}]
+    """)
+    assert project.prepare().graph.node("a/stage1").meta["weights"] == str((config_dir / "weights" / "distilled").resolve())
+    result = CliRunner().invoke(app, ["profiles"])
+    assert result.exit_code == 0 and "found" in result.output
+    # the spec's own mapping wins
+    project.write(f"""
+        scenekit: 1
+        models: {{ltx2-distilled: {models / 'ltx2-distilled-fp8'}}}
+        clips: [{{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}}]
+    """)
+    assert project.prepare(allow_outside=True).graph.node("a/stage1").meta["weights"] == str(models / "ltx2-distilled-fp8")
+
+
+def test_an_invalid_user_config_is_a_located_error(project: Project, monkeypatch, tmp_path: Path):
+    config = tmp_path / "config.yaml"
+    config.write_text("modles:\n  ltx2-distilled: /data\n")
+    monkeypatch.setenv("SCENEKIT_CONFIG", str(config))
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 9}]
+    """)
+    result = CliRunner().invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache)])
+    assert result.exit_code == 2
+    assert f"{config}:1:1: error: modles: unknown key `modles`" in result.output and "models" in result.output
+    assert not project.cache.exists()

@@ -34,7 +34,7 @@ def profile_settings(clip: ResolvedClip) -> Ltx2Settings:
 
 
 def _weights(clip: ResolvedClip, settings: Ltx2Settings, timeline: Timeline) -> WeightsSource:
-    return resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models, timeline.spec_dir)
+    return resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models)
 
 
 def _chain_root(clip: ResolvedClip, timeline: Timeline) -> ResolvedClip:

@@ -24,6 +24,7 @@ from scenekit.spec.loader import LoadedSpec, load_spec
 from scenekit.spec.paths import PathPolicy, find_project_root
 from scenekit.stitch import VIDEO_FILE
 from scenekit.timeline import Timeline, resolve_timeline
+from scenekit.userconfig import user_models
 
 CACHE_DIR_ENV = "SCENEKIT_CACHE_DIR"
 
@@ -97,6 +98,7 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     policy = PathPolicy(find_project_root(spec_file), options.allow_outside)
     loaded = load_spec(spec_file, policy, options.variables)
     timeline = resolve_timeline(loaded, policy, available_profiles(), options.model)
+    timeline.models.append(user_models())
     if options.output_variant:
         output = timeline.output_file
         timeline.output_file = output.with_name(f"{output.stem}.{options.output_variant}{output.suffix}")

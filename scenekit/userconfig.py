@@ -1,0 +1,62 @@
+"""This machine's settings: `~/.config/scenekit/config.yaml` (or `$SCENEKIT_CONFIG`).
+
+    models:                       # where a profile's weights are on this machine
+      ltx2-distilled: /data/models/LTX-2
+      ltx2-dev-fp8: Lightricks/LTX-2@<commit>
+
+A spec's own `models:` wins over this file; both win over `$SCENEKIT_MODELS` and the Hugging Face cache.
+Relative folders are relative to the file that names them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scenekit.errors import SpecError
+from scenekit.spec.validation import pydantic_issues
+from scenekit.spec.yaml_source import read_yaml
+
+CONFIG_ENV = "SCENEKIT_CONFIG"
+
+
+class UserConfig(BaseModel):
+    """The settings file's schema."""
+
+    model_config = ConfigDict(extra="forbid")
+    models: dict[str, str] = Field(default_factory=dict, description="profile -> weights folder or `org/repo@revision`")
+
+
+@dataclass(frozen=True)
+class ModelsMapping:
+    """One `models:` mapping (a spec's or the user's): profile -> folder or repo id, and where it was written."""
+
+    label: str
+    entries: dict[str, str] = field(default_factory=dict)
+    base: Path = Path(".")
+
+
+def config_path() -> Path:
+    """`$SCENEKIT_CONFIG`, else `$XDG_CONFIG_HOME/scenekit/config.yaml` (default `~/.config`)."""
+    configured = os.environ.get(CONFIG_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "scenekit" / "config.yaml"
+
+
+def user_models() -> ModelsMapping:
+    """The user config's `models:` (empty when there is no config file); raises SpecError, located in
+    the config file, when it is invalid."""
+    path = config_path()
+    if not path.is_file():
+        return ModelsMapping(f"{path} models")
+    data, sources = read_yaml(path)
+    issues = pydantic_issues(UserConfig, data if data is not None else {}, sources)
+    if issues:
+        raise SpecError(issues)
+    config = UserConfig.model_validate(data if data is not None else {})
+    return ModelsMapping(f"{path} models", dict(config.models), path.parent)
