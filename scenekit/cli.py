@@ -203,6 +203,8 @@ def fetch(profile: Annotated[str, typer.Argument(help="Profile whose weights to 
     out.print(f"fetching {ref.repo}@{ref.revision} for {profile} …", markup=False)
     folder = snapshot_download(ref.repo, revision=ref.revision, allow_patterns=settings.hub_files())
     out.print(f"weights for {profile} are in {folder}", markup=False)
+    out.print(f"to keep renders on exactly these weights: `models: {{{profile}: {ref.repo}@{Path(folder).name}}}` "
+              f"(in the spec or in {config_path()})", markup=False)
 
 
 @app.command()

@@ -360,3 +360,21 @@ def test_an_invalid_user_config_is_a_located_error(project: Project, monkeypatch
     assert result.exit_code == 2
     assert f"{config}:1:1: error: modles: unknown key `modles`" in result.output and "models" in result.output
     assert not project.cache.exists()
+
+
+def test_fetch_downloads_only_what_the_profile_needs_and_says_how_to_pin_it(monkeypatch, tmp_path: Path):
+    import huggingface_hub
+
+    asked = {}
+
+    def snapshot_download(repo, revision, allow_patterns):
+        asked.update(repo=repo, revision=revision, patterns=allow_patterns)
+        return str(tmp_path / "snapshots" / "0123abcd")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    result = CliRunner().invoke(app, ["fetch", "ltx2-distilled-fp8"])
+    assert result.exit_code == 0, result.output
+    assert asked["repo"] == "Lightricks/LTX-2"
+    assert "ltx-2-19b-distilled-fp8.safetensors" in asked["patterns"] and "transformer/config.json" in asked["patterns"]
+    assert "transformer/*" not in asked["patterns"]  # the diffusers transformer (another model) is not downloaded
+    assert "models: {ltx2-distilled-fp8: Lightricks/LTX-2@0123abcd}" in result.output.replace("\n", "")
