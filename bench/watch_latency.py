@@ -77,7 +77,7 @@ def main() -> None:
         loop.stop()
         thread.join()
     print(f"scene: 5 clips x {args.seconds:g}s at {args.size}, 24 fps, preview model")
-    print(f"full render (5 clips + stitch)     {full:6.2f} s")
+    print(f"full render (5 clips, 5 segments, stitch) {full:6.2f} s")
     print(f"save -> first re-run node started  median {statistics.median(latencies) * 1000:6.0f} ms, max {max(latencies) * 1000:.0f} ms")
     print(f"re-render after editing clip 3     median {statistics.median(rerenders):6.2f} s ({', '.join(sorted(timing.ran))})")
     print(f"edit / full                        {statistics.median(rerenders) / full:6.2f}")

@@ -1,8 +1,12 @@
-"""The stitch node: trims every clip to its timeline segment, applies transitions, encodes the mp4.
+"""Joining the clips into the output video, one H.264 segment per clip, so an edit re-encodes only the
+segments it touches.
 
-When any clip's entry folder holds `audio.wav`, the mp4 also gets an AAC track mixed the same way:
-every clip's audio trimmed to its segment's time range, silence for clips without audio, and the
-video's transitions applied over the same frames (see `scenekit.media.audio` for the curves).
+A clip's **segment** (`CLIP/segment`) holds the timeline frames from the clip's start up to where the
+next clip's transition begins: its first frames blended with the previous clip's tail when a transition
+comes in, its last frames left to the next segment when one goes out. Every segment starts on a key frame
+and is encoded with the same settings, so the **stitch** node joins them without decoding (stream copy)
+and adds the audio track: every clip's audio trimmed to its segment's time range, silence for clips
+without audio, and the video's transitions applied over the same frames (see `scenekit.media.audio`).
 """
 
 from __future__ import annotations
@@ -18,20 +22,22 @@ from scenekit.media.audio import (
     AAC_RATES, fit_length, frame_to_sample, output_audio, resample, slice_frames, to_channels, transition_alpha,
     transition_gains,
 )
-from scenekit.media.video import VideoWriter, iter_output_frames
+from scenekit.media.video import VideoWriter, concat_videos, iter_output_frames, output_frames
 from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.preview.draw import annotate
 from scenekit.timeline import Timeline
 from scenekit.units import format_rate
 
 STITCH = "stitch"
+SEGMENT = "stitch.segment"
 VIDEO_FILE = "video.mp4"
+SEGMENT_FILE = "segment.mp4"
 AUDIO_RATE = 48000
 AUDIO_CHANNELS = 2
 
 
-def stitch_node(timeline: Timeline, frames_nodes: list[str]) -> Node:
-    """The node that joins every clip's frames into the output video."""
+def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
+    """The segment nodes of the clips, then the stitch node that joins them into the output video."""
     clips = []
     for clip, start in zip(timeline.clips, timeline.starts(), strict=True):
         clips.append({
@@ -41,13 +47,46 @@ def stitch_node(timeline: Timeline, frames_nodes: list[str]) -> Node:
             "start": start,
         })
     width, height = timeline.size
-    params: dict[str, Any] = {
-        "width": width, "height": height, "fps": format_rate(timeline.fps), "frames": timeline.total_frames,
-        "crf": timeline.crf, "preset": timeline.preset, "clips": clips,
-    }
-    inputs = {f"clip{index}": node for index, node in enumerate(frames_nodes)}
-    sources = {"clips": "clips (ids, lengths, transitions)", "crf": timeline.sources["output.crf"], "preset": timeline.sources["output.preset"]}
-    return Node(STITCH, STITCH, params, inputs, sources=sources)
+    video = {"width": width, "height": height, "fps": format_rate(timeline.fps), "crf": timeline.crf, "preset": timeline.preset}
+    encoding = {"crf": timeline.sources["output.crf"], "preset": timeline.sources["output.preset"]}
+    nodes, inputs = [], {}
+    for index, clip in enumerate(timeline.clips):
+        params = segment_params(video, clips, index)
+        if params is None:
+            continue
+        segment_inputs = {"clip": frames_nodes[index]}
+        if params["previous"] is not None:
+            segment_inputs["previous"] = frames_nodes[index - 1]
+        sources = {"range": f"clips[{clip.index}] length and transitions", "transition": clip.sources["transition"],
+                   "previous": f"clips[{clip.index}].transition", "label": f"clips[{clip.index}].id", **encoding}
+        nodes.append(Node(f"{clip.id}/segment", SEGMENT, params, segment_inputs, {}, clip.id, sources=sources))
+        inputs[f"segment{index}"] = nodes[-1].id
+    inputs.update({f"clip{index}": node for index, node in enumerate(frames_nodes)})
+    params = {**video, "frames": timeline.total_frames, "clips": clips}
+    sources = {"clips": "clips (lengths, transitions)", **encoding}
+    nodes.append(Node(STITCH, STITCH, params, inputs, sources=sources))
+    return nodes
+
+
+def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
+    """Parameters of clip `index`'s segment (None when the next transition takes all its frames).
+
+    `clips` are the stitch's: each clip's generated-frame `range`, incoming `transition`, `label` and
+    timeline `start`. Timeline positions are part of a segment only where a label draws them.
+    """
+    clip = clips[index]
+    t_in = clip["transition"]["frames"]
+    t_out = clips[index + 1]["transition"]["frames"] if index + 1 < len(clips) else 0
+    first, last = clip["range"]
+    if last - t_out <= first:
+        return None
+    previous = None
+    if t_in:
+        before = clips[index - 1]
+        previous = {"range": [before["range"][1] - t_in, before["range"][1]], "label": before["label"],
+                    "start": clip["start"] if before["label"] else None}
+    return {**video, "range": [first, last - t_out], "transition": clip["transition"], "previous": previous,
+            "label": clip["label"], "start": clip["start"] if clip["label"] else None}
 
 
 def blend(outgoing: np.ndarray, incoming: np.ndarray, index: int, length: int, kind: str) -> np.ndarray:
@@ -61,28 +100,23 @@ def blend(outgoing: np.ndarray, incoming: np.ndarray, index: int, length: int, k
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
-def timeline_frames(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> Iterator[np.ndarray]:
-    """The output frames in order: segments trimmed, labelled, and blended where clips overlap."""
+def segment_frames(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> Iterator[np.ndarray]:
+    """A segment's frames in order: labelled when the profile draws labels, the first ones blended with
+    the previous clip's tail when a transition comes in."""
     fps = float(Fraction(params["fps"]))
-    clips = params["clips"]
-    tail: list[np.ndarray] = []
-    for index, clip in enumerate(clips):
-        start, stop = clip["range"]
-        t_in = clip["transition"]["frames"]
-        t_out = clips[index + 1]["transition"]["frames"] if index + 1 < len(clips) else 0
-        length = stop - start
-        next_tail = []
-        for j, frame in enumerate(iter_output_frames(inputs[f"clip{index}"], start, stop)):
-            if clip["label"] is not None:
-                frame = frame.copy()
-                annotate(frame[None], first_timeline_frame=clip["start"] + j, fps=fps, label=clip["label"])
-            if j < t_in:
-                yield blend(tail[j], frame, j, t_in, clip["transition"]["type"])
-            elif j >= length - t_out:
-                next_tail.append(frame)
-            else:
-                yield frame
-        tail = next_tail
+    previous = params["previous"]
+    tail: np.ndarray | None = None
+    if previous is not None:
+        tail = output_frames(inputs["previous"], *previous["range"])
+        if previous["label"] is not None:
+            tail = tail.copy()
+            annotate(tail, first_timeline_frame=previous["start"], fps=fps, label=previous["label"])
+    t_in = params["transition"]["frames"]
+    for j, frame in enumerate(iter_output_frames(inputs["clip"], *params["range"])):
+        if params["label"] is not None:
+            frame = frame.copy()
+            annotate(frame[None], first_timeline_frame=params["start"] + j, fps=fps, label=params["label"])
+        yield blend(tail[j], frame, j, t_in, params["transition"]["type"]) if tail is not None and j < t_in else frame
 
 
 def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tuple[np.ndarray, int] | None:
@@ -126,24 +160,30 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tup
     return track, rate
 
 
-@register(STITCH, version=1)
-def stitch(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
-    """Write the final H.264 mp4 of the whole timeline, with an AAC track when any clip has audio."""
+@register(SEGMENT, version=1)
+def segment(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
+    """Encode one clip's segment of the timeline (H.264, starting on a key frame)."""
     params = node.params
-    total = params["frames"]
-    fps = Fraction(params["fps"])
-    audio = timeline_audio(params, inputs)
-    audio_rate = audio[1] if audio is not None else None
+    total = params["range"][1] - params["range"][0]
     written = 0
-    with VideoWriter(ctx.workdir / VIDEO_FILE, params["width"], params["height"], fps,
-                     lossless=False, crf=params["crf"], preset=params["preset"], audio_rate=audio_rate) as writer:
-        for frame in timeline_frames(params, inputs):
+    with VideoWriter(ctx.workdir / SEGMENT_FILE, params["width"], params["height"], Fraction(params["fps"]),
+                     lossless=False, crf=params["crf"], preset=params["preset"]) as writer:
+        for frame in segment_frames(params, inputs):
             writer.write(frame)
             written += 1
-            if audio is not None:  # the audio of every frame goes in with it, so the muxer can interleave
-                writer.write_audio(audio[0][:, writer.audio_samples:frame_to_sample(written, audio[1], fps)])
             ctx.step(written, total)
-        if audio is not None:
-            writer.write_audio(audio[0][:, writer.audio_samples:])
     if written != total:
-        raise RuntimeError(f"stitch wrote {written} frames, expected {total}")
+        raise RuntimeError(f"segment has {written} frames, expected {total}")
+
+
+@register(STITCH, version=2)
+def stitch(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
+    """Join the segments into the final mp4 without re-encoding them, with an AAC track when any clip has audio."""
+    params = node.params
+    ctx.step(0, 1)
+    segments = [inputs[name].path(SEGMENT_FILE) for name in sorted((n for n in inputs if n.startswith("segment")),
+                                                                    key=lambda n: int(n.removeprefix("segment")))]
+    frames = concat_videos(segments, ctx.workdir / VIDEO_FILE, Fraction(params["fps"]), timeline_audio(params, inputs))
+    if frames != params["frames"]:
+        raise RuntimeError(f"stitch joined {frames} frames, expected {params['frames']}")
+    ctx.step(1, 1)

@@ -35,7 +35,7 @@ def test_plan_json_lists_every_node_with_status_and_reason(project: Project):
     result = run("plan", project.spec, "--json", "--cache-dir", project.cache)
     assert result.exit_code == 0, result.output
     nodes = json.loads(result.output)["nodes"]
-    assert [n["id"] for n in nodes] == ["one/generate", "two/generate", "stitch"]
+    assert [n["id"] for n in nodes] == ["one/generate", "one/segment", "two/generate", "two/segment", "stitch"]
     assert all(set(n) == {"id", "op", "clip", "key", "status", "reason"} for n in nodes)
     assert all(n["status"] == "run" and n["reason"] == "new" for n in nodes)
 
@@ -64,11 +64,11 @@ def test_cache_info_and_prune(project: Project):
     project.write(SCENE)
     run("render", project.spec, "--cache-dir", project.cache)
     info = run("cache", "info", "--cache-dir", project.cache)
-    assert info.exit_code == 0 and "3 entries" in info.output
+    assert info.exit_code == 0 and "5 entries" in info.output
     kept = run("cache", "prune", "--all", "--keep", project.spec, "--cache-dir", project.cache)
     assert "removed 0 entries" in kept.output
     pruned = run("cache", "prune", "--all", "--cache-dir", project.cache)
-    assert "removed 3 entries" in pruned.output
+    assert "removed 5 entries" in pruned.output
     assert "0 entries" in run("cache", "info", "--cache-dir", project.cache).output
 
 

@@ -58,7 +58,7 @@ def test_three_ltx2_clips_render_with_audio_and_cache(ltx: Project):
     ltx.write(SCENE)
     graph = ltx.prepare().graph
     assert [n.id for n in graph.ordered() if n.clip == "arrival"] == [
-        "arrival/prompt", "arrival/stage1", "arrival/upsample", "arrival/stage2", "arrival/decode"]
+        "arrival/prompt", "arrival/stage1", "arrival/upsample", "arrival/stage2", "arrival/decode", "arrival/segment"]
     assert graph.node("keeper/stage1").inputs["context"] == "arrival/decode"
     assert graph.node("keeper/stage1").inputs["reference"] == "arrival/stage1"
     assert graph.node("arrival/stage1").params["width"] == 128  # stage 1 at half size
@@ -318,7 +318,8 @@ def test_models_stay_loaded_across_renders_in_one_process(ltx: Project, monkeypa
     ltx.render()
     assert sorted(loads) == ["ltx-2-19b-distilled-fp8.safetensors", "ltx-2-19b-distilled.safetensors"]
     ltx.write(SCENE.replace("The beam sweeps the sea", "The beam sweeps the fog"))
-    assert sorted(ltx.render().ran) == ["beam/decode", "beam/prompt", "beam/stage1", "beam/stage2", "beam/upsample", "stitch"]
+    assert sorted(ltx.render().ran) == ["beam/decode", "beam/prompt", "beam/segment", "beam/stage1", "beam/stage2", "beam/upsample",
+                                        "stitch"]
     assert len(loads) == 2  # nothing loaded again
     pool.POOL.clear()
 

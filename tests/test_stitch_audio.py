@@ -17,7 +17,7 @@ from scenekit.media.audio import (
 )
 from scenekit.media.video import FRAMES_FILE, write_frames
 from scenekit.ops import NodeOutput
-from scenekit.stitch import STITCH, VIDEO_FILE, stitch
+from scenekit.stitch import SEGMENT, STITCH, VIDEO_FILE, segment, segment_params, stitch
 
 FPS = Fraction(24)
 WIDTH, HEIGHT = 64, 48
@@ -43,18 +43,30 @@ def make_entry(root: Path, name: str, colour: tuple[int, int, int], generated: i
 
 
 def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path]) -> Path:
-    """Run the stitch op directly on hand-made clip entries, as `stitch_node` would lay out its params."""
+    """Run the segment and stitch ops directly on hand-made clip entries, with params laid out as
+    `stitch_nodes` lays them out."""
     entries, position = [], 0
     for clip in clips:
         position -= clip["t"]
         entries.append({"range": clip["range"], "transition": {"type": clip["type"], "frames": clip["t"]}, "label": None, "start": position})
         position += clip["range"][1] - clip["range"][0]
-    params = {"width": WIDTH, "height": HEIGHT, "fps": "24", "frames": position, "crf": 18, "preset": "ultrafast", "clips": entries}
-    node = Node(STITCH, STITCH, params, {f"clip{i}": f"clip{i}" for i in range(len(clips))})
+    video = {"width": WIDTH, "height": HEIGHT, "fps": "24", "crf": 18, "preset": "ultrafast"}
+    outputs = {f"clip{i}": NodeOutput(lambda folder=folder: folder) for i, folder in enumerate(folders)}
+    for index in range(len(clips)):
+        params = segment_params(video, entries, index)
+        if params is None:
+            continue
+        workdir = tmp_path / f"segment{index}"
+        workdir.mkdir()
+        inputs = {"clip": outputs[f"clip{index}"]}
+        if params["previous"] is not None:
+            inputs["previous"] = outputs[f"clip{index - 1}"]
+        segment(Node(f"segment{index}", SEGMENT, params, {}), inputs, SimpleNamespace(workdir=workdir, step=lambda done, total: None))
+        outputs[f"segment{index}"] = NodeOutput(lambda folder=workdir: folder)
     workdir = tmp_path / "stitch"
     workdir.mkdir()
-    ctx = SimpleNamespace(workdir=workdir, step=lambda done, total: None)
-    stitch(node, {f"clip{i}": NodeOutput(lambda folder=folder: folder) for i, folder in enumerate(folders)}, ctx)
+    node = Node(STITCH, STITCH, {**video, "frames": position, "clips": entries}, {})
+    stitch(node, outputs, SimpleNamespace(workdir=workdir, step=lambda done, total: None))
     return workdir / VIDEO_FILE
 
 

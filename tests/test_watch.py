@@ -97,13 +97,14 @@ def save(path: Path, text: str) -> None:
     temp.replace(path)
 
 
-def test_edit_rerenders_only_that_clip_and_the_stitch(project: Project, watching):
+def test_edit_rerenders_only_that_clip_and_the_segments_it_shows_in(project: Project, watching):
     recorder = watching()
-    assert recorder.wait_for("rendered")[0][2] == ["a/generate", "b/generate", "c/generate", "stitch"]
+    assert recorder.wait_for("rendered")[0][2] == ["a/generate", "a/segment", "b/generate", "b/segment", "c/generate", "c/segment", "stitch"]
     save(project.spec, project.spec.read_text().replace('"second"', '"second take"'))
     recorder.wait_for("rendered", 2)
-    assert recorder.of("changed")[1] == ("changed", ["clips[1].prompt"], ["b/generate", "stitch"])
-    assert recorder.of("rendered")[1][2] == ["b/generate", "stitch"]
+    reruns = ["b/generate", "b/segment", "c/segment", "stitch"]  # c crossfades in from b
+    assert recorder.of("changed")[1] == ("changed", ["clips[1].prompt"], reruns)
+    assert recorder.of("rendered")[1][2] == reruns
 
 
 def test_unchanged_save_rerenders_nothing(project: Project, watching):
@@ -125,7 +126,7 @@ def test_invalid_edit_reports_and_recovers(project: Project, watching):
     assert (project.root / "out.mp4").is_file()  # the last good render stays
     save(project.spec, good.replace('"first"', '"first again"'))
     recorder.wait_for("rendered", 2)
-    assert recorder.of("rendered")[1][2] == ["a/generate", "stitch"]
+    assert recorder.of("rendered")[1][2] == ["a/generate", "a/segment", "stitch"]
 
 
 def edit_while_first_clip_renders(project: Project, watching, old: str, new: str) -> Recorder:
@@ -141,16 +142,16 @@ def edit_while_first_clip_renders(project: Project, watching, old: str, new: str
 def test_change_during_render_cancels_stale_node_and_restarts(project: Project, watching):
     recorder = edit_while_first_clip_renders(project, watching, '"first"', '"first, edited"')
     assert recorder.of("cancelled") == [("cancelled", "render")]
-    assert recorder.of("rendered")[0][2] == ["a/generate", "b/generate", "c/generate", "stitch"]
+    assert recorder.of("rendered")[0][2] == ["a/generate", "a/segment", "b/generate", "b/segment", "c/generate", "c/segment", "stitch"]
     assert not list((project.cache / "tmp").iterdir())
-    assert len(list(project.cache.glob("objects/*/*/entry.json"))) == 4  # nothing from the cancelled node
+    assert len(list(project.cache.glob("objects/*/*/entry.json"))) == 7  # nothing from the cancelled node
 
 
 def test_change_elsewhere_during_render_lets_the_running_node_finish(project: Project, watching):
     recorder = edit_while_first_clip_renders(project, watching, '"third"', '"third, edited"')
     assert recorder.of("cancelled") == [("cancelled", "render")]
     assert recorder.started.count("a/generate") == 1  # kept running, then taken from the cache
-    assert recorder.of("rendered")[0][2] == ["b/generate", "c/generate", "stitch"]
+    assert recorder.of("rendered")[0][2] == ["a/segment", "b/generate", "b/segment", "c/generate", "c/segment", "stitch"]
 
 
 def test_preview_first_renders_preview_then_full_with_separate_outputs_and_keys(project: Project, watching, monkeypatch):
@@ -161,7 +162,7 @@ def test_preview_first_renders_preview_then_full_with_separate_outputs_and_keys(
     recorder = watching(SCENE.replace("fps: 12}", "fps: 12, model: sharp}"), preview_first=True)
     recorder.wait_for("state")
     assert [item[1] for item in recorder.of("rendered")] == ["preview", "render"]
-    assert all(len(item[2]) == 4 for item in recorder.of("rendered"))  # no cache entry is shared
+    assert all(len(item[2]) == 7 for item in recorder.of("rendered"))  # no cache entry is shared
     assert (project.root / "out.preview.mp4").is_file() and (project.root / "out.mp4").is_file()
 
 

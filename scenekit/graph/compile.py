@@ -11,7 +11,7 @@ from scenekit.backends import get_backend
 from scenekit.cache import CacheStore
 from scenekit.graph.nodes import Node
 from scenekit.ops import get_operation
-from scenekit.stitch import stitch_node
+from scenekit.stitch import stitch_nodes
 from scenekit.timeline import ResolvedClip, Timeline
 
 
@@ -43,7 +43,7 @@ class RenderGraph:
 
 
 def compile_timeline(timeline: Timeline) -> RenderGraph:
-    """Expand every clip through its profile's backend, add the stitch node, and compute keys."""
+    """Expand every clip through its profile's backend, add the segment and stitch nodes, and compute keys."""
     graph = nx.DiGraph()
     frames_node: dict[str, str] = {}
     for clip in _clips_in_dependency_order(timeline):
@@ -51,8 +51,9 @@ def compile_timeline(timeline: Timeline) -> RenderGraph:
         for node in expanded.nodes:
             _add(graph, node)
         frames_node[clip.id] = expanded.frames
-    stitch = stitch_node(timeline, [frames_node[c.id] for c in timeline.clips])
-    _add(graph, stitch)
+    *segments, stitch = stitch_nodes(timeline, [frames_node[c.id] for c in timeline.clips])
+    for node in (*segments, stitch):
+        _add(graph, node)
     for node_id in nx.topological_sort(graph):
         node: Node = graph.nodes[node_id]["node"]
         input_keys = {name: graph.nodes[dep]["node"].key for name, dep in node.inputs.items()}

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import av
 import numpy as np
@@ -19,15 +20,12 @@ class VideoWriter:
     """Writes RGB frames one at a time to a video file.
 
     `lossless=True` writes FFV1 (bit-exact RGB, for cache entries); otherwise H.264 yuv420p mp4
-    with the given CRF and preset and the index at the front (faststart).
+    with the given CRF and preset and the index at the front (faststart). H.264 files written with
+    the same size, rate, CRF and preset can be joined without re-encoding (`concat_videos`).
 
-    With `audio_rate`, the file also gets an AAC audio track of `audio_channels` channels at that
-    rate, starting at t=0 with the video; feed it with `write_audio` as the frames go (the muxer
-    interleaves the two streams by time).
     """
 
-    def __init__(self, path: Path, width: int, height: int, fps: Fraction, *, lossless: bool, crf: int = 18, preset: str = "medium",
-                 audio_rate: int | None = None, audio_channels: int = 2, audio_bitrate: int = 192_000):
+    def __init__(self, path: Path, width: int, height: int, fps: Fraction, *, lossless: bool, crf: int = 18, preset: str = "medium"):
         options = {} if lossless else {"movflags": "+faststart"}
         self._container = av.open(str(path), mode="w", options=options)
         if lossless:
@@ -42,13 +40,6 @@ class VideoWriter:
         self._stream.width, self._stream.height = width, height
         self._stream.codec_context.time_base = Fraction(1) / fps
         self._count = 0
-        self._audio = None
-        self._audio_count = 0
-        if audio_rate is not None:
-            layout = {1: "mono", 2: "stereo"}.get(audio_channels, f"{audio_channels} channels")
-            self._audio = self._container.add_stream("aac", rate=audio_rate, layout=layout)
-            self._audio.bit_rate = audio_bitrate
-            self._audio.codec_context.time_base = Fraction(1, audio_rate)
 
     def write(self, frame: np.ndarray) -> None:
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -57,32 +48,9 @@ class VideoWriter:
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
 
-    def write_audio(self, samples: np.ndarray) -> None:
-        """Append float32 (channels, n) samples to the audio track (needs `audio_rate`)."""
-        if self._audio is None:
-            raise RuntimeError("this VideoWriter has no audio track")
-        if samples.shape[1] == 0:
-            return
-        layout = self._audio.codec_context.layout.name
-        audio_frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout=layout)
-        audio_frame.sample_rate = self._audio.codec_context.sample_rate
-        audio_frame.time_base = self._audio.codec_context.time_base
-        audio_frame.pts = self._audio_count
-        self._audio_count += samples.shape[1]
-        for packet in self._audio.encode(audio_frame):
-            self._container.mux(packet)
-
-    @property
-    def audio_samples(self) -> int:
-        """Audio samples written so far."""
-        return self._audio_count
-
     def close(self) -> None:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
-        if self._audio is not None:
-            for packet in self._audio.encode(None):
-                self._container.mux(packet)
         self._container.close()
 
     def __enter__(self) -> VideoWriter:
@@ -142,3 +110,70 @@ def iter_output_frames(output: NodeOutput, start: int = 0, stop: int | None = No
     """Frames [start, stop) of a node's output, one at a time."""
     held = output.held(FRAMES_FILE)
     return iter(held[start:stop]) if held is not None else iter_frames(output.path(FRAMES_FILE), start, stop)
+
+
+def concat_videos(paths: list[Path], path: Path, fps: Fraction, audio: tuple[np.ndarray, int] | None = None) -> int:
+    """Join H.264 files written by `VideoWriter` with the same settings into one mp4, without re-encoding
+    (each starts on a key frame), with the index at the front; adds an AAC track of `audio` ((channels, n)
+    float32 samples and their rate, starting with the first frame) when given. Returns the frame count.
+
+    Raises ValueError when the files were encoded with other settings than the first.
+    """
+    with av.open(str(path), mode="w", options={"movflags": "+faststart"}) as output:
+        with av.open(str(paths[0])) as first:
+            template = first.streams.video[0]
+            video = output.add_stream_from_template(template)
+            headers = bytes(template.codec_context.extradata or b"")
+        track = _AudioTrack(output, *audio) if audio is not None else None
+        frames = 0
+        for part in paths:
+            with av.open(str(part)) as source:
+                stream = source.streams.video[0]
+                if bytes(stream.codec_context.extradata or b"") != headers:
+                    raise ValueError(f"{part.name} was encoded with other settings than {paths[0].name}")
+                offset = Fraction(frames) / fps / stream.time_base
+                if offset.denominator != 1:
+                    raise ValueError(f"{part.name}: time base {stream.time_base} cannot place frame {frames} at {fps} fps")
+                for packet in source.demux(stream):
+                    if packet.dts is None:  # the demuxer's end-of-stream marker
+                        continue
+                    packet.pts += int(offset)
+                    packet.dts += int(offset)
+                    packet.stream = video
+                    output.mux(packet)
+                    frames += 1
+            if track is not None:  # the audio of the frames so far: the streams interleave segment by segment
+                track.encode_until(Fraction(frames) / fps)
+        if track is not None:
+            track.finish()
+    return frames
+
+
+class _AudioTrack:
+    """An AAC stream fed with consecutive pieces of one (channels, n) float32 track."""
+
+    def __init__(self, output: Any, samples: np.ndarray, rate: int, bitrate: int = 192_000):
+        self._output, self._samples, self._rate, self._written = output, samples, rate, 0
+        layout = {1: "mono", 2: "stereo"}.get(samples.shape[0], f"{samples.shape[0]} channels")
+        self._stream = output.add_stream("aac", rate=rate, layout=layout)
+        self._stream.bit_rate = bitrate
+        self._stream.codec_context.time_base = Fraction(1, rate)
+
+    def encode_until(self, seconds: Fraction) -> None:
+        until = min(round(seconds * self._rate), self._samples.shape[1])
+        if until <= self._written:
+            return
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(self._samples[:, self._written:until], dtype=np.float32),
+                                           format="fltp", layout=self._stream.codec_context.layout.name)
+        frame.sample_rate = self._rate
+        frame.time_base = self._stream.codec_context.time_base
+        frame.pts = self._written
+        self._written = until
+        for packet in self._stream.encode(frame):
+            self._output.mux(packet)
+
+    def finish(self) -> None:
+        """Encode what is left and flush the encoder."""
+        self.encode_until(Fraction(self._samples.shape[1], self._rate))
+        for packet in self._stream.encode(None):
+            self._output.mux(packet)
