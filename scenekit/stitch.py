@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
+import av
 import numpy as np
 
 from scenekit.graph.nodes import Node
@@ -47,7 +48,9 @@ def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
             "start": start,
         })
     width, height = timeline.size
-    video = {"width": width, "height": height, "fps": format_rate(timeline.fps), "crf": timeline.crf, "preset": timeline.preset}
+    # segments join only if one encoder build wrote them all: its version is part of their keys
+    video = {"width": width, "height": height, "fps": format_rate(timeline.fps), "crf": timeline.crf, "preset": timeline.preset,
+             "encoder": f"PyAV {av.__version__} libavcodec {av.library_versions['libavcodec']}"}
     encoding = {"crf": timeline.sources["output.crf"], "preset": timeline.sources["output.preset"]}
     nodes, inputs = [], {}
     for index, clip in enumerate(timeline.clips):
