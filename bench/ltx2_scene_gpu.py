@@ -11,8 +11,8 @@ built at the real LTX-2.0 sizes with random weights, as in `bench/ltx2_gpu.py` (
 Then:
   1. render (every node runs; per-node seconds, peak GPU memory, output frames and audio checked);
   2. render again (must run nothing);
-  3. switch `beam` to `ltx2-distilled` and render (must re-run beam's sampling nodes and the stitch only;
-     its prompt embedding is shared across the two profiles and stays cached).
+  3. switch `beam` to `ltx2-distilled` and render (must re-run beam's sampling nodes, its segment and the
+     stitch only; its prompt embedding is shared across the two profiles and stays cached).
 
     python bench/ltx2_scene_gpu.py --tiny                 # CPU dry run
     python bench/ltx2_scene_gpu.py --workdir /tmp/scene   # GPU (H200: two transformers resident); JSON to $OUT
@@ -157,12 +157,12 @@ def main() -> None:
     first = run("first render")
     expected_frames = frames + (frames - 17) + frames - 12
     assert first["output"]["frames"] == expected_frames, first["output"]
-    assert len(first["ran"]) == 16, first["ran"]  # 3 clips x (prompt, stage1, upsample, stage2, decode) + stitch
+    assert len(first["ran"]) == 19, first["ran"]  # 3 clips x (prompt, stage1, upsample, stage2, decode, segment) + stitch
     second = run("second render")
     assert second["ran"] == [], second["ran"]
     spec.write_text(spec.read_text().replace("model: ltx2-distilled-fp8", "model: ltx2-distilled"))
     third = run("beam switched to ltx2-distilled")
-    assert set(third["ran"]) == {"beam/stage1", "beam/upsample", "beam/stage2", "beam/decode", "stitch"}, third["ran"]
+    assert set(third["ran"]) == {"beam/stage1", "beam/upsample", "beam/stage2", "beam/decode", "beam/segment", "stitch"}, third["ran"]
     POOL.clear()
     results["checks"] = {"frames": expected_frames, "second_render_ran": second["ran"], "switch_ran": third["ran"]}
     if out is not None:
