@@ -71,22 +71,24 @@ OpFunction = Callable[["Node", "dict[str, NodeOutput]", RunContext], None]
 class Operation:
     """A named, versioned function from a node's inputs to files in its work folder.
 
-    Bump `version` whenever the output for the same inputs changes.
+    Bump `version` whenever the output for the same inputs changes. `holds_inputs=False` says the
+    operation reads its inputs' small files only, so their large held values need not wait for it.
     """
 
     name: str
     version: int
     run: OpFunction
+    holds_inputs: bool = True
 
 
 _REGISTRY: dict[str, Operation] = {}
 
 
-def register(name: str, version: int) -> Callable[[OpFunction], OpFunction]:
-    """Decorator that registers an operation under `name`."""
+def register(name: str, version: int, holds_inputs: bool = True) -> Callable[[OpFunction], OpFunction]:
+    """Decorator that registers an operation under `name` (see `Operation`)."""
 
     def decorate(function: OpFunction) -> OpFunction:
-        _REGISTRY[name] = Operation(name, version, function)
+        _REGISTRY[name] = Operation(name, version, function, holds_inputs)
         return function
 
     return decorate

@@ -179,7 +179,7 @@ def segment(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
         raise RuntimeError(f"segment has {written} frames, expected {total}")
 
 
-@register(STITCH, version=2)
+@register(STITCH, version=2, holds_inputs=False)  # segment files and clip audio: the clips' frames can go
 def stitch(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Join the segments into the final mp4 without re-encoding them, with an AAC track when any clip has audio."""
     params = node.params

@@ -158,6 +158,30 @@ def test_frames_handed_over_in_memory_equal_the_stored_ones(project: Project):
     assert second.output.read_bytes() == original
 
 
+def test_frames_held_in_memory_are_let_go_once_no_later_node_reads_them(project: Project, monkeypatch):
+    """The stitch reads files only, so every clip's frames are dropped from memory before it starts."""
+    from scenekit.engine.events import SilentEvents
+    from scenekit.engine.session import render
+    from scenekit.ops import NodeOutput
+
+    log: list[str] = []
+    real_release = NodeOutput.release
+
+    def release(self):
+        if self.held("frames.mkv") is not None:
+            log.append("released frames")
+        real_release(self)
+
+    class Recorder(SilentEvents):
+        def node_started(self, node, position, total):
+            log.append(node.id)
+
+    monkeypatch.setattr(NodeOutput, "release", release)
+    make_scene(project)
+    render(project.prepare(), Recorder())
+    assert log[-1] == "stitch" and log.count("released frames") == 3
+
+
 def test_a_failed_background_write_fails_the_render_and_stores_nothing_half_written(project: Project, monkeypatch):
     from scenekit.media import video
     from scenekit.errors import RenderError

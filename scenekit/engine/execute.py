@@ -133,16 +133,23 @@ class Executor:
                 readers = self._readers(pending)
                 continue
             self._outputs[node.id] = self._run(node, inputs, writer)
+            if readers[node.id] == 0:
+                self._outputs[node.id].release()  # no node still to run reads it from memory
             pending.discard(node.id)
             for dep in node.inputs.values():
                 readers[dep] -= 1
-                if readers[dep] == 0 and dep in self._outputs:
+                if readers[dep] <= 0 and dep in self._outputs:
                     self._outputs[dep].release()  # no later node reads it from memory
             loaded = node.meta.get("model", loaded)
 
     def _readers(self, pending: set[str]) -> Counter[str]:
-        """How many nodes still to run read each node's output."""
-        return Counter(dep for node_id in pending for dep in self.graph.node(node_id).inputs.values())
+        """How many nodes still to run read each node's held output values."""
+        readers: Counter[str] = Counter()
+        for node_id in pending:
+            node = self.graph.node(node_id)
+            if get_operation(node.op).holds_inputs:
+                readers.update(node.inputs.values())
+        return readers
 
     def _inputs(self, node: Node) -> dict[str, NodeOutput] | None:
         """The outputs a node reads (from this render, else verified cache entries); None (after
