@@ -1,9 +1,10 @@
 """Loaded LTX-2 models, kept across nodes and renders in one process.
 
-Components are cached one by one, keyed by the folder they come from, so pipelines of several
-profiles that share a folder (one hub snapshot) share their VAEs, connectors and vocoder; only
-the transformer differs. The text encoder is loaded for prompt nodes only and freed when
-sampling starts.
+Components are cached one by one, keyed by where they come from, so pipelines of several profiles
+that share a folder (one hub snapshot) share their VAEs and vocoder; a profile's transformer and
+text connectors come from its single-file checkpoint when the folder has it. The text encoder is
+loaded for prompt nodes only and freed when sampling starts. Transformers stay loaded while the GPU
+has room; loading one that would not leave `WORKING_MEMORY_GB` free frees the others first.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from scenekit.hardware import compute_device
 from scenekit.ltx2.checkpoint import has_connectors, load_connectors_file, load_transformer_file
 
 _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
+_TEXT_PARTS = ("text_encoder", "tokenizer")
 #: GPU memory kept free for sampling when deciding whether another transformer may stay loaded
 #: (768x512x121 stage 2 at full size, with room to spare).
 WORKING_MEMORY_GB = 24
-_TEXT_PARTS = ("text_encoder", "tokenizer")
 
 
 def _adapter_name(file: str) -> str:
@@ -141,11 +142,13 @@ class ModelPool:
         return self._component(key, load)
 
     def _make_room(self, needed: int, keep: tuple) -> None:
-        """Free the other transformers when the GPU lacks room for `needed` bytes plus working memory."""
+        """Free the other transformers (and their checkpoints' connectors) when the GPU lacks room for
+        `needed` bytes plus working memory."""
         free = self._free_gpu_bytes()
         if free is None or free >= needed + WORKING_MEMORY_GB * 2**30:
             return
-        stale = [key for key in self._components if key[1] == "transformer" and key != keep]
+        stale = [key for key in self._components if (key[1] == "transformer" and key != keep)
+                 or (key[1] == "connectors" and key[0] != keep[2] and key[0].suffix == ".safetensors")]
         for key in stale:
             del self._components[key]
         if stale:
@@ -170,18 +173,20 @@ class ModelPool:
             module.set_adapters([_adapter_name(lora["file"])], weights=[lora["strength"]])
 
     def pipeline(self, folder: Path, file: str | None, precision: dict[str, str], lora: str | None = None) -> Any:
-        """An LTX2Pipeline for sampling and decoding (no text encoder)."""
+        """An LTX2Pipeline for sampling (no text encoder)."""
         from diffusers import LTX2Pipeline
 
         self.release_text_encoder()
-        parts = {name: self.component(folder, name, precision["compute"]) for name in _PIPELINE_PARTS}
+        compute = precision["compute"]
         single = _single_file(folder, file)
-        if single is not None and has_connectors(single):  # a checkpoint's own connectors go with its transformer
-            compute = precision["compute"]
+        own_connectors = single is not None and has_connectors(single)  # a checkpoint's connectors go with its transformer
+        parts = {name: self.component(folder, name, compute) for name in _PIPELINE_PARTS
+                 if not (name == "connectors" and own_connectors)}
+        transformer = self.transformer(folder, file, precision, lora)
+        if own_connectors:
             parts["connectors"] = self._component(
                 (single, "connectors", compute, self.device),
                 lambda: load_connectors_file(single, folder, _dtype(compute)).to(self.device))
-        transformer = self.transformer(folder, file, precision, lora)
         if lora is not None and _adapter_name(lora) not in (getattr(parts["connectors"], "peft_config", None) or {}):
             _load_lora(parts["connectors"], "connectors", _lora_file(folder, lora), lora)
         pipe = LTX2Pipeline(transformer=transformer, text_encoder=None, tokenizer=None, **parts)
