@@ -49,6 +49,9 @@ def node_slots(render_graph: RenderGraph) -> dict[str, int]:
     return slots
 
 
+_LISTED_INPUTS = 2  # a reason names at most this many changed inputs
+
+
 def explain(node: Node, record: dict[str, Any] | None, render_graph: RenderGraph) -> str:
     """Why `node` runs, in the spec's terms (`clips[2].prompt changed`), given its last record."""
     if record is None:
@@ -67,8 +70,11 @@ def explain(node: Node, record: dict[str, Any] | None, render_graph: RenderGraph
     if node.profile != record.get("profile"):
         _add(reasons, f"model profile changed ({node.sources.get('model', 'model')})")
     old_inputs = record.get("input_keys", {})
-    for name, dep in node.inputs.items():
-        if old_inputs.get(name) != render_graph.node(dep).key:
+    changed = [dep for name, dep in node.inputs.items() if old_inputs.get(name) != render_graph.node(dep).key]
+    if len(changed) > _LISTED_INPUTS:
+        _add(reasons, f"inputs {', '.join(changed[:_LISTED_INPUTS])} and {len(changed) - _LISTED_INPUTS} more changed")
+    else:
+        for dep in changed:
             _add(reasons, f"input {dep} changed")
     if record.get("op_version") is not None and not reasons:
         reasons.append("operation version changed")
