@@ -73,22 +73,24 @@ class Operation:
 
     Bump `version` whenever the output for the same inputs changes. `holds_inputs=False` says the
     operation reads its inputs' small files only, so their large held values need not wait for it.
+    `background=True` runs it beside the main work (CPU work that need not wait for the GPU).
     """
 
     name: str
     version: int
     run: OpFunction
     holds_inputs: bool = True
+    background: bool = False
 
 
 _REGISTRY: dict[str, Operation] = {}
 
 
-def register(name: str, version: int, holds_inputs: bool = True) -> Callable[[OpFunction], OpFunction]:
+def register(name: str, version: int, holds_inputs: bool = True, background: bool = False) -> Callable[[OpFunction], OpFunction]:
     """Decorator that registers an operation under `name` (see `Operation`)."""
 
     def decorate(function: OpFunction) -> OpFunction:
-        _REGISTRY[name] = Operation(name, version, function, holds_inputs)
+        _REGISTRY[name] = Operation(name, version, function, holds_inputs, background)
         return function
 
     return decorate

@@ -1,4 +1,4 @@
-"""Rich progress bars for a render: overall nodes, and the running node's steps with ETA."""
+"""Rich progress bars for a render: overall nodes, and each running node's steps with ETA."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class RichProgress:
             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
         )
         self.overall: TaskID | None = None
-        self.current: TaskID | None = None
+        self.running: dict[str, TaskID] = {}  # a background node (a segment encode) runs beside the main one
 
     def planned(self, plan: list[PlannedNode]) -> None:
         runs = sum(1 for p in plan if p.status == "run")
@@ -40,18 +40,15 @@ class RichProgress:
     def node_started(self, node: Node, position: int, total: int) -> None:
         if self.overall is not None:
             self.progress.update(self.overall, total=total, description=f"render: node {position}/{total}")
-        if self.current is not None:
-            self.progress.remove_task(self.current)
-        self.current = self.progress.add_task(node.id, total=None)
+        self.running[node.id] = self.progress.add_task(node.id, total=None)
 
     def node_step(self, node: Node, done: int, total: int) -> None:
-        if self.current is not None:
-            self.progress.update(self.current, completed=done, total=total)
+        if node.id in self.running:
+            self.progress.update(self.running[node.id], completed=done, total=total)
 
     def node_finished(self, node: Node, seconds: float) -> None:
-        if self.current is not None:
-            self.progress.remove_task(self.current)
-            self.current = None
+        if node.id in self.running:
+            self.progress.remove_task(self.running.pop(node.id))
         if self.overall is not None:
             self.progress.advance(self.overall)
         self.console.print(f"  done {node.id} in {seconds:.2f}s", markup=False, highlight=False)

@@ -163,7 +163,7 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tup
     return track, rate
 
 
-@register(SEGMENT, version=1)
+@register(SEGMENT, version=1, background=True)  # encodes while the GPU samples the next clip
 def segment(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Encode one clip's segment of the timeline (H.264, starting on a key frame)."""
     params = node.params

@@ -182,6 +182,37 @@ def test_frames_held_in_memory_are_let_go_once_no_later_node_reads_them(project:
     assert log[-1] == "stitch" and log.count("released frames") == 3
 
 
+def test_segments_encode_beside_the_next_clips_generation(project: Project, monkeypatch):
+    """A clip's segment is encoded in the background while the next clip generates."""
+    import dataclasses
+    import threading
+
+    from scenekit import ops
+    from scenekit.engine.events import SilentEvents
+    from scenekit.engine.session import render
+    from scenekit.ops import get_operation
+
+    keeper_started = threading.Event()
+    overlapped: list[bool] = []
+    segment_op = get_operation("stitch.segment")
+
+    def waiting_segment(node, inputs, ctx):
+        if node.id == "arrival/segment":
+            overlapped.append(keeper_started.wait(timeout=10))
+        segment_op.run(node, inputs, ctx)
+
+    class Recorder(SilentEvents):
+        def node_started(self, node, position, total):
+            if node.id == "keeper/generate":
+                keeper_started.set()
+
+    monkeypatch.setitem(ops._REGISTRY, "stitch.segment", dataclasses.replace(segment_op, run=waiting_segment))
+    make_scene(project)
+    result = render(project.prepare(), Recorder())
+    assert overlapped == [True]  # arrival's segment was still running when keeper started generating
+    assert result.output.is_file()
+
+
 def test_a_failed_background_write_fails_the_render_and_stores_nothing_half_written(project: Project, monkeypatch):
     from scenekit.media import video
     from scenekit.errors import RenderError

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,27 +121,58 @@ class Executor:
         return self.result
 
     def _run_pending(self, writer: EntryWriter) -> None:
+        """Run what is missing: main-lane nodes (model work) one at a time in this thread, background
+        nodes (`Operation.background`: CPU work such as encoding segments) beside them in one worker."""
         order = {node.id: index for index, node in enumerate(self.graph.ordered())}
         pending = self.graph.uncached(self.cache, have=self._outputs)
         readers = self._readers(pending)
+        running: dict[Future[NodeOutput], Node] = {}
         loaded: str | None = None
-        while pending:
-            ready = [n for n in pending if not any(dep in pending for dep in self.graph.node(n).inputs.values())]
-            node = self.graph.node(min(ready, key=lambda n: _affinity(self.graph.node(n), loaded, order[n])))
-            inputs = self._inputs(node)
-            if inputs is None:  # an input's cache entry turned out corrupt: it runs again first
-                pending |= self.graph.uncached(self.cache, node.id, self._outputs)
-                readers = self._readers(pending)
-                continue
-            self._outputs[node.id] = self._run(node, inputs, writer)
+
+        def finish(node: Node, output: NodeOutput) -> None:
+            self._outputs[node.id] = output
             if readers[node.id] == 0:
-                self._outputs[node.id].release()  # no node still to run reads it from memory
+                output.release()  # no node still to run reads it from memory
             pending.discard(node.id)
             for dep in node.inputs.values():
                 readers[dep] -= 1
                 if readers[dep] <= 0 and dep in self._outputs:
-                    self._outputs[dep].release()  # no later node reads it from memory
-            loaded = node.meta.get("model", loaded)
+                    self._outputs[dep].release()
+
+        def collect(futures) -> None:
+            for future in futures:
+                finish(running.pop(future), future.result())
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenekit-background") as background:
+            try:
+                while pending:
+                    collect([future for future in running if future.done()])
+                    busy = {node.id for node in running.values()}
+                    ready = [self.graph.node(n) for n in pending
+                             if n not in busy and not any(dep in pending for dep in self.graph.node(n).inputs.values())]
+                    main = [node for node in ready if not get_operation(node.op).background]
+                    side = sorted((node for node in ready if get_operation(node.op).background), key=lambda n: order[n.id])
+                    if not main and not side:
+                        collect(wait(running, return_when=FIRST_COMPLETED).done)
+                        continue
+                    node = min(main, key=lambda n: _affinity(n, loaded, order[n.id])) if main else side[0]
+                    if main and side:
+                        node = side[0]  # hand the background work over first, then do the main work beside it
+                    inputs = self._inputs(node)
+                    if inputs is None:  # an input's cache entry turned out corrupt: it runs again first
+                        pending |= self.graph.uncached(self.cache, node.id, self._outputs)
+                        readers = self._readers(pending)
+                        continue
+                    self._start(node, writer)
+                    if get_operation(node.op).background:
+                        running[background.submit(self._execute, node, inputs, writer)] = node
+                        continue
+                    finish(node, self._execute(node, inputs, writer))
+                    loaded = node.meta.get("model", loaded)
+                collect(list(running))
+            except BaseException:
+                self.cancellation.cancel()  # background nodes stop at their next step
+                raise
 
     def _readers(self, pending: set[str]) -> Counter[str]:
         """How many nodes still to run read each node's held output values."""
@@ -165,12 +197,16 @@ class Executor:
             inputs[name] = NodeOutput(lambda folder=folder: folder)
         return inputs
 
-    def _run(self, node: Node, inputs: dict[str, NodeOutput], writer: EntryWriter) -> NodeOutput:
+    def _start(self, node: Node, writer: EntryWriter) -> None:
+        """Checks and progress before a node runs (in the scheduling thread)."""
         self.cancellation.check_before(node)
         writer.check()
         self._started += 1
         self._to_run = max(self._to_run, self._started)
         self.events.node_started(node, self._started, self._to_run)
+
+    def _execute(self, node: Node, inputs: dict[str, NodeOutput], writer: EntryWriter) -> NodeOutput:
+        """Run a node's operation in a fresh work folder; its entry is committed in the background."""
         operation = get_operation(node.op)
         started = time.perf_counter()
         staged = self.cache.begin(node.key, op=node.op, node=node.id)
