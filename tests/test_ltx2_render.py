@@ -379,3 +379,33 @@ def test_fetch_downloads_only_what_the_profile_needs_and_says_how_to_pin_it(monk
     assert "ltx-2-19b-distilled-fp8.safetensors" in asked["patterns"] and "transformer/config.json" in asked["patterns"]
     assert "transformer/*" not in asked["patterns"]  # the diffusers transformer (another model) is not downloaded
     assert "models: {ltx2-distilled-fp8: Lightricks/LTX-2@0123abcd}" in result.output.replace("\n", "")
+
+
+def test_weights_from_the_hugging_face_cache_are_pinned_to_the_snapshot_and_complete(
+        project: Project, models: Path, monkeypatch, tmp_path: Path):
+    """A hub snapshot (laid out as `huggingface_hub` caches it) is found offline; node keys name its commit;
+    a snapshot without the profile's checkpoint file is an error, never a silent fall back to `transformer/`."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--Lightricks--LTX-2"
+    shutil.copytree(models / "ltx2-distilled", repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}]
+    """)
+    stage1 = project.prepare().graph.node("a/stage1")
+    assert stage1.profile.startswith(f"hf:Lightricks/LTX-2@{commit}:ltx-2-19b-distilled.safetensors")
+    (repo / "snapshots" / commit / "ltx-2-19b-distilled.safetensors").unlink()
+    result = CliRunner().invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache)])
+    assert result.exit_code == 2
+    assert "needs ltx-2-19b-distilled.safetensors, which is not in the snapshot" in result.output
+    assert "scenekit fetch ltx2-distilled" in result.output

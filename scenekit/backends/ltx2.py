@@ -56,6 +56,11 @@ class Ltx2Backend:
             weights = _weights(clip, settings, timeline)
         except MissingWeights as exc:
             return str(exc)
+        transformer = settings.weights.transformer
+        if transformer is not None and weights.hub is not None and not (weights.folder / transformer.file).is_file():
+            # in the hub snapshot `transformer/` is another variant: never fall back to it
+            return (f"model `{clip.profile.name}` needs {transformer.file}, which is not in the snapshot {weights.folder}; "
+                    f"`scenekit fetch {clip.profile.name}` downloads it")
         lora = settings.weights.distilled_lora
         if lora is not None and any(stage.lora for stage in settings.stages) and not (weights.folder / lora.file).is_file():
             return (f"model `{clip.profile.name}` refines with the LoRA {lora.file}, which is not in {weights.folder}; "
