@@ -155,9 +155,8 @@ class Executor:
                     if not main and not side:
                         collect(wait(running, return_when=FIRST_COMPLETED).done)
                         continue
-                    node = min(main, key=lambda n: _affinity(n, loaded, order[n.id])) if main else side[0]
-                    if main and side:
-                        node = side[0]  # hand the background work over first, then do the main work beside it
+                    # background work is handed over first, so the main work runs beside it
+                    node = side[0] if side else min(main, key=lambda n: _affinity(n, loaded, order[n.id]))
                     inputs = self._inputs(node)
                     if inputs is None:  # an input's cache entry turned out corrupt: it runs again first
                         pending |= self.graph.uncached(self.cache, node.id, self._outputs)
@@ -169,7 +168,6 @@ class Executor:
                         continue
                     finish(node, self._execute(node, inputs, writer))
                     loaded = node.meta.get("model", loaded)
-                collect(list(running))
             except BaseException:
                 self.cancellation.cancel()  # background nodes stop at their next step
                 raise
