@@ -24,7 +24,7 @@ from scenekit.spec.loader import LoadedSpec
 from scenekit.spec.models import Clip, Conditioning
 from scenekit.spec.paths import PathPolicy
 from scenekit.units import Duration, parse_duration, parse_fps, parse_size
-from scenekit.userconfig import ModelsMapping
+from scenekit.userconfig import ModelsMapping, config_path
 
 DEFAULT_PROFILE = "preview"
 KNOBS = ("negative_prompt", "steps", "guidance", "stg", "drift_control")
@@ -165,12 +165,24 @@ class _Resolver:
         if not self.issues:
             self.check_timeline(resolved, clips)
         output = self.resolve_output()
+        self.check_model_folders()
         if self.issues:
             raise SpecError(self.issues)
         assert output is not None
         name = self.spec.name or self.loaded.path.stem
         models = ModelsMapping("models", dict(self.spec.models), self.loaded.path.parent)
         return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [models])
+
+    def check_model_folders(self) -> None:
+        """Weights folders a spec names stay inside the project like its assets (hub repo ids go anywhere)."""
+        for profile, written in self.spec.models.items():
+            if not (self.loaded.path.parent / written).expanduser().is_dir():
+                continue  # a hub repo id (or a folder that is not there: weights resolution reports it)
+            try:
+                self.policy.resolve(written, self.loaded.path.parent)
+            except ValueError as exc:
+                self.fail(("models", profile), str(exc),
+                          f"folders on this machine belong in the user config ({config_path()}), not in the spec")
 
     def written_sources(self) -> dict[str, str]:
         display = self.loaded.sources.display

@@ -409,3 +409,15 @@ def test_weights_from_the_hugging_face_cache_are_pinned_to_the_snapshot_and_comp
     assert result.exit_code == 2
     assert "needs ltx-2-19b-distilled.safetensors, which is not in the snapshot" in result.output
     assert "scenekit fetch ltx2-distilled" in result.output
+
+
+def test_a_spec_may_not_point_at_weights_outside_its_project(project: Project, models: Path):
+    project.write(f"""
+        scenekit: 1
+        models: {{ltx2-distilled: {models / 'ltx2-distilled'}}}
+        clips: [{{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}}]
+    """)
+    result = CliRunner().invoke(app, ["validate", str(project.spec)])
+    assert result.exit_code == 2
+    assert "scene.yaml:2:" in result.output and "models.ltx2-distilled" in result.output
+    assert "outside the project folder" in result.output and "user config" in result.output
