@@ -7,6 +7,7 @@ comes in, its last frames left to the next segment when one goes out. Every segm
 and is encoded with the same settings, so the **stitch** node joins them without decoding (stream copy)
 and adds the audio track: every clip's audio trimmed to its segment's time range, silence for clips
 without audio, and the video's transitions applied over the same frames (see `scenekit.media.audio`).
+The scene's fade in and out (`output.fade_in`, `fade_out`) dim the pictures and the sound together.
 """
 
 from __future__ import annotations
@@ -52,30 +53,33 @@ def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
     video = {"width": width, "height": height, "fps": format_rate(timeline.fps), "crf": timeline.crf, "preset": timeline.preset,
              "encoder": f"PyAV {av.__version__} libavcodec {av.library_versions['libavcodec']}"}
     encoding = {"crf": timeline.sources["output.crf"], "preset": timeline.sources["output.preset"]}
+    fades = {"in": timeline.fade_in, "out": timeline.fade_out, "total": timeline.total_frames}
     nodes, inputs = [], {}
     for index, clip in enumerate(timeline.clips):
-        params = segment_params(video, clips, index)
+        params = segment_params(video, clips, index, fades)
         if params is None:
             continue
         segment_inputs = {"clip": frames_nodes[index]}
         if params["previous"] is not None:
             segment_inputs["previous"] = frames_nodes[index - 1]
         sources = {"range": f"clips[{clip.index}] length and transitions", "transition": clip.sources["transition"],
-                   "previous": f"clips[{clip.index}].transition", "label": f"clips[{clip.index}].id", **encoding}
+                   "previous": f"clips[{clip.index}].transition", "label": f"clips[{clip.index}].id",
+                   "fade": "output.fade_in/fade_out", **encoding}
         nodes.append(Node(f"{clip.id}/segment", SEGMENT, params, segment_inputs, {}, clip.id, sources=sources))
         inputs[f"segment{index}"] = nodes[-1].id
     inputs.update({f"clip{index}": node for index, node in enumerate(frames_nodes)})
-    params = {**video, "frames": timeline.total_frames, "clips": clips}
-    sources = {"clips": "clips (lengths, transitions)", **encoding}
+    params = {**video, "frames": timeline.total_frames, "clips": clips, "fade": {"in": fades["in"], "out": fades["out"]}}
+    sources = {"clips": "clips (lengths, transitions)", "fade": "output.fade_in/fade_out", **encoding}
     nodes.append(Node(STITCH, STITCH, params, inputs, sources=sources))
     return nodes
 
 
-def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: int) -> dict[str, Any] | None:
+def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: int, fades: dict[str, int]) -> dict[str, Any] | None:
     """Parameters of clip `index`'s segment (None when the next transition takes all its frames).
 
     `clips` are the stitch's: each clip's generated-frame `range`, incoming `transition`, `label` and
-    timeline `start`. Timeline positions are part of a segment only where a label draws them.
+    timeline `start`; `fades` the scene's fade `in` and `out` frames and its `total` frames. Timeline
+    positions are part of a segment only where a label or a fade needs them.
     """
     clip = clips[index]
     t_in = clip["transition"]["frames"]
@@ -88,8 +92,23 @@ def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: in
         before = clips[index - 1]
         previous = {"range": [before["range"][1] - t_in, before["range"][1]], "label": before["label"],
                     "start": clip["start"] if before["label"] else None}
+    start, length = clip["start"], last - t_out - first
+    fade = None
+    if start < fades["in"] or start + length > fades["total"] - fades["out"]:
+        fade = {**fades, "start": start}
     return {**video, "range": [first, last - t_out], "transition": clip["transition"], "previous": previous,
-            "label": clip["label"], "start": clip["start"] if clip["label"] else None}
+            "label": clip["label"], "start": start if clip["label"] else None, "fade": fade}
+
+
+def fade_gain(frame: int, fade_in: int, fade_out: int, total: int) -> float:
+    """Brightness (and loudness) of timeline frame `frame` under the scene's fades: frame `j` of a
+    `T`-frame fade in is at (j + 1) / (T + 1), like a transition's frames; a fade out mirrors it."""
+    gain = 1.0
+    if frame < fade_in:
+        gain = (frame + 1) / (fade_in + 1)
+    if frame >= total - fade_out:
+        gain = min(gain, (total - frame) / (fade_out + 1))
+    return gain
 
 
 def blend(outgoing: np.ndarray, incoming: np.ndarray, index: int, length: int, kind: str) -> np.ndarray:
@@ -114,12 +133,18 @@ def segment_frames(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> Ite
         if previous["label"] is not None:
             tail = tail.copy()
             annotate(tail, first_timeline_frame=previous["start"], fps=fps, label=previous["label"])
-    t_in = params["transition"]["frames"]
+    t_in, fade = params["transition"]["frames"], params["fade"]
     for j, frame in enumerate(iter_output_frames(inputs["clip"], *params["range"])):
         if params["label"] is not None:
             frame = frame.copy()
             annotate(frame[None], first_timeline_frame=params["start"] + j, fps=fps, label=params["label"])
-        yield blend(tail[j], frame, j, t_in, params["transition"]["type"]) if tail is not None and j < t_in else frame
+        if tail is not None and j < t_in:
+            frame = blend(tail[j], frame, j, t_in, params["transition"]["type"])
+        if fade is not None:
+            gain = fade_gain(fade["start"] + j, fade["in"], fade["out"], fade["total"])
+            if gain < 1.0:
+                frame = np.clip(frame.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+        yield frame
 
 
 def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tuple[np.ndarray, int] | None:
@@ -160,6 +185,13 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tup
             alpha = transition_alpha(begin, b - begin, rate, fps, last - t_out, t_out)
             piece[:, begin - a:] *= transition_gains(following["type"], alpha)[0]
         track[:, a:b] += piece
+    fade, total = params["fade"], params["frames"]
+    if fade["in"]:
+        end = frame_to_sample(fade["in"], rate, fps)
+        track[:, :end] *= transition_alpha(0, end, rate, fps, 0, fade["in"])
+    if fade["out"]:
+        begin = frame_to_sample(total - fade["out"], rate, fps)
+        track[:, begin:] *= 1.0 - transition_alpha(begin, track.shape[1] - begin, rate, fps, total - fade["out"], fade["out"])
     return track, rate
 
 

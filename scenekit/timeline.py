@@ -104,6 +104,9 @@ class Timeline:
     sources: dict[str, str]
     models: list[ModelsMapping] = field(default_factory=list)
     """Where weights are named, first match wins: the spec's `models:`, then the user config's."""
+    fade_in: int = 0
+    """Frames over which the scene fades in from black (and silence); `fade_out` likewise at its end."""
+    fade_out: int = 0
 
     @property
     def fps(self) -> Fraction:
@@ -171,7 +174,25 @@ class _Resolver:
         assert output is not None
         name = self.spec.name or self.loaded.path.stem
         models = ModelsMapping("models", dict(self.spec.models), self.loaded.path.parent)
-        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [models])
+        fade_in, fade_out = self.resolve_fades(resolved)
+        if self.issues:
+            raise SpecError(self.issues)
+        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [models],
+                        fade_in, fade_out)
+
+    def resolve_fades(self, clips: list[ResolvedClip]) -> tuple[int, int]:
+        """The scene's fade in and out, in frames; both together fit in the scene."""
+        fps = clips[0].fps
+        total = sum(c.frames for c in clips) - sum(c.transition_frames for c in clips)
+        frames = {}
+        for name in ("fade_in", "fade_out"):
+            duration = getattr(self.spec.output, name)
+            frames[name] = duration.to_frames(fps) if duration is not None else 0
+        if frames["fade_in"] + frames["fade_out"] > total:
+            name = "fade_out" if frames["fade_out"] else "fade_in"
+            self.fail(("output", name), f"the fades ({frames['fade_in']} + {frames['fade_out']} frames) are longer than the scene "
+                      f"({total} frames)", "shorten the fades")
+        return frames["fade_in"], frames["fade_out"]
 
     def check_model_folders(self) -> None:
         """Weights folders a spec names stay inside the project like its assets (hub repo ids go anywhere)."""
@@ -186,7 +207,8 @@ class _Resolver:
 
     def written_sources(self) -> dict[str, str]:
         display = self.loaded.sources.display
-        return {"output.crf": display(("output", "crf")), "output.preset": display(("output", "preset"))}
+        return {name: display(("output", name.split(".")[1]))
+                for name in ("output.crf", "output.preset", "output.fade_in", "output.fade_out")}
 
     def check_unique_ids(self, clips: list[Clip]) -> None:
         display = self.loaded.sources.display

@@ -343,3 +343,26 @@ def test_manifest_records_git_commit_and_uncommitted_changes(project: Project):
     project.write(SCENE.replace("A lighthouse,", "A lighthouse at noon,"))
     manifest = json.loads(project.render().manifest.read_text())
     assert manifest["spec"]["git"] == {"commit": head, "dirty": True}
+
+
+def test_scene_fades_touch_only_the_first_and_last_segments(project: Project):
+    make_scene(project)
+    project.render()
+    project.write(SCENE.replace("preset: ultrafast}", "preset: ultrafast, fade_in: 1s, fade_out: 0.5s}"))
+    runs = project.planned_runs()
+    assert set(runs) == {"arrival/segment", "beam/segment", "stitch"}  # keeper's stretch is not faded
+    assert runs["beam/segment"] == "output.fade_in/fade_out changed"
+    frames, _, _ = read_video(project.render().output)
+    assert len(frames) == 24 + 18 + 20 - 6
+    assert frames[0].mean() < frames[12].mean() / 4 and frames[-1].mean() < frames[-7].mean() / 3
+
+
+def test_fades_longer_than_the_scene_are_a_located_error(project: Project):
+    make_scene(project, SCENE.replace("preset: ultrafast}", "preset: ultrafast, fade_in: 3s, fade_out: 3s}"))
+    from scenekit.errors import SpecError
+
+    with pytest.raises(SpecError) as error:
+        project.prepare()
+    (issue,) = error.value.issues
+    assert issue.field == "output.fade_out" and "longer than the scene (56 frames)" in issue.message
+    assert issue.location is not None and issue.location.line == 20  # the output line

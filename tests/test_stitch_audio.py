@@ -42,7 +42,7 @@ def make_entry(root: Path, name: str, colour: tuple[int, int, int], generated: i
     return folder
 
 
-def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path]) -> Path:
+def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path], fade_in: int = 0, fade_out: int = 0) -> Path:
     """Run the segment and stitch ops directly on hand-made clip entries, with params laid out as
     `stitch_nodes` lays them out."""
     entries, position = [], 0
@@ -52,8 +52,9 @@ def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path])
         position += clip["range"][1] - clip["range"][0]
     video = {"width": WIDTH, "height": HEIGHT, "fps": "24", "crf": 18, "preset": "ultrafast"}
     outputs = {f"clip{i}": NodeOutput(lambda folder=folder: folder) for i, folder in enumerate(folders)}
+    fades = {"in": fade_in, "out": fade_out, "total": position}
     for index in range(len(clips)):
-        params = segment_params(video, entries, index)
+        params = segment_params(video, entries, index, fades)
         if params is None:
             continue
         workdir = tmp_path / f"segment{index}"
@@ -65,7 +66,7 @@ def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path])
         outputs[f"segment{index}"] = NodeOutput(lambda folder=workdir: folder)
     workdir = tmp_path / "stitch"
     workdir.mkdir()
-    node = Node(STITCH, STITCH, {**video, "frames": position, "clips": entries}, {})
+    node = Node(STITCH, STITCH, {**video, "frames": position, "clips": entries, "fade": {"in": fade_in, "out": fade_out}}, {})
     stitch(node, outputs, SimpleNamespace(workdir=workdir, step=lambda done, total: None))
     return workdir / VIDEO_FILE
 
@@ -265,3 +266,20 @@ def test_mono_clip_audio_and_short_audio(tmp_path: Path) -> None:
     (tmp_path / "short").mkdir()
     with pytest.raises(ValueError, match="audio has 6000 samples"):
         run_stitch(tmp_path / "short", clips, [folder])
+
+
+def test_scene_fades_in_and_out_pictures_and_sound_together(tmp_path: Path) -> None:
+    """12 frames in from black and silence, 12 out, over one flat grey clip with a steady tone."""
+    clip = [{"name": "a", "range": [0, 48], "type": "cut", "t": 0}]
+    folder = make_entry(tmp_path, "a", (200, 200, 200), 48, 440.0)
+    path = run_stitch(tmp_path, clip, [folder], fade_in=12, fade_out=12)
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24").astype(np.float64).mean() for f in container.decode(video=0)]
+    assert len(frames) == 48
+    expected = [200 * min(1.0, (t + 1) / 13, (48 - t) / 13) for t in range(48)]
+    assert max(abs(a - b) for a, b in zip(frames, expected, strict=True)) < 3  # H.264 on flat frames
+    _, audio, rate = read_back(path)
+    middle = rms(window(audio, rate, 24, 0.1))
+    assert rms(window(audio, rate, 5.5, 0.02)) == pytest.approx(middle * 6.5 / 13, rel=0.08)  # half way in
+    assert rms(window(audio, rate, 41.5, 0.02)) == pytest.approx(middle * 6.5 / 13, rel=0.08)  # half way out
+    assert rms(audio[0, :50]) < 0.05 * middle and rms(audio[0, -200:]) < 0.1 * middle

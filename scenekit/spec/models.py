@@ -156,6 +156,8 @@ class Output(SpecModel):
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = "medium"
+    fade_in: DurationValue | None = Field(None, description="Fade the scene in from black (and silence): '1s', '12f'.")
+    fade_out: DurationValue | None = Field(None, description="Fade the scene out to black (and silence) at its end.")
 
 
 class SceneSpec(SpecModel):
