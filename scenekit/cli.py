@@ -20,6 +20,7 @@ from scenekit.cache import CacheStore
 from scenekit.engine.session import RenderOptions, check, default_cache_dir, prepare, render
 from scenekit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_SPEC, RenderCancelled, RenderError, SpecError
 from scenekit.graph.export import to_dot, to_mermaid
+from scenekit.units import parse_size
 from scenekit.userconfig import config_path
 from scenekit.progress import RichProgress
 
@@ -37,9 +38,11 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Use this mo
 CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder (default: .scenekit/cache next to the spec, or $SCENEKIT_CACHE_DIR).")]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside", help="Let the spec read and write files outside its project folder.")]
 VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Set a template variable: NAME=VALUE (VALUE is YAML).")]
+SizeOpt = Annotated[str | None, typer.Option("--size", help="Render every clip at WIDTHxHEIGHT instead (e.g. a quick look at 384x256).")]
 
 
-def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, variables: list[str] | None) -> RenderOptions:
+def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, variables: list[str] | None,
+             size: str | None = None) -> RenderOptions:
     parsed: dict[str, Any] = {}
     for item in variables or []:
         name, sep, value = item.partition("=")
@@ -47,7 +50,18 @@ def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, var
             err.print(f"error: --var expects NAME=VALUE, got {item!r}", markup=False)
             raise typer.Exit(EXIT_INVALID_SPEC)
         parsed[name] = YAML(typ="safe", pure=True).load(value)
-    return RenderOptions(model=model, cache_dir=cache_dir, allow_outside=allow_outside, variables=parsed)
+    return RenderOptions(model=model, size=_frame_size(size, "--size"), cache_dir=cache_dir, allow_outside=allow_outside, variables=parsed)
+
+
+def _frame_size(written: str | None, option: str) -> tuple[int, int] | None:
+    """WIDTHxHEIGHT from the command line, or exit 2 saying how to write it."""
+    if written is None:
+        return None
+    try:
+        return parse_size(written)
+    except ValueError as exc:
+        err.print(f"error: {option}: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC) from None
 
 
 def _prepare(spec: Path, options: RenderOptions, step: Callable[[Path, RenderOptions], T] = prepare) -> T:
@@ -68,12 +82,13 @@ def _exit_invalid(error: SpecError, summary: str) -> NoReturn:
 
 
 @app.command()
-def validate(spec: SpecArg, model: ModelOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None) -> None:
+def validate(spec: SpecArg, model: ModelOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+             size: SizeOpt = None) -> None:
     """Check a spec (syntax, schema, references, assets, model constraints). Exit 2 when invalid.
 
     Needs neither weights nor a GPU: what this machine lacks to render the spec is printed as notes.
     """
-    checked = _prepare(spec, _options(model, None, allow_outside, var), check)
+    checked = _prepare(spec, _options(model, None, allow_outside, var, size), check)
     timeline = checked.timeline
     seconds = float(timeline.total_frames / timeline.fps)
     out.print(f"{spec}: ok: {len(timeline.clips)} clips, {timeline.total_frames} frames ({seconds:.3f}s at {float(timeline.fps):g} fps), "
@@ -85,9 +100,10 @@ def validate(spec: SpecArg, model: ModelOpt = None, allow_outside: OutsideOpt = 
 @app.command("render")
 def render_command(
     spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+    size: SizeOpt = None,
 ) -> None:
     """Render a spec: run what is not cached, stitch, write the output and its manifest."""
-    prepared = _prepare(spec, _options(model, cache_dir, allow_outside, var))
+    prepared = _prepare(spec, _options(model, cache_dir, allow_outside, var, size))
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:
@@ -107,14 +123,16 @@ def render_command(
 @app.command()
 def watch(
     spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+    size: SizeOpt = None,
     preview_first: Annotated[bool, typer.Option("--preview-first", help="Render with `preview` first (to NAME.preview.mp4), then the full render.")] = False,
+    preview_size: Annotated[str | None, typer.Option("--preview-size", help="Render at WIDTHxHEIGHT first (to NAME.preview.mp4), then the full render.")] = None,
 ) -> None:
     """Render, then re-render whenever the spec, an include or an asset changes. Ctrl-C exits."""
     from scenekit.watch.console import ConsoleWatchEvents
     from scenekit.watch.loop import WatchLoop
 
-    loop = WatchLoop(spec, _options(model, cache_dir, allow_outside, var), ConsoleWatchEvents(out, err),
-                     lambda: RichProgress(out), preview_first=preview_first)
+    loop = WatchLoop(spec, _options(model, cache_dir, allow_outside, var, size), ConsoleWatchEvents(out, err),
+                     lambda: RichProgress(out), preview_first=preview_first, preview_size=_frame_size(preview_size, "--preview-size"))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         loop.run()
@@ -126,10 +144,11 @@ def watch(
 @app.command()
 def plan(
     spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+    size: SizeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Show every node, whether it will run or is cached, and why it runs."""
-    planned = _prepare(spec, _options(model, cache_dir, allow_outside, var)).plan()
+    planned = _prepare(spec, _options(model, cache_dir, allow_outside, var, size)).plan()
     if as_json:
         out.print_json(json.dumps({"nodes": [p.to_json() for p in planned]}))
         return
@@ -145,13 +164,14 @@ def plan(
 @app.command()
 def graph(
     spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+    size: SizeOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
 ) -> None:
     """Print the render DAG as Mermaid (default) or Graphviz DOT."""
     if fmt not in ("mermaid", "dot"):
         err.print("error: --format is mermaid or dot", markup=False)
         raise typer.Exit(EXIT_INVALID_SPEC)
-    planned = _prepare(spec, _options(model, cache_dir, allow_outside, var)).plan()
+    planned = _prepare(spec, _options(model, cache_dir, allow_outside, var, size)).plan()
     sys.stdout.write(to_mermaid(planned) if fmt == "mermaid" else to_dot(planned))
 
 
@@ -247,10 +267,10 @@ def cache_info(
     for entry in entries:
         by_op.setdefault(entry.op, []).append(entry.size)
     for op, sizes in sorted(by_op.items()):
-        table.add_row(op, str(len(sizes)), _size(sum(sizes)))
+        table.add_row(op, str(len(sizes)), _bytes(sum(sizes)))
     out.print(f"cache {store.root}", markup=False)
     out.print(table)
-    out.print(f"{len(entries)} entries, {_size(sum(e.size for e in entries))}", markup=False)
+    out.print(f"{len(entries)} entries, {_bytes(sum(e.size for e in entries))}", markup=False)
 
 
 @cache_app.command("prune")
@@ -277,7 +297,7 @@ def cache_prune(
     for entry in victims:
         store.remove(entry.key)
     store.clean_stale()
-    out.print(f"removed {len(victims)} entries, {_size(sum(e.size for e in victims))}", markup=False)
+    out.print(f"removed {len(victims)} entries, {_bytes(sum(e.size for e in victims))}", markup=False)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -285,7 +305,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _size(count: int) -> str:
+def _bytes(count: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if count < 1024 or unit == "GB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"

@@ -136,12 +136,14 @@ class Timeline:
 class _Resolver:
     """Collects every semantic issue of a spec while resolving it."""
 
-    def __init__(self, loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None):
+    def __init__(self, loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None,
+                 size: tuple[int, int] | None):
         self.loaded = loaded
         self.spec = loaded.spec
         self.policy = policy
         self.profiles = profiles
         self.model_override = model
+        self.size_override = size
         self.issues: list[SpecIssue] = []
 
     def fail(self, path: FieldPath, message: str, hint: str | None = None) -> None:
@@ -252,8 +254,10 @@ class _Resolver:
         seed, seed_origin = self.setting(index, clip, "seed")
         for name, origin in (("size", size_origin), ("fps", fps_origin), ("seed", seed_origin)):
             sources[name] = display(origin) if origin else f"profile {profile.name} default"
+        if self.size_override is not None:
+            size, size_origin, sources["size"] = self.size_override, None, "--size"
         width, height = size
-        self.check_size(profile, width, height, size_origin or ("clips", index))
+        self.check_size(profile, width, height, size_origin or ("clips", index), " (from --size)" if self.size_override else "")
         length_field = ("clips", index, "frames" if clip.frames is not None else "duration")
         sources["frames"] = display(length_field)
         frames = clip.frames if clip.frames is not None else clip.duration.to_frames(fps)
@@ -312,16 +316,16 @@ class _Resolver:
             sources[name] = self.loaded.sources.display(origin)
         return knobs
 
-    def check_size(self, profile: ModelProfile, width: int, height: int, origin: FieldPath) -> None:
+    def check_size(self, profile: ModelProfile, width: int, height: int, origin: FieldPath, written_by: str = "") -> None:
         rules = profile.constraints
         multiple = rules.size_multiple
         if width % multiple or height % multiple:
             snap = lambda v: max(multiple, round(v / multiple) * multiple)  # noqa: E731
-            self.fail(origin, f"size {width}x{height} is not a multiple of {multiple} for model `{profile.name}`",
+            self.fail(origin, f"size {width}x{height}{written_by} is not a multiple of {multiple} for model `{profile.name}`",
                       f"use {snap(width)}x{snap(height)}")
         elif not (rules.min_side <= min(width, height) and max(width, height) <= rules.max_side):
-            self.fail(origin, f"size {width}x{height} is outside {rules.min_side}..{rules.max_side} pixels per side for model `{profile.name}`",
-                      "choose a size within the model's range")
+            self.fail(origin, f"size {width}x{height}{written_by} is outside {rules.min_side}..{rules.max_side} pixels per side "
+                      f"for model `{profile.name}`", "choose a size within the model's range")
 
     def resolve_transition(self, index: int, clip: Clip, fps: Fraction) -> tuple[Literal["cut", "crossfade", "fade"], int]:
         spec = clip.transition
@@ -475,6 +479,8 @@ class _Resolver:
         return path
 
 
-def resolve_timeline(loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None = None) -> Timeline:
-    """Decide every clip's settings and lengths; raises SpecError with every located issue."""
-    return _Resolver(loaded, policy, profiles, model).resolve()
+def resolve_timeline(loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None = None,
+                     size: tuple[int, int] | None = None) -> Timeline:
+    """Decide every clip's settings and lengths (`model` and `size` override every clip's); raises
+    SpecError with every located issue."""
+    return _Resolver(loaded, policy, profiles, model, size).resolve()

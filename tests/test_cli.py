@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from conftest import Project
+from conftest import Project, read_video
 from scenekit.cli import app
 from scenekit.spec.schema import schema_text
 
@@ -90,3 +90,20 @@ def test_unknown_model_override_is_a_spec_error(project: Project):
 def test_profiles_lists_preview():
     result = run("profiles")
     assert result.exit_code == 0 and "preview" in result.output
+
+
+def test_size_renders_every_clip_at_another_size(project: Project):
+    project.write(SCENE)
+    result = run("render", project.spec, "--cache-dir", project.cache, "--size", "128x96")
+    assert result.exit_code == 0, result.output
+    frames, _, _ = read_video(project.root / "out.mp4")
+    assert frames.shape[1:] == (96, 128, 3)
+    assert json.loads(run("plan", project.spec, "--json", "--cache-dir", project.cache).output)["nodes"][0]["status"] == "run"
+
+
+def test_a_bad_size_is_exit_2_with_what_to_write(project: Project):
+    project.write(SCENE)
+    written = run("render", project.spec, "--cache-dir", project.cache, "--size", "128by96")
+    assert written.exit_code == 2 and "--size" in written.output and "WIDTHxHEIGHT" in written.output
+    odd = run("validate", project.spec, "--size", "100x96")
+    assert odd.exit_code == 2 and "size 100x96 (from --size) is not a multiple of 32" in odd.output

@@ -170,3 +170,13 @@ def test_preview_first_with_preview_clips_renders_once(project: Project, watchin
     recorder = watching(preview_first=True)
     recorder.wait_for("state")
     assert [item[1] for item in recorder.of("rendered")] == ["render"]
+
+
+def test_preview_size_renders_a_small_pass_first(project: Project, watching):
+    from conftest import read_video
+
+    recorder = watching(preview_size=(64, 64))
+    recorder.wait_for("state")
+    assert [item[1] for item in recorder.of("rendered")] == ["preview", "render"]
+    assert read_video(project.root / "out.preview.mp4")[0].shape[1:] == (64, 64, 3)
+    assert read_video(project.root / "out.mp4")[0].shape[1:] == (96, 128, 3)

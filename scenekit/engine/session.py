@@ -34,6 +34,8 @@ class RenderOptions:
     """Choices made on the command line rather than in the spec."""
 
     model: str | None = None
+    size: tuple[int, int] | None = None
+    """Renders every clip at this width and height (e.g. a quick look at a lower size)."""
     cache_dir: Path | None = None
     allow_outside: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
@@ -97,7 +99,7 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     """Load, validate and resolve a spec; raises SpecError when it is invalid."""
     policy = PathPolicy(find_project_root(spec_file), options.allow_outside)
     loaded = load_spec(spec_file, policy, options.variables)
-    timeline = resolve_timeline(loaded, policy, available_profiles(), options.model)
+    timeline = resolve_timeline(loaded, policy, available_profiles(), options.model, options.size)
     timeline.models.append(user_models())
     if options.output_variant:
         output = timeline.output_file

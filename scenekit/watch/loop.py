@@ -51,12 +51,14 @@ class WatchLoop:
     """Keeps one process alive and re-renders a spec whenever it, an include or an asset changes."""
 
     def __init__(self, spec: Path, options: RenderOptions, events: WatchEvents,
-                 render_events: Callable[[], RenderEvents], *, preview_first: bool = False):
+                 render_events: Callable[[], RenderEvents], *, preview_first: bool = False,
+                 preview_size: tuple[int, int] | None = None):
         self.spec = spec
         self.options = options
         self.events = events
         self.render_events = render_events
         self.preview_first = preview_first
+        self.preview_size = preview_size
         self.stop_requested = threading.Event()
         self._current: Prepared | None = None
         self._thread: threading.Thread | None = None
@@ -97,12 +99,19 @@ class WatchLoop:
         self._thread.start()
 
     def _prepare_passes(self) -> list[_Pass]:
+        """The full render, after a quick preview pass when asked for one: with the `preview` model
+        (`preview_first`), at a lower size (`preview_size`), or both."""
         full = prepare(self.spec, self.options)
         models = {clip.profile.name for clip in full.timeline.clips}
-        if not self.preview_first or models == {PREVIEW_MODEL}:
+        preview_model = self.preview_first and models != {PREVIEW_MODEL}
+        if not preview_model and self.preview_size is None:
             return [_Pass("render", full)]
-        preview = prepare(self.spec, replace(self.options, model=PREVIEW_MODEL, output_variant=PREVIEW_MODEL))
-        return [_Pass("preview", preview), _Pass("render", full)]
+        options = replace(self.options, output_variant=PREVIEW_MODEL)
+        if preview_model:
+            options = replace(options, model=PREVIEW_MODEL)
+        if self.preview_size is not None:
+            options = replace(options, size=self.preview_size)
+        return [_Pass("preview", prepare(self.spec, options)), _Pass("render", full)]
 
     def _cancel_render(self, keep: frozenset[str]) -> None:
         """Stop the running render: the node it is running goes on only if its key is in `keep`."""
