@@ -172,3 +172,16 @@ def test_validate_accepts_the_example(runner: CliRunner):
     assert result.exit_code == 0, result.output
     assert "ok:" in result.stdout
     assert " error: " not in result.output
+
+
+def test_the_ltx2_example_is_valid_without_weights_and_plans_as_an_animatic(runner: CliRunner, monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    example = EXAMPLE.with_name("lighthouse-ltx2.yaml")
+    result = runner.invoke(app, ["validate", str(example)])
+    assert result.exit_code == 0, result.output
+    assert "ok: 3 clips, 300 frames (12.500s at 24 fps), 768x512" in result.stdout
+    assert result.output.count("note: defaults.model: no weights for model profile `ltx2-distilled`") == 1
+    plan = runner.invoke(app, ["plan", str(example), "--model", "preview", "--json", "--cache-dir", str(tmp_path)])
+    assert plan.exit_code == 0, plan.output

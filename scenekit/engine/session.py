@@ -90,8 +90,9 @@ class Checked:
         problems = []
         for clip in self.timeline.clips:
             problem = get_backend(clip.profile.backend).machine_problem(clip, self.timeline)
-            if problem:
-                problems.append(clip.model_issue(problem))
+            issue = clip.model_issue(problem) if problem else None
+            if issue is not None and issue not in problems:  # clips sharing `defaults.model` share the note
+                problems.append(issue)
         return problems
 
 
