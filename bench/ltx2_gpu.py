@@ -457,12 +457,12 @@ class Bench:
         m = self.comps.modules
         te = self.comps.text_encoder()
 
-        def pipeline(fixed_sigmas: bool) -> LTX2Pipeline:
+        def pipeline(fixed_sigmas: bool, text_encoder: torch.nn.Module) -> LTX2Pipeline:
             scheduler = FlowMatchEulerDiscreteScheduler(**self.comps.scheduler_cfg)
             if fixed_sigmas:  # as the docs' stage 2: the given sigmas, unshifted
                 scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config, use_dynamic_shifting=False,
                                                                         shift_terminal=None)
-            pipe = LTX2Pipeline(scheduler=scheduler, vae=m["vae"], audio_vae=m["audio_vae"], text_encoder=te,
+            pipe = LTX2Pipeline(scheduler=scheduler, vae=m["vae"], audio_vae=m["audio_vae"], text_encoder=text_encoder,
                                 tokenizer=self.comps.tokenizer, connectors=m["connectors"],
                                 transformer=m["transformer"], vocoder=m["vocoder"])
             pipe.set_progress_bar_config(disable=True)
@@ -485,7 +485,7 @@ class Bench:
         common = dict(num_frames=self.args.frames, frame_rate=float(self.args.fps),
                       use_cross_timestep=s.use_cross_timestep, max_sequence_length=s.max_sequence_length,
                       return_dict=False)
-        pipe1, pipe2 = pipeline(stage1.sigmas is not None), pipeline(True)
+        pipe1, pipe2 = pipeline(stage1.sigmas is not None, te), pipeline(True, te)
         lora = _profile_lora(profile) if stage2.lora else None
         transformer = m["transformer"]
         if lora is not None:  # the docs' step 3: the distilled LoRA for stage 2 (shared with scenekit's pool)
