@@ -18,6 +18,7 @@ from typing import Any
 
 import av
 import numpy as np
+from PIL import Image
 
 from scenekit.graph.nodes import Node
 from scenekit.media.audio import (
@@ -122,19 +123,34 @@ def blend(outgoing: np.ndarray, incoming: np.ndarray, index: int, length: int, k
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
+def fit_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`frame` scaled to fit inside width x height, centred on black (letterboxed); unchanged when it fits exactly."""
+    h, w = frame.shape[:2]
+    if (w, h) == (width, height):
+        return frame
+    scale = min(width / w, height / h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    picture = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
+    canvas = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - size[1]) // 2, (width - size[0]) // 2
+    canvas[top:top + size[1], left:left + size[0]] = picture
+    return canvas
+
+
 def segment_frames(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> Iterator[np.ndarray]:
-    """A segment's frames in order: labelled when the profile draws labels, the first ones blended with
-    the previous clip's tail when a transition comes in."""
+    """A segment's frames in order, at the output size: labelled when the profile draws labels, the first
+    ones blended with the previous clip's tail when a transition comes in."""
     fps = float(Fraction(params["fps"]))
+    width, height = params["width"], params["height"]
     previous = params["previous"]
     tail: np.ndarray | None = None
     if previous is not None:
-        tail = output_frames(inputs["previous"], *previous["range"])
+        tail = np.stack([fit_frame(f, width, height) for f in output_frames(inputs["previous"], *previous["range"])])
         if previous["label"] is not None:
-            tail = tail.copy()
             annotate(tail, first_timeline_frame=previous["start"], fps=fps, label=previous["label"])
     t_in, fade = params["transition"]["frames"], params["fade"]
     for j, frame in enumerate(iter_output_frames(inputs["clip"], *params["range"])):
+        frame = fit_frame(frame, width, height)
         if params["label"] is not None:
             frame = frame.copy()
             annotate(frame[None], first_timeline_frame=params["start"] + j, fps=fps, label=params["label"])

@@ -107,6 +107,8 @@ class Timeline:
     fade_in: int = 0
     """Frames over which the scene fades in from black (and silence); `fade_out` likewise at its end."""
     fade_out: int = 0
+    output_size: tuple[int, int] | None = None
+    """The output's width and height when the spec sets them (else the first clip's)."""
 
     @property
     def fps(self) -> Fraction:
@@ -114,7 +116,8 @@ class Timeline:
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.clips[0].width, self.clips[0].height
+        """The output's width and height; clips of another size are fitted inside it."""
+        return self.output_size or (self.clips[0].width, self.clips[0].height)
 
     @property
     def total_frames(self) -> int:
@@ -177,10 +180,15 @@ class _Resolver:
         name = self.spec.name or self.loaded.path.stem
         models = ModelsMapping("models", dict(self.spec.models), self.loaded.path.parent)
         fade_in, fade_out = self.resolve_fades(resolved)
+        size = self.spec.output.size or (resolved[0].width, resolved[0].height)
+        if size[0] % 2 or size[1] % 2:
+            self.fail(("output", "size") if self.spec.output.size else ("clips", 0, "size"),
+                      f"the output size {size[0]}x{size[1]} must be even on both sides (H.264, yuv420p)",
+                      f"use {size[0] + size[0] % 2}x{size[1] + size[1] % 2}")
         if self.issues:
             raise SpecError(self.issues)
         return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [models],
-                        fade_in, fade_out)
+                        fade_in, fade_out, self.spec.output.size)
 
     def resolve_fades(self, clips: list[ResolvedClip]) -> tuple[int, int]:
         """The scene's fade in and out, in frames; both together fit in the scene."""
@@ -446,9 +454,6 @@ class _Resolver:
             if clip.fps != first.fps:
                 self.fail(("clips", clip.index, "fps"), f"all clips share one frame rate; this clip has {float(clip.fps):g} fps, `{first.id}` has {float(first.fps):g}",
                           "set `fps` once under `defaults`")
-            elif (clip.width, clip.height) != (first.width, first.height):
-                self.fail(("clips", clip.index, "size"), f"all clips share one size; this clip is {clip.width}x{clip.height}, `{first.id}` is {first.width}x{first.height}",
-                          "set `size` once under `defaults`")
         for previous, clip in zip(clips, clips[1:]):
             path = ("clips", clip.index, "transition", "duration")
             if clip.transition_frames > previous.frames:

@@ -366,3 +366,26 @@ def test_fades_longer_than_the_scene_are_a_located_error(project: Project):
     (issue,) = error.value.issues
     assert issue.field == "output.fade_out" and "longer than the scene (56 frames)" in issue.message
     assert issue.location is not None and issue.location.line == 20  # the output line
+
+
+def test_clips_of_another_size_are_letterboxed_into_the_output(project: Project):
+    project.image("assets/red.png", (220, 30, 30))
+    project.write("""
+        scenekit: 1
+        defaults: {model: preview, size: 128x96, fps: 12, seed: 3}
+        clips:
+          - {id: wide, prompt: "wide", frames: 12}
+          - id: square
+            prompt: "square"
+            size: 64x64
+            frames: 12
+            transition: {type: crossfade, duration: 4f}
+        output: {file: out.mp4, preset: ultrafast, crf: 10}
+    """)
+    frames, _, _ = read_video(project.render().output)
+    assert frames.shape == (20, 96, 128, 3)
+    last = frames[-1, 30:70].astype(int)  # rows clear of the preview's label and timecode
+    assert last[:, :12].max() < 20 and last[:, -12:].max() < 20  # black bars left and right of the square clip
+    assert last[:, 24:104].mean() > 40  # the picture in between
+    project.write(project.spec.read_text().replace("crf: 10}", "crf: 10, size: 256x192}"))
+    assert read_video(project.render().output)[0].shape == (20, 192, 256, 3)

@@ -156,6 +156,9 @@ class Output(SpecModel):
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = "medium"
+    size: SizeValue | None = Field(
+        None, description="WIDTHxHEIGHT of the output (default: the first clip's); clips of another size are fitted inside, letterboxed."
+    )
     fade_in: DurationValue | None = Field(None, description="Fade the scene in from black (and silence): '1s', '12f'.")
     fade_out: DurationValue | None = Field(None, description="Fade the scene out to black (and silence) at its end.")
 
