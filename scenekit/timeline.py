@@ -180,15 +180,16 @@ class _Resolver:
         name = self.spec.name or self.loaded.path.stem
         models = ModelsMapping("models", dict(self.spec.models), self.loaded.path.parent)
         fade_in, fade_out = self.resolve_fades(resolved)
-        size = self.spec.output.size or (resolved[0].width, resolved[0].height)
+        output_size = self.spec.output.size if self.size_override is None else None  # --size sets the output's too
+        size = output_size or (resolved[0].width, resolved[0].height)
         if size[0] % 2 or size[1] % 2:
-            self.fail(("output", "size") if self.spec.output.size else ("clips", 0, "size"),
+            self.fail(("output", "size") if output_size else ("clips", 0, "size"),
                       f"the output size {size[0]}x{size[1]} must be even on both sides (H.264, yuv420p)",
                       f"use {size[0] + size[0] % 2}x{size[1] + size[1] % 2}")
         if self.issues:
             raise SpecError(self.issues)
         return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [models],
-                        fade_in, fade_out, self.spec.output.size)
+                        fade_in, fade_out, output_size)
 
     def resolve_fades(self, clips: list[ResolvedClip]) -> tuple[int, int]:
         """The scene's fade in and out, in frames; both together fit in the scene."""
