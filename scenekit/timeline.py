@@ -178,7 +178,6 @@ class _Resolver:
             raise SpecError(self.issues)
         assert output is not None
         name = self.spec.name or self.loaded.path.stem
-        models = ModelsMapping("models", dict(self.spec.models), self.loaded.path.parent)
         fade_in, fade_out = self.resolve_fades(resolved)
         output_size = self.spec.output.size if self.size_override is None else None  # --size sets the output's too
         size = output_size or (resolved[0].width, resolved[0].height)
@@ -188,7 +187,7 @@ class _Resolver:
                       f"use {size[0] + size[0] % 2}x{size[1] + size[1] % 2}")
         if self.issues:
             raise SpecError(self.issues)
-        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [models],
+        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [self.models_mapping()],
                         fade_in, fade_out, output_size)
 
     def resolve_fades(self, clips: list[ResolvedClip]) -> tuple[int, int]:
@@ -205,13 +204,19 @@ class _Resolver:
                       f"({total} frames)", "shorten the fades")
         return frames["fade_in"], frames["fade_out"]
 
+    def models_mapping(self) -> ModelsMapping:
+        """The spec's `models:`, folders relative to the spec."""
+        return ModelsMapping("models", dict(self.spec.models), self.loaded.path.parent)
+
     def check_model_folders(self) -> None:
         """Weights folders a spec names stay inside the project like its assets (hub repo ids go anywhere)."""
-        for profile, written in self.spec.models.items():
-            if not (self.loaded.path.parent / written).expanduser().is_dir():
+        mapping = self.models_mapping()
+        for profile, written in mapping.entries.items():
+            folder = mapping.folder(profile)
+            if not folder.is_dir():
                 continue  # a hub repo id (or a folder that is not there: weights resolution reports it)
             try:
-                self.policy.resolve(written, self.loaded.path.parent)
+                self.policy.resolve(str(folder), mapping.base)
             except ValueError as exc:
                 self.fail(("models", profile), str(exc),
                           f"folders on this machine belong in the user config ({config_path()}), not in the spec")

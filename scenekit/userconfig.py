@@ -38,6 +38,10 @@ class ModelsMapping:
     entries: dict[str, str] = field(default_factory=dict)
     base: Path = Path(".")
 
+    def folder(self, profile: str) -> Path:
+        """Where the entry for `profile` points if it is a folder (`~` expanded, relative to `base`)."""
+        return self.base / Path(self.entries[profile]).expanduser()
+
 
 def config_path() -> Path:
     """`$SCENEKIT_CONFIG`, else `$XDG_CONFIG_HOME/scenekit/config.yaml` (default `~/.config`)."""

@@ -78,7 +78,7 @@ def resolve_weights(profile: str, default: WeightsRef, mappings: Sequence[Models
             continue
         written = mapping.entries[profile]
         where = f"{mapping.label}.{profile} = {written}"
-        folder = (mapping.base / written).expanduser()
+        folder = mapping.folder(profile)
         if folder.is_dir():
             return _local(folder, where)
         match = _REPO_ID.match(written)

@@ -421,3 +421,19 @@ def test_a_spec_may_not_point_at_weights_outside_its_project(project: Project, m
     assert result.exit_code == 2
     assert "scene.yaml:2:" in result.output and "models.ltx2-distilled" in result.output
     assert "outside the project folder" in result.output and "user config" in result.output
+
+
+def test_a_weights_folder_may_start_with_a_tilde(project: Project, models: Path, monkeypatch, tmp_path: Path):
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "distilled").symlink_to(models / "ltx2-distilled")
+    (tmp_path / "config.yaml").write_text("models: {ltx2-distilled: ~/models/distilled}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SCENEKIT_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
+    project.write("""
+        scenekit: 1
+        clips: [{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}]
+    """)
+    assert project.prepare().graph.node("a/stage1").meta["weights"] == str((home / "models" / "distilled").resolve())
