@@ -37,6 +37,9 @@ VIDEO_FILE = "video.mp4"
 SEGMENT_FILE = "segment.mp4"
 AUDIO_RATE = 48000
 AUDIO_CHANNELS = 2
+#: Audio may end this much before its clip (padded with silence): LTX-2 decodes (4L - 3) hops of its
+#: L latent steps (25 per second), up to 50 ms short of the frames. Anything shorter is an error.
+SHORT_AUDIO_S = 0.06
 
 
 def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
@@ -182,7 +185,8 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tup
         clip = clips[index]
         start, stop = clip["range"]
         needed = frame_to_sample(stop, source_rate, fps)
-        if samples.shape[1] < needed - frame_to_sample(1, source_rate, fps):
+        allowed = max(frame_to_sample(1, source_rate, fps), round(SHORT_AUDIO_S * source_rate))
+        if samples.shape[1] < needed - allowed:
             raise ValueError(f"clip{index} audio has {samples.shape[1]} samples at {source_rate} Hz; frames up to {stop} need {needed}")
         samples = resample(to_channels(samples, AUDIO_CHANNELS), source_rate, rate)
         piece = slice_frames(samples, rate, fps, start, stop)

@@ -262,6 +262,9 @@ def test_mono_clip_audio_and_short_audio(tmp_path: Path) -> None:
     frames, audio, rate = read_back(run_stitch(tmp_path / "mono", clips, [folder]))
     assert frames == 12 and rate == 16000 and audio is not None and audio.shape[0] == 2
     assert abs(dominant(audio[1, 2000:6000], rate) - 440.0) < 10
+    write_audio(folder / AUDIO_FILE, tone(440.0, 16000, 8000 - 864), 16000)  # 54 ms short, as LTX-2's can be: padded
+    (tmp_path / "ltx").mkdir()
+    assert read_back(run_stitch(tmp_path / "ltx", clips, [folder]))[0] == 12
     write_audio(folder / AUDIO_FILE, tone(440.0, 16000, 6000), 16000)  # 9 frames of audio for 12 frames
     (tmp_path / "short").mkdir()
     with pytest.raises(ValueError, match="audio has 6000 samples"):
