@@ -437,3 +437,18 @@ def test_a_weights_folder_may_start_with_a_tilde(project: Project, models: Path,
         clips: [{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}]
     """)
     assert project.prepare().graph.node("a/stage1").meta["weights"] == str((home / "models" / "distilled").resolve())
+
+
+def test_guidance_1_keeps_audio_cfg_and_its_negative_prompt(ltx: Project):
+    """The `guidance` knob sets the video CFG only; the audio CFG still needs negative embeddings."""
+    ltx.write("""
+        scenekit: 1
+        defaults: {model: ltx2-dev-fp8, size: 256x256, fps: 24}
+        clips:
+          - {id: one, prompt: "a red ball", frames: 9, steps: 2, stg: 0, guidance: 1}
+        output: {file: out.mp4, preset: ultrafast}
+    """)
+    graph = ltx.prepare().graph
+    assert graph.node("one/stage1").params["guidance"]["audio_cfg"] > 1
+    assert graph.node("one/prompt").params["negative_prompt"] == ""
+    assert read_video(ltx.render().output)[0].shape == (9, 256, 256, 3)

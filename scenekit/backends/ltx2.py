@@ -87,7 +87,8 @@ class Ltx2Backend:
         return ClipNodes(nodes, decode.id)
 
     def _prompt_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource) -> Node:
-        guided = any(stage.guided for stage in settings.stages) and _cfg(clip, settings) > 1.0
+        guidance = self._guidance(clip, settings)  # as the guided stage will use it: CFG needs a negative prompt
+        guided = any(stage.guided for stage in settings.stages) and max(guidance["cfg"], guidance["audio_cfg"]) > 1.0
         params = {
             "prompt": clip.prompt,
             "negative_prompt": clip.knobs.get("negative_prompt", "") if guided else None,
