@@ -389,3 +389,17 @@ def test_clips_of_another_size_are_letterboxed_into_the_output(project: Project)
     assert last[:, 24:104].mean() > 40  # the picture in between
     project.write(project.spec.read_text().replace("crf: 10}", "crf: 10, size: 256x192}"))
     assert read_video(project.render().output)[0].shape == (20, 192, 256, 3)
+
+
+def test_plan_names_an_operation_version_change_only_when_the_version_changed(project: Project, monkeypatch):
+    import dataclasses
+
+    from scenekit import ops
+
+    make_scene(project)
+    project.render()
+    segment = ops.get_operation("stitch.segment")
+    monkeypatch.setitem(ops._REGISTRY, "stitch.segment", dataclasses.replace(segment, version=segment.version + 1))
+    runs = project.planned_runs()
+    assert runs["arrival/segment"] == "operation version changed"
+    assert runs["stitch"] != "operation version changed"  # its inputs changed, its own version did not

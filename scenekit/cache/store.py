@@ -91,9 +91,12 @@ class CacheStore:
         (staged.workdir / ENTRY_FILE).write_text(json.dumps(entry, indent=1))
         target = self._entry_dir(staged.key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(staged.workdir, target)
+        self.remove(staged.key)  # a stale entry (e.g. a corrupt one) goes aside first, as readers expect
+        try:
+            os.rename(staged.workdir, target)
+        except OSError:
+            if not (target / ENTRY_FILE).is_file():
+                raise  # else another process committed the same key just now: its entry is as good
         self._verified.add(staged.key)
         return target
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from scenekit.cache import CacheStore
 from scenekit.graph.compile import RenderGraph
 from scenekit.graph.nodes import Node, canonical_json
+from scenekit.ops import get_operation
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ def explain(node: Node, record: dict[str, Any] | None, render_graph: RenderGraph
     else:
         for dep in changed:
             _add(reasons, f"input {dep} changed")
-    if record.get("op_version") is not None and not reasons:
-        reasons.append("operation version changed")
+    if record.get("op_version") not in (None, get_operation(node.op).version):
+        _add(reasons, "operation version changed")
     return "; ".join(reasons) or "changed"
 
 
