@@ -180,3 +180,19 @@ def test_preview_size_renders_a_small_pass_first(project: Project, watching):
     assert [item[1] for item in recorder.of("rendered")] == ["preview", "render"]
     assert read_video(project.root / "out.preview.mp4")[0].shape[1:] == (64, 64, 3)
     assert read_video(project.root / "out.mp4")[0].shape[1:] == (96, 128, 3)
+
+
+def test_a_save_made_while_the_spec_was_being_read_is_not_lost(tmp_path: Path):
+    """set_files after a reload keeps the last compared content of files it already watched."""
+    from scenekit.watch.files import FileWatcher
+
+    spec = tmp_path / "scene.yaml"
+    spec.write_text("first")
+    watcher = FileWatcher([spec])
+    watcher.start()
+    try:
+        save(spec, "second")  # lands while the caller is still preparing the first version
+        watcher.set_files([spec])
+        assert watcher.wait_for_change(timeout=5) == [spec.resolve()]
+    finally:
+        watcher.stop()

@@ -46,10 +46,15 @@ class FileWatcher(FileSystemEventHandler):
         self.set_files(files)
 
     def set_files(self, files: Iterable[Path]) -> None:
-        """Watch exactly these files (the spec, its includes and its assets) from now on."""
+        """Watch exactly these files (the spec, its includes and its assets) from now on.
+
+        Files already watched keep the content they were last compared at, so a save made while the
+        caller was reading them still counts as a change; only newly watched files are hashed here.
+        """
         with self._lock:
             self._watched = {f.resolve() for f in files}
-            self._hashes = content_hashes(self._watched)
+            kept = {path: digest for path, digest in self._hashes.items() if path in self._watched}
+            self._hashes = kept | content_hashes(self._watched - kept.keys())
             for folder in {f.parent for f in self._watched} - self._scheduled:
                 if folder.is_dir():
                     self._observer.schedule(self, str(folder), recursive=False)
