@@ -58,7 +58,7 @@ def user_models() -> ModelsMapping:
     path = config_path()
     if not path.is_file():
         return ModelsMapping(f"{path} models")
-    data, sources = read_yaml(path)
+    data, sources, _ = read_yaml(path)
     issues = pydantic_issues(UserConfig, data if data is not None else {}, sources)
     if issues:
         raise SpecError(issues)

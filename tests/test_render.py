@@ -403,3 +403,17 @@ def test_plan_names_an_operation_version_change_only_when_the_version_changed(pr
     runs = project.planned_runs()
     assert runs["arrival/segment"] == "operation version changed"
     assert runs["stitch"] != "operation version changed"  # its inputs changed, its own version did not
+
+
+def test_the_manifest_records_the_spec_as_it_was_read_for_the_render(project: Project):
+    import hashlib
+
+    from scenekit.engine.events import SilentEvents
+    from scenekit.engine.session import render
+
+    make_scene(project)
+    read = project.spec.read_bytes()
+    prepared = project.prepare()
+    project.write(SCENE.replace("A lighthouse,", "An edit saved during the render,"))
+    manifest = json.loads(render(prepared, SilentEvents()).manifest.read_text())
+    assert manifest["spec"]["files"][0]["sha256"] == hashlib.sha256(read).hexdigest()

@@ -61,6 +61,11 @@ class CacheStore:
         os.utime(folder / ENTRY_FILE)
         return folder
 
+    def recorded_sha256(self, key: str, name: str) -> str:
+        """The sha256 that entry `key` records for its file `name` (verified when the entry was opened)."""
+        entry = json.loads((self._entry_dir(key) / ENTRY_FILE).read_text())
+        return entry["files"][name]["sha256"]
+
     def _intact(self, folder: Path, key: str) -> bool:
         try:
             entry = json.loads((folder / ENTRY_FILE).read_text())

@@ -68,9 +68,9 @@ class _Context:
 
 @dataclass
 class Execution:
-    """Outputs and timings of a finished execution."""
+    """The target's cache folder and the seconds of every node that ran."""
 
-    outputs: dict[str, Path] = field(default_factory=dict)
+    output: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -112,12 +112,10 @@ class Executor:
             writer.drain()
         finally:
             writer.close()
-        self.result.outputs = {node_id: output.folder() for node_id, output in self._outputs.items()}
-        if self.graph.target not in self.result.outputs:
-            folder = self.cache.open(self.graph.node(self.graph.target).key)
-            if folder is None:
-                return self.run(expected_runs)
-            self.result.outputs[self.graph.target] = folder
+        target = self._outputs.get(self.graph.target)
+        self.result.output = target.folder() if target is not None else self.cache.open(self.graph.node(self.graph.target).key)
+        if self.result.output is None:  # the target's entry turned out corrupt: it runs again
+            return self.run(expected_runs)
         return self.result
 
     def _run_pending(self, writer: EntryWriter) -> None:

@@ -15,7 +15,7 @@ from scenekit import __version__
 from scenekit.engine.plan import PlannedNode, node_slots
 from scenekit.graph.compile import RenderGraph
 from scenekit.ops import get_operation
-from scenekit.spec.assets import file_sha256
+from scenekit.spec.loader import LoadedSpec
 from scenekit.timeline import Timeline
 from scenekit.units import format_rate
 
@@ -37,10 +37,11 @@ def read_previous_nodes(output_file: Path) -> dict[str, dict[str, Any]]:
 
 
 def build_manifest(
-    *, root: Path, spec_file: Path, spec_files: list[Path], asset_files: list[Path], timeline: Timeline, render_graph: RenderGraph,
+    *, root: Path, loaded: LoadedSpec, asset_files: list[Path], timeline: Timeline, render_graph: RenderGraph,
     plan: list[PlannedNode], seconds: dict[str, float], output_sha256: str,
 ) -> dict[str, Any]:
-    """Everything needed to trace and explain a render."""
+    """Everything needed to trace and explain a render; the spec files as they were read for it."""
+    spec_file, spec_files = loaded.path, loaded.files
     slots = node_slots(render_graph)
     nodes = []
     for planned in plan:
@@ -56,7 +57,7 @@ def build_manifest(
         nodes.append(record)
     width, height = timeline.size
     shown = lambda path: str(path.relative_to(root)) if path.is_relative_to(root) else str(path)  # noqa: E731
-    spec_hashes = [{"path": shown(p), "sha256": file_sha256(p)} for p in spec_files]
+    spec_hashes = [{"path": shown(p), "sha256": loaded.sha256[p]} for p in spec_files]
     return {
         "scenekit": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -19,7 +19,6 @@ from scenekit.errors import SpecIssue
 from scenekit.fsutil import atomic_copy, atomic_write_text
 from scenekit.graph.compile import RenderGraph, compile_timeline
 from scenekit.profiles import available_profiles
-from scenekit.spec.assets import file_sha256
 from scenekit.spec.loader import LoadedSpec, load_spec
 from scenekit.spec.paths import PathPolicy, find_project_root
 from scenekit.stitch import VIDEO_FILE
@@ -125,13 +124,12 @@ def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation 
         execution = executor.run(sum(1 for p in plan if p.status == "run"))
     finally:
         events.closed()
-    video = execution.outputs[prepared.graph.target] / VIDEO_FILE
     timeline = prepared.timeline
-    atomic_copy(video, timeline.output_file)
+    atomic_copy(execution.output / VIDEO_FILE, timeline.output_file)
     manifest = build_manifest(
-        root=prepared.root, spec_file=prepared.loaded.path, spec_files=prepared.loaded.files, asset_files=prepared.asset_files,
+        root=prepared.root, loaded=prepared.loaded, asset_files=prepared.asset_files,
         timeline=timeline, render_graph=prepared.graph, plan=plan, seconds=execution.seconds,
-        output_sha256=file_sha256(timeline.output_file),
+        output_sha256=prepared.cache.recorded_sha256(prepared.graph.node(prepared.graph.target).key, VIDEO_FILE),
     )
     atomic_write_text(manifest_path(timeline.output_file), json.dumps(manifest, indent=2))
     return RenderResult(timeline.output_file, manifest_path(timeline.output_file), list(execution.seconds), execution.seconds)

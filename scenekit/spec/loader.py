@@ -24,13 +24,18 @@ class LoadedSpec:
     spec: SceneSpec
     path: Path
     sources: SourceMap
-    files: list[Path] = field(default_factory=list)
+    sha256: dict[Path, str] = field(default_factory=dict)
+    """Every file read (the spec, then its includes) and the sha256 of the bytes read."""
+
+    @property
+    def files(self) -> list[Path]:
+        return list(self.sha256)
 
 
 def load_spec(path: Path, policy: PathPolicy, extra_vars: dict[str, Any] | None = None) -> LoadedSpec:
     """Read, merge includes, render templates and validate; raises SpecError with located issues."""
     path = path.resolve()
-    files: list[Path] = []
+    files: dict[Path, str] = {}
     document, sources = _read_with_includes(path, policy, files, stack=())
     if not isinstance(document, dict):
         raise SpecError([SpecIssue("a spec must be a YAML mapping with `scenekit: 1` and `clips:`", sources.locate(()))])
@@ -51,10 +56,9 @@ def load_spec(path: Path, policy: PathPolicy, extra_vars: dict[str, Any] | None 
 
 
 def _read_with_includes(
-    path: Path, policy: PathPolicy, files: list[Path], stack: tuple[Path, ...]
+    path: Path, policy: PathPolicy, files: dict[Path, str], stack: tuple[Path, ...]
 ) -> tuple[Any, SourceMap]:
-    files.append(path)
-    document, sources = read_yaml(path)
+    document, sources, files[path] = read_yaml(path)
     if not isinstance(document, dict) or "include" not in document:
         return document, sources
     includes = document["include"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,9 @@ from scenekit.errors import FieldPath, Location, SpecError, SpecIssue
 from scenekit.spec.source import SourceMap
 
 
-def read_yaml(path: Path) -> tuple[Any, SourceMap]:
-    """Parse one YAML file; returns plain dicts/lists/scalars and where each came from."""
+def read_yaml(path: Path) -> tuple[Any, SourceMap, str]:
+    """Parse one YAML file; returns plain dicts/lists/scalars, where each came from, and the sha256 of
+    the bytes parsed."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -42,7 +45,7 @@ def read_yaml(path: Path) -> tuple[Any, SourceMap]:
         raise SpecError([SpecIssue(f"YAML syntax: {exc}", Location(path, 1, 1))]) from None
     sources = SourceMap()
     sources.values[()] = Location(path, 1, 1)
-    return _plain(document, (), path, sources), sources
+    return _plain(document, (), path, sources), sources, hashlib.sha256(raw).hexdigest()
 
 
 MAX_VALUES = 200_000
