@@ -354,9 +354,9 @@ def write_random_lora(transformer: torch.nn.Module, path: Path, rank: int, seed:
 
 def _profile_lora(name: str):
     """The weights entry of the LoRA a profile's stages use, or None."""
-    from scenekit.ltx2.settings import Ltx2Settings
+    from scenekit.ltx2.settings import ltx2_settings
 
-    settings = Ltx2Settings.model_validate(_profile(name).model_extra["ltx2"])
+    settings = ltx2_settings(_profile(name))
     return settings.weights.distilled_lora if any(stage.lora for stage in settings.stages) else None
 
 
@@ -395,10 +395,9 @@ class Bench:
         return (self.root / "models" / profile).resolve()
 
     def settings(self, profile: str):
-        from scenekit.backends.ltx2 import profile_settings  # noqa: F401 (import check)
-        from scenekit.ltx2.settings import Ltx2Settings
+        from scenekit.ltx2.settings import ltx2_settings
 
-        return Ltx2Settings.model_validate(_profile(profile).model_extra["ltx2"])
+        return ltx2_settings(_profile(profile))
 
     # scenekit ------------------------------------------------------------------------------------------
 

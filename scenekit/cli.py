@@ -194,9 +194,9 @@ def profiles() -> None:
             needs = f"GPU ~{profile.requires.vram_gb:g} GB" + (f", compute capability {capability:g}+" if capability else "")
         weights = "built in"
         if "ltx2" in (profile.model_extra or {}):
-            from scenekit.ltx2.settings import Ltx2Settings
+            from scenekit.ltx2.settings import ltx2_settings
 
-            default = Ltx2Settings.model_validate(profile.model_extra["ltx2"]).weights.pipeline
+            default = ltx2_settings(profile).weights.pipeline
             try:
                 weights = "found: " + resolve_weights(profile.name, default, mappings).described
             except MissingWeights:
@@ -216,9 +216,9 @@ def fetch(profile: Annotated[str, typer.Argument(help="Profile whose weights to 
         raise typer.Exit(EXIT_INVALID_SPEC)
     from huggingface_hub import snapshot_download
 
-    from scenekit.ltx2.settings import Ltx2Settings
+    from scenekit.ltx2.settings import ltx2_settings
 
-    settings = Ltx2Settings.model_validate(found.model_extra["ltx2"])
+    settings = ltx2_settings(found)
     ref = settings.weights.pipeline
     out.print(f"fetching {ref.repo}@{ref.revision} for {profile} …", markup=False)
     folder = snapshot_download(ref.repo, revision=ref.revision, allow_patterns=settings.hub_files())

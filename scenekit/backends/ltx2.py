@@ -17,7 +17,7 @@ from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError
 from scenekit.graph.nodes import Node
 from scenekit.hardware import why_profile_cannot_run
-from scenekit.ltx2.settings import Ltx2Settings, Stage
+from scenekit.ltx2.settings import Ltx2Settings, Stage, ltx2_settings
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
 from scenekit.weights import MissingWeights, WeightsSource, resolve_weights
@@ -28,13 +28,26 @@ UPSAMPLE = "ltx2.upsample"
 DECODE = "ltx2.decode"
 
 
-def profile_settings(clip: ResolvedClip) -> Ltx2Settings:
-    """The typed `ltx2:` section of the clip's profile."""
-    return Ltx2Settings.model_validate(clip.profile.model_extra["ltx2"])
-
-
-def _weights(clip: ResolvedClip, settings: Ltx2Settings, timeline: Timeline) -> WeightsSource:
-    return resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models)
+def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, WeightsSource] | str:
+    """The clip's profile settings and weights, or why this machine cannot render the clip."""
+    settings = ltx2_settings(clip.profile)
+    reason = why_profile_cannot_run(clip.profile, settings.precision.storage)
+    if reason:
+        return reason
+    try:
+        weights = resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models)
+    except MissingWeights as exc:
+        return str(exc)
+    transformer = settings.weights.transformer
+    if transformer is not None and weights.hub is not None and not (weights.folder / transformer.file).is_file():
+        # in the hub snapshot `transformer/` is another variant: never fall back to it
+        return (f"model `{clip.profile.name}` needs {transformer.file}, which is not in the snapshot {weights.folder}; "
+                f"`scenekit fetch {clip.profile.name}` downloads it")
+    lora = settings.weights.distilled_lora
+    if lora is not None and any(stage.lora for stage in settings.stages) and not (weights.folder / lora.file).is_file():
+        return (f"model `{clip.profile.name}` refines with the LoRA {lora.file}, which is not in {weights.folder}; "
+                f"`scenekit fetch {clip.profile.name}` downloads it")
+    return settings, weights
 
 
 def _chain_root(clip: ResolvedClip, timeline: Timeline) -> ResolvedClip:
@@ -48,31 +61,14 @@ class Ltx2Backend:
 
     def machine_problem(self, clip: ResolvedClip, timeline: Timeline) -> str | None:
         """The profile's hardware needs, then its weights."""
-        settings = profile_settings(clip)
-        reason = why_profile_cannot_run(clip.profile, settings.precision.storage)
-        if reason:
-            return reason
-        try:
-            weights = _weights(clip, settings, timeline)
-        except MissingWeights as exc:
-            return str(exc)
-        transformer = settings.weights.transformer
-        if transformer is not None and weights.hub is not None and not (weights.folder / transformer.file).is_file():
-            # in the hub snapshot `transformer/` is another variant: never fall back to it
-            return (f"model `{clip.profile.name}` needs {transformer.file}, which is not in the snapshot {weights.folder}; "
-                    f"`scenekit fetch {clip.profile.name}` downloads it")
-        lora = settings.weights.distilled_lora
-        if lora is not None and any(stage.lora for stage in settings.stages) and not (weights.folder / lora.file).is_file():
-            return (f"model `{clip.profile.name}` refines with the LoRA {lora.file}, which is not in {weights.folder}; "
-                    f"`scenekit fetch {clip.profile.name}` downloads it")
-        return None
+        found = _ready(clip, timeline)
+        return found if isinstance(found, str) else None
 
     def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
-        problem = self.machine_problem(clip, timeline)
-        if problem:
-            raise SpecError([clip.model_issue(problem)])
-        settings = profile_settings(clip)
-        weights = _weights(clip, settings, timeline)
+        found = _ready(clip, timeline)
+        if isinstance(found, str):
+            raise SpecError([clip.model_issue(found)])
+        settings, weights = found
         prompt = self._prompt_node(clip, settings, weights)
         nodes = [prompt]
         previous: Node | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scenekit.profiles import ModelProfile
 from scenekit.weights import WeightsRef
 
 
@@ -82,3 +83,8 @@ class Ltx2Settings(_Strict):
         if self.weights.distilled_lora is not None and self.weights.distilled_lora.file:
             patterns.append(self.weights.distilled_lora.file)
         return patterns
+
+
+def ltx2_settings(profile: ModelProfile) -> Ltx2Settings:
+    """The typed `ltx2:` section of an LTX-2 profile."""
+    return Ltx2Settings.model_validate(profile.model_extra["ltx2"])

@@ -362,14 +362,14 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0, profile: str | No
     With `profile`, also the files that profile names beside the folders, in the published formats: its
     single-file transformer (fp8 with scales when the profile stores weights in float8) and its LoRA.
     Returns `folder`."""
-    from scenekit.ltx2.settings import Ltx2Settings
+    from scenekit.ltx2.settings import ltx2_settings
     from scenekit.profiles import available_profiles
 
     build_tiny_ltx2(folder, seed=seed)
     with _global_rng_kept():
         _seeded(_latent_upsampler, seed, 7).save_pretrained(Path(folder) / "latent_upsampler")
     if profile is not None:
-        settings = Ltx2Settings.model_validate(available_profiles()[profile].model_extra["ltx2"])
+        settings = ltx2_settings(available_profiles()[profile])
         if settings.weights.transformer is not None:
             build_tiny_transformer_file(folder, settings.weights.transformer.file, seed=seed,
                                         fp8=settings.precision.storage.startswith("float8"))
