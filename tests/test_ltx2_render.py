@@ -452,3 +452,25 @@ def test_guidance_1_keeps_audio_cfg_and_its_negative_prompt(ltx: Project):
     assert graph.node("one/stage1").params["guidance"]["audio_cfg"] > 1
     assert graph.node("one/prompt").params["negative_prompt"] == ""
     assert read_video(ltx.render().output)[0].shape == (9, 256, 256, 3)
+
+
+def test_a_lora_file_is_read_once_however_many_nodes_use_it(ltx: Project, monkeypatch):
+    from diffusers import LTX2Pipeline
+
+    from scenekit.ltx2 import pool
+
+    reads: list[str] = []
+    real = LTX2Pipeline.lora_state_dict
+    monkeypatch.setattr(LTX2Pipeline, "lora_state_dict", lambda path, **kw: reads.append(path) or real(path, **kw))
+    pool.POOL.clear()
+    ltx.write("""
+        scenekit: 1
+        defaults: {model: ltx2-dev-fp8, size: 256x256, fps: 24}
+        clips:
+          - {id: one, prompt: "a red ball", frames: 17, steps: 2, stg: 0}
+          - {id: two, prompt: "a blue ball", frames: 17, steps: 2, stg: 0}
+        output: {file: out.mp4, preset: ultrafast}
+    """)
+    ltx.render()
+    assert len(reads) == 1  # transformer and connector layers from one read, not again for the second clip
+    pool.POOL.clear()

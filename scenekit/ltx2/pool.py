@@ -65,22 +65,31 @@ def _lora_file(folder: Path, lora: str) -> Path:
     return path
 
 
-def _load_lora(module: Any, prefix: str, path: Path, lora: str) -> None:
-    """Load the LoRA's layers for `module` (`transformer` or `connectors`), inactive until `use_lora`.
+class _LoraLayers:
+    """A LoRA file's layers by module, read (and converted) at most once.
 
     The file may be in Lightricks' own format (`diffusion_model.*`, `text_embedding_projection.*`, as
     published) or in diffusers' (`transformer.*`, `connectors.*`); diffusers converts the first.
-    A LoRA without layers for `module` leaves it untouched.
     """
-    from diffusers import LTX2Pipeline
 
-    state = LTX2Pipeline.lora_state_dict(str(path))
-    mine = {key: value for key, value in state.items() if key.startswith(f"{prefix}.")}
-    if prefix == "transformer" and not mine:
-        raise RuntimeError(f"LoRA {path} has no transformer layers (is it an LTX-2 LoRA?)")
-    if mine:
-        module.load_lora_adapter(mine, adapter_name=_adapter_name(lora), prefix=prefix)
-        module.disable_lora()
+    def __init__(self, path: Path):
+        self.path = path
+        self._state: dict[str, Any] | None = None
+
+    def load_into(self, module: Any, prefix: str, name: str) -> bool:
+        """Load the layers for `module` (`transformer` or `connectors`), inactive until `use_lora`;
+        False when the LoRA has none for it."""
+        from diffusers import LTX2Pipeline
+
+        if self._state is None:
+            self._state = LTX2Pipeline.lora_state_dict(str(self.path))
+        mine = {key: value for key, value in self._state.items() if key.startswith(f"{prefix}.")}
+        if prefix == "transformer" and not mine:
+            raise RuntimeError(f"LoRA {self.path} has no transformer layers (is it an LTX-2 LoRA?)")
+        if mine:
+            module.load_lora_adapter(mine, adapter_name=_adapter_name(name), prefix=prefix)
+            module.disable_lora()
+        return bool(mine)
 
 
 class ModelPool:
@@ -88,6 +97,7 @@ class ModelPool:
 
     def __init__(self) -> None:
         self._components: dict[tuple, Any] = {}
+        self._lora_skipped: set[tuple] = set()  # (connectors key, LoRA) where the LoRA has no connector layers
 
     @property
     def device(self) -> str:
@@ -111,7 +121,8 @@ class ModelPool:
 
         return self._component((folder, name, compute, self.device), load)
 
-    def transformer(self, folder: Path, file: str | None, precision: dict[str, str], lora: str | None = None) -> Any:
+    def transformer(self, folder: Path, file: str | None, precision: dict[str, str], lora: str | None = None,
+                    lora_layers: _LoraLayers | None = None) -> Any:
         """The transformer (from `file` in the folder if present, else `transformer/`), with the profile's
         LoRA loaded (inactive) when it has one, and its weights stored as the profile says."""
         from diffusers import LTX2VideoTransformer3DModel
@@ -130,7 +141,7 @@ class ModelPool:
                                                                     dtype=_dtype(compute))
             model = model.to(self.device).eval()
             if lora is not None:
-                _load_lora(model, "transformer", _lora_file(folder, lora), lora)
+                (lora_layers or _LoraLayers(_lora_file(folder, lora))).load_into(model, "transformer", lora)
             if storage != compute:  # LoRA layers stay in the compute dtype
                 model.enable_layerwise_casting(storage_dtype=_dtype(storage), compute_dtype=_dtype(compute),
                                                skip_modules_pattern=(*DEFAULT_SKIP_MODULES_PATTERN, "lora_"))
@@ -179,16 +190,21 @@ class ModelPool:
         self.release_text_encoder()
         compute = precision["compute"]
         single = _single_file(folder, file)
-        own_connectors = single is not None and has_connectors(single)  # a checkpoint's connectors go with its transformer
+        # a checkpoint's connectors go with its transformer
+        own_connectors = single is not None and self._component((single, "has_connectors"), lambda: has_connectors(single))
         parts = {name: self.component(folder, name, compute) for name in _PIPELINE_PARTS
                  if not (name == "connectors" and own_connectors)}
-        transformer = self.transformer(folder, file, precision, lora)
+        layers = _LoraLayers(_lora_file(folder, lora)) if lora is not None else None
+        transformer = self.transformer(folder, file, precision, lora, layers)
+        connectors_key = (folder, "connectors", compute, self.device)
         if own_connectors:
+            connectors_key = (single, "connectors", compute, self.device)
             parts["connectors"] = self._component(
-                (single, "connectors", compute, self.device),
-                lambda: load_connectors_file(single, folder, _dtype(compute)).to(self.device))
-        if lora is not None and _adapter_name(lora) not in (getattr(parts["connectors"], "peft_config", None) or {}):
-            _load_lora(parts["connectors"], "connectors", _lora_file(folder, lora), lora)
+                connectors_key, lambda: load_connectors_file(single, folder, _dtype(compute)).to(self.device))
+        loaded = getattr(parts["connectors"], "peft_config", None) or {}
+        if layers is not None and _adapter_name(lora) not in loaded and (connectors_key, lora) not in self._lora_skipped:
+            if not layers.load_into(parts["connectors"], "connectors", lora):
+                self._lora_skipped.add((connectors_key, lora))
         pipe = LTX2Pipeline(transformer=transformer, text_encoder=None, tokenizer=None, **parts)
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -232,6 +248,7 @@ class ModelPool:
     def clear(self) -> None:
         """Free everything."""
         self._components.clear()
+        self._lora_skipped.clear()
         self._free_memory()
 
     @staticmethod
