@@ -17,7 +17,7 @@ from rich.table import Table
 from ruamel.yaml import YAML
 
 from scenekit.cache import CacheStore
-from scenekit.engine.session import RenderOptions, check, default_cache_dir, prepare, render
+from scenekit.engine.session import RenderOptions, cache_store, check, prepare, render
 from scenekit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_SPEC, RenderCancelled, RenderError, SpecError
 from scenekit.graph.export import to_dot, to_mermaid
 from scenekit.units import parse_size
@@ -249,9 +249,7 @@ def schema(
 
 
 def _store(spec: Path | None, cache_dir: Path | None) -> CacheStore:
-    if cache_dir is not None:
-        return CacheStore(cache_dir.resolve())
-    return CacheStore(default_cache_dir(spec.parent if spec is not None else Path.cwd()))
+    return cache_store(spec.parent if spec is not None else Path.cwd(), cache_dir)
 
 
 @cache_app.command("info")
@@ -305,12 +303,12 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _bytes(count: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
+def _bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if count < 1024:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
-    return f"{count} B"
+    return f"{count:.1f} GB"
 
 
 def _shown(path: Path) -> str:

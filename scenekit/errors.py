@@ -7,7 +7,6 @@ from pathlib import Path
 
 FieldPath = tuple[str | int, ...]
 
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID_SPEC = 2
 EXIT_INTERRUPTED = 130

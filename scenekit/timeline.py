@@ -102,26 +102,21 @@ class Timeline:
     crf: int
     preset: str
     sources: dict[str, str]
+    size: tuple[int, int]
+    """The output's width and height (`output.size`, else the first clip's); other clips are fitted inside."""
     models: list[ModelsMapping] = field(default_factory=list)
     """Where weights are named, first match wins: the spec's `models:`, then the user config's."""
     fade_in: int = 0
     """Frames over which the scene fades in from black (and silence); `fade_out` likewise at its end."""
     fade_out: int = 0
-    output_size: tuple[int, int] | None = None
-    """The output's width and height when the spec sets them (else the first clip's)."""
 
     @property
     def fps(self) -> Fraction:
         return self.clips[0].fps
 
     @property
-    def size(self) -> tuple[int, int]:
-        """The output's width and height; clips of another size are fitted inside it."""
-        return self.output_size or (self.clips[0].width, self.clips[0].height)
-
-    @property
     def total_frames(self) -> int:
-        return sum(c.frames for c in self.clips) - sum(c.transition_frames for c in self.clips)
+        return total_frames(self.clips)
 
     def clip(self, clip_id: str) -> ResolvedClip:
         return next(c for c in self.clips if c.id == clip_id)
@@ -134,6 +129,17 @@ class Timeline:
             starts.append(position)
             position += clip.frames
         return starts
+
+
+def step_neighbours(count: int, step: int) -> tuple[int, int]:
+    """The k*step + 1 values at or below `count` and just above it."""
+    below = count - (count - 1) % step
+    return below, below + step
+
+
+def total_frames(clips: list[ResolvedClip]) -> int:
+    """Frames on the timeline: every clip's, less the frames its transition overlaps the one before."""
+    return sum(c.frames for c in clips) - sum(c.transition_frames for c in clips)
 
 
 class _Resolver:
@@ -167,8 +173,8 @@ class _Resolver:
         resolved = [r for i, c in enumerate(clips) if (r := self.resolve_clip(i, c)) is not None]
         if not self.issues:
             by_id = {c.id: c for c in resolved}
-            for clip, written in zip(resolved, clips, strict=True):
-                self.check_references(clip, written, by_id)
+            for clip in resolved:
+                self.check_references(clip, by_id)
             self.check_cycles(resolved)
         if not self.issues:
             self.check_timeline(resolved, clips)
@@ -179,21 +185,20 @@ class _Resolver:
         assert output is not None
         name = self.spec.name or self.loaded.path.stem
         fade_in, fade_out = self.resolve_fades(resolved)
-        output_size = self.spec.output.size if self.size_override is None else None  # --size sets the output's too
-        size = output_size or (resolved[0].width, resolved[0].height)
+        written_size = self.spec.output.size if self.size_override is None else None  # --size sets the output's too
+        size = written_size or (resolved[0].width, resolved[0].height)
         if size[0] % 2 or size[1] % 2:
-            self.fail(("output", "size") if output_size else ("clips", 0, "size"),
+            self.fail(("output", "size") if written_size else ("clips", 0, "size"),
                       f"the output size {size[0]}x{size[1]} must be even on both sides (H.264, yuv420p)",
                       f"use {size[0] + size[0] % 2}x{size[1] + size[1] % 2}")
         if self.issues:
             raise SpecError(self.issues)
-        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), [self.models_mapping()],
-                        fade_in, fade_out, output_size)
+        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), size,
+                        [self.models_mapping()], fade_in, fade_out)
 
     def resolve_fades(self, clips: list[ResolvedClip]) -> tuple[int, int]:
         """The scene's fade in and out, in frames; both together fit in the scene."""
-        fps = clips[0].fps
-        total = sum(c.frames for c in clips) - sum(c.transition_frames for c in clips)
+        fps, total = clips[0].fps, total_frames(clips)
         frames = {}
         for name in ("fade_in", "fade_out"):
             duration = getattr(self.spec.output, name)
@@ -223,8 +228,7 @@ class _Resolver:
 
     def written_sources(self) -> dict[str, str]:
         display = self.loaded.sources.display
-        return {name: display(("output", name.split(".")[1]))
-                for name in ("output.crf", "output.preset", "output.fade_in", "output.fade_out")}
+        return {"output.crf": display(("output", "crf")), "output.preset": display(("output", "preset"))}
 
     def check_unique_ids(self, clips: list[Clip]) -> None:
         display = self.loaded.sources.display
@@ -283,8 +287,7 @@ class _Resolver:
             sources["overlap"] = display(("clips", index, "overlap")) if clip.overlap is not None else f"profile {profile.name} default"
             step = profile.constraints.overlap_step
             if not profile.constraints.valid_overlap(overlap):
-                below = overlap - (overlap - 1) % step
-                above = below + step
+                below, above = step_neighbours(overlap, step)
                 self.fail(("clips", index, "overlap"), f"overlap must be {step}k+1 frames for model `{profile.name}`; got {overlap}",
                           f"use {below if below > 0 else above} or {above}")
         transition, transition_frames = self.resolve_transition(index, clip, fps)
@@ -301,9 +304,8 @@ class _Resolver:
         for j, cond in enumerate(conditions):
             generated = resolved.segment_start + cond.at
             if not profile.constraints.valid_keyframe(generated):
-                step = profile.constraints.keyframe_step
-                below = generated - (generated - 1) % step
-                options = sorted({max(0, below - resolved.segment_start), below + step - resolved.segment_start})
+                below, above = step_neighbours(generated, profile.constraints.keyframe_step)
+                options = sorted({max(0, below - resolved.segment_start), above - resolved.segment_start})
                 self.fail(("clips", index, "conditioning", j, "frame"),
                           f"model `{profile.name}` places conditioning on latent frames: frame {cond.at} of this clip "
                           f"(generated frame {generated}) would land {generated - below} frame(s) earlier",
@@ -402,7 +404,7 @@ class _Resolver:
             return None
         return position
 
-    def check_references(self, clip: ResolvedClip, written: Clip, by_id: dict[str, ResolvedClip]) -> None:
+    def check_references(self, clip: ResolvedClip, by_id: dict[str, ResolvedClip]) -> None:
         base = ("clips", clip.index)
         if clip.continues is not None:
             source = self.referenced(base + ("continue",), clip, clip.continues, by_id)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scenekit.errors import SpecError
-from scenekit.spec.validation import pydantic_issues
+from scenekit.spec.validation import validated
 from scenekit.spec.yaml_source import read_yaml
 
 CONFIG_ENV = "SCENEKIT_CONFIG"
@@ -59,8 +58,5 @@ def user_models() -> ModelsMapping:
     if not path.is_file():
         return ModelsMapping(f"{path} models")
     data, sources, _ = read_yaml(path)
-    issues = pydantic_issues(UserConfig, data if data is not None else {}, sources)
-    if issues:
-        raise SpecError(issues)
-    config = UserConfig.model_validate(data if data is not None else {})
+    config = validated(UserConfig, data if data is not None else {}, sources)
     return ModelsMapping(f"{path} models", dict(config.models), path.parent)

@@ -30,7 +30,6 @@ class EntryInfo:
     op: str
     node: str
     size: int
-    created: float
     last_used: float
 
 
@@ -137,9 +136,8 @@ class CacheStore:
                 entry = json.loads(entry_file.read_text())
                 size = sum(f["size"] for f in entry["files"].values())
             except (OSError, ValueError, KeyError, TypeError):
-                entry, size = {"key": entry_file.parent.name, "op": "?", "node": "?", "created": 0}, 0
-            yield EntryInfo(entry_file.parent.name, entry.get("op", "?"), entry.get("node", "?"), size,
-                            entry.get("created", 0), entry_file.stat().st_mtime)
+                entry, size = {}, 0
+            yield EntryInfo(entry_file.parent.name, entry.get("op", "?"), entry.get("node", "?"), size, entry_file.stat().st_mtime)
 
 
 @dataclass

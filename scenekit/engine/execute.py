@@ -32,10 +32,6 @@ class Cancellation:
         self._keep = keep
         self._requested.set()
 
-    @property
-    def requested(self) -> bool:
-        return self._requested.is_set()
-
     def check_before(self, node: Node) -> None:
         if self._requested.is_set():
             raise RenderCancelled(f"cancelled before {node.id}")

@@ -66,8 +66,17 @@ class RenderResult:
 
     output: Path
     manifest: Path
-    ran: list[str]
     seconds: dict[str, float]
+    """Seconds of every node that ran."""
+
+    @property
+    def ran(self) -> list[str]:
+        return list(self.seconds)
+
+
+def cache_store(spec_folder: Path, cache_dir: Path | None = None) -> CacheStore:
+    """The cache a spec in `spec_folder` renders into: `cache_dir` if given, else `default_cache_dir`."""
+    return CacheStore((cache_dir or default_cache_dir(spec_folder)).resolve())
 
 
 def default_cache_dir(spec_folder: Path) -> Path:
@@ -110,7 +119,7 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
 def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
     """Check a spec and compile it for this machine; raises SpecError when it is invalid or cannot run here."""
     checked = check(spec_file, options)
-    cache = CacheStore((options.cache_dir or default_cache_dir(spec_file.parent)).resolve())
+    cache = cache_store(spec_file.parent, options.cache_dir)
     return Prepared(checked.loaded, checked.timeline, compile_timeline(checked.timeline), cache, checked.root)
 
 
@@ -132,4 +141,4 @@ def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation 
         output_sha256=prepared.cache.recorded_sha256(prepared.graph.node(prepared.graph.target).key, VIDEO_FILE),
     )
     atomic_write_text(manifest_path(timeline.output_file), json.dumps(manifest, indent=2))
-    return RenderResult(timeline.output_file, manifest_path(timeline.output_file), list(execution.seconds), execution.seconds)
+    return RenderResult(timeline.output_file, manifest_path(timeline.output_file), execution.seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 
@@ -37,9 +38,13 @@ class RenderGraph:
             stack.extend(node.inputs.values())
         return missing
 
+    @cached_property
+    def _order(self) -> list[str]:
+        return list(nx.lexicographical_topological_sort(self.graph))  # the graph does not change once compiled
+
     def ordered(self) -> list[Node]:
         """Nodes in a stable dependency order."""
-        return [self.node(n) for n in nx.lexicographical_topological_sort(self.graph)]
+        return [self.node(n) for n in self._order]
 
 
 def compile_timeline(timeline: Timeline) -> RenderGraph:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from functools import cache
 from importlib import resources
@@ -11,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 from ruamel.yaml import YAML
+
+from scenekit.graph.nodes import canonical_json
 
 
 class Requirements(BaseModel):
@@ -73,8 +74,7 @@ class ModelProfile(BaseModel):
     @property
     def identity(self) -> str:
         """A digest of everything in the profile: changing any of it changes cache keys."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()[:16]
 
 
 def _read_profile(text: str) -> ModelProfile:

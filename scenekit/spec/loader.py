@@ -11,7 +11,7 @@ from scenekit.spec.models import SceneSpec
 from scenekit.spec.paths import PathPolicy
 from scenekit.spec.source import SourceMap
 from scenekit.spec.templating import Templater
-from scenekit.spec.validation import pydantic_issues
+from scenekit.spec.validation import validated
 from scenekit.spec.yaml_source import read_yaml
 
 _MERGED_MAPPINGS = ("vars", "defaults", "output", "models")
@@ -49,10 +49,7 @@ def load_spec(path: Path, policy: PathPolicy, extra_vars: dict[str, Any] | None 
     if templater.issues:
         raise SpecError(templater.issues)
     rendered.pop("include", None)
-    issues = pydantic_issues(SceneSpec, rendered, sources)
-    if issues:
-        raise SpecError(issues)
-    return LoadedSpec(SceneSpec.model_validate(rendered), path, sources, files)
+    return LoadedSpec(validated(SceneSpec, rendered, sources), path, sources, files)
 
 
 def _read_with_includes(

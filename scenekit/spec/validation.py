@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import difflib
-import types
 import typing
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from scenekit.errors import FieldPath, SpecIssue
+from scenekit.errors import FieldPath, SpecError, SpecIssue
 from scenekit.spec.source import SourceMap
 
 _UNION_TAGS = {"clip", "loop"}
 
 
-def pydantic_issues(model: type[BaseModel], data: Any, sources: SourceMap) -> list[SpecIssue]:
-    """Validate `data` against `model`; one located issue per error (none when valid)."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: Any, sources: SourceMap) -> M:
+    """`data` validated as `model`; raises SpecError with one located issue per error."""
     try:
-        model.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         errors = _drop_missing_explained_by_typos(model, exc.errors(include_url=False))
-        issues = [_issue(model, error, sources) for error in errors]
-        return list(dict.fromkeys(issues))
-    return []
+        raise SpecError(list(dict.fromkeys(_issue(model, error, sources) for error in errors))) from None
 
 
 def _drop_missing_explained_by_typos(model: type[BaseModel], errors: list[Any]) -> list[Any]:
@@ -114,6 +114,4 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
         found = _model_in(arg)
         if found is not None:
             return found
-    if isinstance(annotation, types.UnionType):
-        return None
     return None
