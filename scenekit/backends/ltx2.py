@@ -74,7 +74,7 @@ class Ltx2Backend:
         previous: Node | None = None
         for number, stage in enumerate(settings.stages, start=1):
             if previous is not None and stage.scale > settings.stages[number - 2].scale:
-                previous = self._upsample_node(clip, weights, previous, number)
+                previous = self._upsample_node(clip, settings, weights, previous)
                 nodes.append(previous)
             previous = self._stage_node(clip, timeline, settings, weights, stage, number, prompt, previous, frames_of)
             nodes.append(previous)
@@ -163,10 +163,11 @@ class Ltx2Backend:
             guidance["stg_blocks"] = []
         return guidance
 
-    def _upsample_node(self, clip: ResolvedClip, weights: WeightsSource, previous: Node, number: int) -> Node:
+    def _upsample_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, previous: Node) -> Node:
         params = {"factor": 2, "precision": previous.params["precision"]["compute"]}
+        subfolder = settings.weights.upsampler_folder
         return Node(f"{clip.id}/upsample", UPSAMPLE, params, {"latents": previous.id}, {}, clip.id,
-                    weights.identity("latent_upsampler", "vae"), {}, meta={"weights": str(weights.folder)})
+                    weights.identity(subfolder, "vae"), {}, meta={"weights": str(weights.folder), "upsampler": subfolder})
 
     def _decode_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, latents: Node) -> Node:
         params = {

@@ -84,7 +84,7 @@ def upsample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None
     latents = _tensors(inputs["latents"], LATENTS_FILE)
     folder = Path(node.meta["weights"])
     vae = POOL.component(folder, "vae", node.params["precision"])
-    upsampler = POOL.upsampler(folder, vae, node.params["precision"])
+    upsampler = POOL.upsampler(folder, node.meta["upsampler"], vae, node.params["precision"])
     latents["video"] = recipe.upsample_latents(upsampler, latents["video"])
     _keep_tensors(ctx, LATENTS_FILE, latents)
     ctx.step(1, 1)

@@ -223,16 +223,16 @@ class ModelPool:
         parts = {name: self.component(folder, name, compute) for name in _TEXT_PARTS}
         return LTX2Pipeline(scheduler=None, vae=None, audio_vae=None, connectors=None, transformer=None, vocoder=None, **parts)
 
-    def upsampler(self, folder: Path, vae: Any, compute: str) -> Any:
-        """An LTX2LatentUpsamplePipeline on the given VAE with the folder's `latent_upsampler`."""
+    def upsampler(self, folder: Path, subfolder: str, vae: Any, compute: str) -> Any:
+        """An LTX2LatentUpsamplePipeline on the given VAE with the upsampler in `folder/subfolder`."""
         from diffusers import LTX2LatentUpsamplePipeline
         from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
         def load() -> Any:
-            model = LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder="latent_upsampler")
+            model = LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder=subfolder)
             return model.to(device=self.device, dtype=_dtype(compute)).eval()
 
-        model = self._component((folder, "latent_upsampler", compute, self.device), load)
+        model = self._component((folder, subfolder, compute, self.device), load)
         pipe = LTX2LatentUpsamplePipeline(vae=vae, latent_upsampler=model)
         pipe.set_progress_bar_config(disable=True)
         return pipe

@@ -454,9 +454,6 @@ def sample_latents(
 def upsample_latents(
     upsample_pipe,
     video_latents: torch.Tensor,
-    *,
-    adain_factor: float = 0.0,
-    tone_map_compression_ratio: float = 0.0,
 ) -> torch.Tensor:
     """Spatially upsample video latents x2 with ``LTX2LatentUpsamplePipeline``.
 
@@ -469,18 +466,10 @@ def upsample_latents(
     (out,) = upsample_pipe(
         latents=video_latents.to(device=device, dtype=torch.float32),
         latents_normalized=False,
-        adain_factor=adain_factor,
-        tone_map_compression_ratio=tone_map_compression_ratio,
         output_type="latent",
         return_dict=False,
     )
     return out.float()
-
-
-def _stats(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = vae.latents_mean.view(1, -1, 1, 1, 1).to(like.device, like.dtype)
-    std = vae.latents_std.view(1, -1, 1, 1, 1).to(like.device, like.dtype)
-    return mean, std
 
 
 @torch.no_grad()
@@ -521,9 +510,8 @@ def decode(
     if vae.config.timestep_conditioning or vae.dtype != torch.float32:
         # As the pipeline decodes: from normalised latents cast to the model dtype first, de-normalised in
         # that dtype (a bf16 pipeline rounds before de-normalising; doing the same keeps the frames identical).
-        mean, std = _stats(vae, video)
-        scaling = vae.config.scaling_factor
-        normalized = (video - mean) * scaling / std
+        stats = (vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+        normalized = pipe._normalize_latents(video, *stats)
         if vae.config.timestep_conditioning:
             noise = torch.randn(
                 normalized.shape, generator=torch.Generator(device="cpu").manual_seed(int(seed)), dtype=normalized.dtype
@@ -531,9 +519,7 @@ def decode(
             scale = decode_timestep if decode_noise_scale is None else decode_noise_scale
             normalized = (1 - scale) * normalized + scale * noise
             timestep = torch.tensor([decode_timestep], device=device, dtype=vae.dtype)
-        normalized = normalized.to(vae.dtype)
-        mean, std = _stats(vae, normalized)
-        video = normalized * std / scaling + mean
+        video = pipe._denormalize_latents(normalized.to(vae.dtype), *stats)
 
     pixels = vae.decode(video.to(vae.dtype), timestep, return_dict=False)[0]
     # postprocess_video(output_type="pt") keeps the work on the device (in the VAE's dtype, as the pipeline's

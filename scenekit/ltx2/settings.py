@@ -20,6 +20,11 @@ class Weights(_Strict):
     upsampler: WeightsRef | None = None
     distilled_lora: WeightsRef | None = None
 
+    @property
+    def upsampler_folder(self) -> str:
+        """The subfolder of the latent upsampler (`latent_upsampler` unless the profile says otherwise)."""
+        return (self.upsampler.subfolder if self.upsampler is not None else None) or "latent_upsampler"
+
 
 class Precision(_Strict):
     """Compute dtype, and the dtype transformer weights are stored in between uses."""
@@ -79,7 +84,7 @@ class Ltx2Settings(_Strict):
         transformer = self.weights.transformer
         patterns += [transformer.file, "transformer/config.json"] if transformer and transformer.file else ["transformer/*"]
         if self.weights.upsampler is not None:
-            patterns.append(f"{self.weights.upsampler.subfolder or 'latent_upsampler'}/*")
+            patterns.append(f"{self.weights.upsampler_folder}/*")
         if self.weights.distilled_lora is not None and self.weights.distilled_lora.file:
             patterns.append(self.weights.distilled_lora.file)
         return patterns

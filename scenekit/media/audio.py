@@ -34,7 +34,8 @@ AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 1
 _INTEGER_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0}
 
 
-def _layout(channels: int) -> str:
+def channel_layout(channels: int) -> str:
+    """FFmpeg's name for a layout of `channels` channels."""
     return {1: "mono", 2: "stereo"}.get(channels, f"{channels} channels")
 
 
@@ -44,7 +45,7 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     if samples.ndim != 2 or samples.shape[0] < 1:
         raise ValueError(f"audio samples must be shaped (channels, n); got {samples.shape}")
     channels, count = samples.shape
-    layout = _layout(channels)
+    layout = channel_layout(channels)
     with av.open(str(path), mode="w", format="wav") as container:
         stream = container.add_stream("pcm_f32le", rate=sample_rate, layout=layout)
         if count:
@@ -131,7 +132,7 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     length = round(Fraction(count * target_rate, rate))
     if count == 0:
         return np.zeros((channels, 0), np.float32)
-    layout = _layout(channels)
+    layout = channel_layout(channels)
     resampler = AudioResampler(format="fltp", layout=layout, rate=target_rate)
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout=layout)
     frame.sample_rate = rate

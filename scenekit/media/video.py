@@ -11,6 +11,7 @@ from typing import Any
 import av
 import numpy as np
 
+from scenekit.media.audio import channel_layout
 from scenekit.ops import NodeOutput, RunContext
 
 FRAMES_FILE = "frames.mkv"
@@ -154,8 +155,7 @@ class _AudioTrack:
 
     def __init__(self, output: Any, samples: np.ndarray, rate: int, bitrate: int = 192_000):
         self._output, self._samples, self._rate, self._written = output, samples, rate, 0
-        layout = {1: "mono", 2: "stereo"}.get(samples.shape[0], f"{samples.shape[0]} channels")
-        self._stream = output.add_stream("aac", rate=rate, layout=layout)
+        self._stream = output.add_stream("aac", rate=rate, layout=channel_layout(samples.shape[0]))
         self._stream.bit_rate = bitrate
         self._stream.codec_context.time_base = Fraction(1, rate)
 
