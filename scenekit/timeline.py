@@ -19,7 +19,7 @@ import networkx as nx
 
 from scenekit.errors import FieldPath, Location, SpecError, SpecIssue
 from scenekit.profiles import ModelProfile
-from scenekit.spec.assets import Asset, check_image, check_video, file_sha256
+from scenekit.spec.assets import Asset, cached_sha256, check_image, check_video
 from scenekit.spec.loader import LoadedSpec
 from scenekit.spec.models import Clip, Conditioning
 from scenekit.spec.paths import PathPolicy
@@ -388,7 +388,7 @@ class _Resolver:
             return None
         if at is None:
             return None
-        return ResolvedCondition(kind, at, cond.strength, count, asset=Asset(written, path_on_disk, file_sha256(path_on_disk)))
+        return ResolvedCondition(kind, at, cond.strength, count, asset=Asset(written, path_on_disk, cached_sha256(path_on_disk)))
 
     def frame_position(self, path: FieldPath, value: int | str, fps: Fraction, frames: int) -> int | None:
         if isinstance(value, str):

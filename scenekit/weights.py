@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from scenekit.spec.assets import cached_sha256
 from scenekit.userconfig import ModelsMapping, config_path
 
 MODELS_ENV = "SCENEKIT_MODELS"
@@ -51,13 +51,6 @@ class MissingWeights(Exception):
     """No weights for a profile in any of the places looked."""
 
 
-@functools.lru_cache(maxsize=4096)
-def _small_file_sha256(path: Path, size: int, mtime_ns: int) -> str:
-    """A config file's content hash, read once per version of the file (the graph asks for the same
-    weights' identity several times per clip, and again on every watch reload)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def folder_digest(folder: Path) -> str:
     """A cheap fingerprint of a weights folder or file: configs by content, weights by name, size and mtime."""
     digest = hashlib.sha256()
@@ -66,7 +59,7 @@ def folder_digest(folder: Path) -> str:
         stat = path.stat()
         digest.update(path.name.encode() if path == folder else str(path.relative_to(folder)).encode())
         if path.suffix in (".json", ".txt", ".model", ".yaml"):
-            digest.update(_small_file_sha256(path, stat.st_size, stat.st_mtime_ns).encode())
+            digest.update(cached_sha256(path).encode())
         else:
             digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]

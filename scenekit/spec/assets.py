@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cached_sha256(path: Path) -> str:
+    """`file_sha256`, computed once per version (size and mtime) of the file: specs are prepared again on
+    every watch reload, twice with a preview pass, and name the same assets and weights each time."""
+    stat = path.stat()
+    return _sha256_of_version(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256_of_version(path: Path, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
 def check_image(path: Path) -> None:
     """Raise ValueError unless `path` is an image Pillow can read."""
     try:
@@ -37,7 +50,14 @@ def check_image(path: Path) -> None:
 
 
 def check_video(path: Path) -> int:
-    """Raise ValueError unless `path` is a video PyAV can decode; returns its frame count."""
+    """Raise ValueError unless `path` is a video PyAV can decode; returns its frame count (found once per
+    version of the file: without a count in the container it means decoding every frame)."""
+    stat = path.stat()
+    return _video_frames(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _video_frames(path: Path, size: int, mtime_ns: int) -> int:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
