@@ -303,6 +303,7 @@ def test_clips_of_one_profile_run_together_and_a_full_gpu_loads_each_transformer
     sampling = [n.split("/")[0] for n in order if "/stage" in n]
     assert sampling == ["arrival", "arrival", "keeper", "keeper", "beam", "beam"]
     assert order[-1] == "stitch"
+    assert sum(key[1] == "transformer" for key in pool.POOL._components) == 1  # the bf16 one was freed
     pool.POOL.clear()
 
 
@@ -474,3 +475,26 @@ def test_a_lora_file_is_read_once_however_many_nodes_use_it(ltx: Project, monkey
     ltx.render()
     assert len(reads) == 1  # transformer and connector layers from one read, not again for the second clip
     pool.POOL.clear()
+
+
+
+def test_drift_control_in_a_render_pulls_the_continuation_towards_the_chain_start(ltx: Project):
+    """keeper (drift_control 0.5) against the same render without it: its stage-1 latents' channel means
+    move half way to arrival's."""
+    import torch
+    from safetensors.torch import load_file
+
+    def latents(node_id: str) -> torch.Tensor:
+        key = ltx.prepare().graph.node(node_id).key
+        return load_file(str(next(ltx.cache.glob(f"objects/*/{key}")) / "latents.safetensors"))["video"]
+
+    def channel_means(video: torch.Tensor) -> torch.Tensor:
+        return video.float().mean(dim=(0, 2, 3, 4))
+
+    ltx.write(SCENE)
+    ltx.render()
+    reference, controlled = channel_means(latents("arrival/stage1")), channel_means(latents("keeper/stage1"))
+    ltx.write(SCENE.replace("        drift_control: 0.5\n", ""))
+    ltx.render()
+    free = channel_means(latents("keeper/stage1"))
+    torch.testing.assert_close(controlled - reference, 0.5 * (free - reference), atol=1e-4, rtol=1e-3)
