@@ -61,11 +61,6 @@ import ltx2_gpu_configs as configs  # noqa: E402
 
 PROMPT = ("A lighthouse on a cliff at dusk, waves breaking on the rocks below, the beam sweeping over the sea, "
           "seagulls circling, cinematic, slow push-in")
-STAGE_2_SIGMAS = [0.909375, 0.725, 0.421875]
-DEV_GUIDANCE = dict(guidance_scale=3.0, stg_scale=1.0, modality_scale=3.0, guidance_rescale=0.7,
-                    audio_guidance_scale=7.0, audio_stg_scale=1.0, audio_modality_scale=3.0,
-                    audio_guidance_rescale=0.7, spatio_temporal_guidance_blocks=[29])
-
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -180,7 +175,6 @@ class Redirect:
     def __init__(self) -> None:
         self.modules: dict[tuple[str, str], Any] = {}
         self.once: set[tuple[str, str]] = set()
-        self.served: list[str] = []
 
     def put(self, folder: Path, name: str, module: Any, once: bool = False) -> None:
         key = (str(Path(folder).resolve()), name)
@@ -195,7 +189,6 @@ class Redirect:
             def fake(klass, path, *args, __original=original, **kwargs):
                 key = (str(Path(path).resolve()), kwargs.get("subfolder"))
                 if key in self.modules:
-                    self.served.append(key[1])
                     entry = self.modules.pop(key) if key in self.once else self.modules[key]
                     return entry.factory() if isinstance(entry, Fresh) else entry
                 return __original(path, *args, **kwargs)
@@ -401,7 +394,7 @@ class Bench:
 
     # scenekit ------------------------------------------------------------------------------------------
 
-    def scenekit(self, profile: str, steps: int | None, tag: str) -> dict:
+    def scenekit(self, profile: str, steps: int | None, tag: str) -> tuple[dict, np.ndarray | None]:
         from scenekit.engine.events import SilentEvents
         from scenekit.engine.session import RenderOptions, prepare, render
 
@@ -422,7 +415,7 @@ class Bench:
         total = time.perf_counter() - started
         peak = _peak_gb()
         nodes = {k.split("/")[-1]: round(v, 3) for k, v in result.seconds.items()}
-        shutil.rmtree(cache, ignore_errors=True)  # ~0.4-0.8 GB of prompt embeddings per run at real size
+        shutil.rmtree(cache, ignore_errors=True)  # every run starts from an empty cache
         decoded = self.compute.last_decode
         frames = decoded[0] if decoded else None
         self.compute.last_decode = None
@@ -447,7 +440,7 @@ class Bench:
         first = len(stages[0].sigmas) if stages[0].sigmas else (steps or stages[0].steps)
         return {"stage1": first, "stage2": len(stages[1].sigmas)}
 
-    def direct(self, profile: str, steps: int | None, tag: str) -> dict:
+    def direct(self, profile: str, steps: int | None, tag: str) -> tuple[dict, np.ndarray]:
         from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline, LTX2Pipeline
         from diffusers.utils import encode_video
 

@@ -115,7 +115,6 @@ def main() -> None:
     weights = (root / "project" / "weights").resolve()
     comps.write_folder(weights)
     del comps.modules["transformer"]  # each profile builds its own (below)
-    _peak_reset()
     redirect = Redirect()
     redirect.install([LTX2VideoTransformer3DModel, LTX2TextConnectors, AutoencoderKLLTX2Video, AutoencoderKLLTX2Audio,
                       LTX2Vocoder, LTX2LatentUpsamplerModel, Gemma3ForConditionalGeneration])
