@@ -38,7 +38,7 @@ class CacheStore:
 
     def __init__(self, root: Path):
         self.root = root
-        self._verified: set[str] = set()
+        self._verified: dict[str, tuple] = {}  # key -> the files' (name, size, mtime) when their checksums matched
 
     def _entry_dir(self, key: str) -> Path:
         return self.root / "objects" / key[:2] / key
@@ -52,11 +52,12 @@ class CacheStore:
         folder = self._entry_dir(key)
         if not (folder / ENTRY_FILE).is_file():
             return None
-        if key not in self._verified:
+        stamp = _stamp(folder)
+        if self._verified.get(key) != stamp:  # never checked, or a file changed since: hash the files again
             if not self._intact(folder, key):
                 self.remove(key)
                 return None
-            self._verified.add(key)
+            self._verified[key] = stamp
         os.utime(folder / ENTRY_FILE)
         return folder
 
@@ -101,7 +102,7 @@ class CacheStore:
         except OSError:
             if not (target / ENTRY_FILE).is_file():
                 raise  # else another process committed the same key just now: its entry is as good
-        self._verified.add(staged.key)
+        self._verified[staged.key] = _stamp(target)
         return target
 
     def remove(self, key: str) -> None:
@@ -113,7 +114,7 @@ class CacheStore:
         trash.parent.mkdir(parents=True, exist_ok=True)
         os.rename(folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
-        self._verified.discard(key)
+        self._verified.pop(key, None)
 
     def clean_stale(self) -> int:
         """Remove work folders left by processes that died (e.g. a killed render); returns how many."""
@@ -160,6 +161,11 @@ class StagedEntry:
 
     def discard(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _stamp(folder: Path) -> tuple:
+    """What an entry's files look like on disk (names, sizes, modification times), without reading them."""
+    return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.name != ENTRY_FILE))
 
 
 def _alive(pid: int) -> bool:

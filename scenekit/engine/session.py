@@ -75,8 +75,16 @@ class RenderResult:
 
 
 def cache_store(spec_folder: Path, cache_dir: Path | None = None) -> CacheStore:
-    """The cache a spec in `spec_folder` renders into: `cache_dir` if given, else `default_cache_dir`."""
-    return CacheStore((cache_dir or default_cache_dir(spec_folder)).resolve())
+    """The cache a spec in `spec_folder` renders into: `cache_dir` if given, else `default_cache_dir`.
+
+    One store per folder and process, so what it verified stays verified across the re-prepares of
+    `scenekit watch` (an entry's files are hashed once, not on every save).
+    """
+    root = (cache_dir or default_cache_dir(spec_folder)).resolve()
+    return _STORES.setdefault(root, CacheStore(root))
+
+
+_STORES: dict[Path, CacheStore] = {}
 
 
 def default_cache_dir(spec_folder: Path) -> Path:
