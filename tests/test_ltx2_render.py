@@ -325,20 +325,27 @@ def test_models_stay_loaded_across_renders_in_one_process(ltx: Project, monkeypa
     pool.POOL.clear()
 
 
-def test_the_user_config_says_where_weights_are(project: Project, models: Path, monkeypatch, tmp_path: Path):
-    import shutil
-
-    config_dir = tmp_path / "config"
-    shutil.copytree(models / "ltx2-distilled", config_dir / "weights" / "distilled")
-    (config_dir / "config.yaml").write_text("models:\n  ltx2-distilled: weights/distilled\n")  # relative to the file
-    monkeypatch.setenv("SCENEKIT_CONFIG", str(config_dir / "config.yaml"))
+def weights_named_by_config(project: Project, monkeypatch, config: Path, text: str) -> str:
+    """The weights folder a one-clip `ltx2-distilled` spec resolves to, with `text` as the user config."""
+    config.write_text(text)
+    monkeypatch.setenv("SCENEKIT_CONFIG", str(config))
     monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
     monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
     project.write("""
         scenekit: 1
         clips: [{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}]
     """)
-    assert project.prepare().graph.node("a/stage1").meta["weights"] == str((config_dir / "weights" / "distilled").resolve())
+    return project.prepare().graph.node("a/stage1").meta["weights"]
+
+
+def test_the_user_config_says_where_weights_are(project: Project, models: Path, monkeypatch, tmp_path: Path):
+    import shutil
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(models / "ltx2-distilled", config_dir / "weights" / "distilled")
+    weights = weights_named_by_config(project, monkeypatch, config_dir / "config.yaml",
+                                      "models:\n  ltx2-distilled: weights/distilled\n")  # relative to the file
+    assert weights == str((config_dir / "weights" / "distilled").resolve())
     result = CliRunner().invoke(app, ["profiles"])
     assert result.exit_code == 0 and "found" in result.output
     # the spec's own mapping wins
@@ -428,16 +435,9 @@ def test_a_weights_folder_may_start_with_a_tilde(project: Project, models: Path,
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
     (home / "models" / "distilled").symlink_to(models / "ltx2-distilled")
-    (tmp_path / "config.yaml").write_text("models: {ltx2-distilled: ~/models/distilled}\n")
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("SCENEKIT_CONFIG", str(tmp_path / "config.yaml"))
-    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
-    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
-    project.write("""
-        scenekit: 1
-        clips: [{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}]
-    """)
-    assert project.prepare().graph.node("a/stage1").meta["weights"] == str((home / "models" / "distilled").resolve())
+    weights = weights_named_by_config(project, monkeypatch, tmp_path / "config.yaml", "models: {ltx2-distilled: ~/models/distilled}\n")
+    assert weights == str((home / "models" / "distilled").resolve())
 
 
 def test_guidance_1_keeps_audio_cfg_and_its_negative_prompt(ltx: Project):
