@@ -59,6 +59,8 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # scenekit from the c
 
 import ltx2_gpu_configs as configs  # noqa: E402
 
+from scenekit.runtime.speed import FP8_ROWWISE  # noqa: E402
+
 PROMPT = ("A lighthouse on a cliff at dusk, waves breaking on the rocks below, the beam sweeping over the sea, "
           "seagulls circling, cinematic, slow push-in")
 
@@ -230,6 +232,10 @@ class ForwardTimer:
     def __init__(self, module: torch.nn.Module) -> None:
         self.records: list[tuple[int, int, _Mark, _Mark]] = []
         self._open: tuple[int, int, _Mark] | None = None
+        self.attach(module)
+
+    def attach(self, module: torch.nn.Module) -> None:
+        """Time `module`'s forwards too (a copy of the transformer that a profile quantizes)."""
         module.register_forward_pre_hook(self._pre, with_kwargs=True)
         module.register_forward_hook(self._post)
 
@@ -296,6 +302,18 @@ def _storage(module: torch.nn.Module) -> dict[str, float]:
         key = str(tensor.dtype).replace("torch.", "")
         found[key] = found.get(key, 0.0) + tensor.numel() * tensor.element_size() / 1e9
     return {k: round(v, 3) for k, v in found.items()}
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _eager():
+    """Run compiled code eagerly (the direct diffusers calls share the transformer scenekit compiled)."""
+    return torch.compiler.set_stance("force_eager")
 
 
 def _peak_reset() -> None:
@@ -392,6 +410,28 @@ class Bench:
 
         return ltx2_settings(_profile(profile))
 
+    def numerics(self, profile: str):
+        """How scenekit's pool will run the profile's transformer under `--speed`."""
+        from scenekit.hardware import compute_device
+        from scenekit.runtime.speed import resolve_numerics, this_machine
+
+        precision = self.settings(profile).precision
+        return resolve_numerics(self.args.speed, precision.compute, precision.storage, this_machine(compute_device()))
+
+    def transformer_copy(self) -> torch.nn.Module:
+        """A copy of the built transformer (timed like it) for a profile that quantizes it in place."""
+        import copy
+
+        original = self.comps.modules["transformer"]
+        hooks = original._forward_hooks, original._forward_pre_hooks
+        original._forward_hooks, original._forward_pre_hooks = type(hooks[0])(), type(hooks[1])()
+        try:
+            module = copy.deepcopy(original)
+        finally:
+            original._forward_hooks, original._forward_pre_hooks = hooks
+        self.timer.attach(module)
+        return module
+
     # scenekit ------------------------------------------------------------------------------------------
 
     def scenekit(self, profile: str, steps: int | None, tag: str) -> tuple[dict, np.ndarray | None]:
@@ -410,7 +450,9 @@ class Bench:
         _peak_reset()
         _sync()
         started = time.perf_counter()
-        result = render(prepare(spec, RenderOptions(cache_dir=cache)), SilentEvents())
+        graphs_before = _compiled_graphs()
+        result = render(prepare(spec, RenderOptions(cache_dir=cache, speed=self.args.speed,
+                                                           memory=getattr(self.args, "memory", None))), SilentEvents())
         _sync()
         total = time.perf_counter() - started
         peak = _peak_gb()
@@ -427,7 +469,7 @@ class Bench:
                                         if k in ("prompt", "stage1", "upsample", "stage2", "decode")), 3),
             "nodes_s": nodes, "compute_s": self.compute.take(), "peak_gb": peak,
             "transformer": _per_stage(self.timer.take(), self.tokens, self._steps(profile, steps)),
-            "output": str(result.output),
+            "output": str(result.output), "compiled_graphs": _compiled_graphs() - graphs_before,
             "transformer_storage": _storage(self.comps.modules["transformer"]),
             "finite": {"audio": bool(np.isfinite(decoded[1]).all())} if decoded else None,
         }
@@ -442,7 +484,6 @@ class Bench:
 
     def direct(self, profile: str, steps: int | None, tag: str) -> tuple[dict, np.ndarray]:
         from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline, LTX2Pipeline
-        from diffusers.utils import encode_video
 
         s = self.settings(profile)
         stage1, stage2 = s.stages
@@ -491,6 +532,16 @@ class Bench:
         self.timer.take()
         _peak_reset()
         _sync()
+        with _eager():
+            return self._direct_calls(profile, tag, s, pipe1, pipe2, upsample_pipe, te, guidance1, off, common, n1,
+                                      lora, adapter if lora is not None else None)
+
+    def _direct_calls(self, profile, tag, s, pipe1, pipe2, upsample_pipe, te, guidance1, off, common, n1, lora, adapter):
+        from diffusers.utils import encode_video
+
+        stage1, stage2 = s.stages
+        m = self.comps.modules
+        transformer = m["transformer"]
         t0, m0 = time.perf_counter(), _Mark()
         video_latents, audio_latents = pipe1(
             prompt=PROMPT, negative_prompt="" if stage1.guided else None,
@@ -586,6 +637,7 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=2, help="stage-1 steps of guided profiles in the warm-up")
     parser.add_argument("--budget-s", type=float, default=None,
                         help="start no further timed pair once this much wall time has gone (keeps a device call in its limit)")
+    parser.add_argument("--speed", default="eager", help="scenekit's speed policy (eager: bit-exact with direct; auto, compiled, fp8)")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", default=None, help="also write the results here ($OUT/ltx2_gpu.json when $OUT is set)")
     args = parser.parse_args()
@@ -622,17 +674,19 @@ def main() -> None:
     redirect.install([LTX2VideoTransformer3DModel, LTX2TextConnectors, AutoencoderKLLTX2Video, AutoencoderKLLTX2Audio,
                       LTX2Vocoder, LTX2LatentUpsamplerModel, Gemma3ForConditionalGeneration])
     loras = {}
+    bench = Bench(args, root, comps, redirect)
     for profile in profiles:
         folder = (root / "models" / profile).resolve()
         comps.write_folder(folder)
         for name, module in comps.modules.items():
             redirect.put(folder, name, module)
+        if bench.numerics(profile).matmul == FP8_ROWWISE:  # quantized in place: a copy, so the direct runs keep bf16
+            redirect.put(folder, "transformer", Fresh(bench.transformer_copy))
         lora = _profile_lora(profile)
         if lora is not None:
             loras[profile] = write_random_lora(comps.modules["transformer"], folder / lora.file, 4 if args.tiny else 384)
             _log(f"{profile}: random LoRA {loras[profile]}")
 
-    bench = Bench(args, root, comps, redirect)
     results: dict[str, Any] = {"env": env, "notes": notes, "build_s": {k: round(v, 2) for k, v in comps.seconds.items()},
                                "tokens": bench.tokens, "loras": loras, "runs": [], "summary": []}
     out_dir = os.environ.get("OUT")
@@ -699,7 +753,9 @@ def main() -> None:
                     pairs[way].append(row)
             if sk_frames is not None and dr_frames is not None and sk_frames.shape == dr_frames.shape:
                 diff = np.abs(sk_frames.astype(np.int16) - dr_frames.astype(np.int16))
+                mse = float((diff.astype(np.float64) ** 2).mean())
                 diffs.append({"max_abs": int(diff.max()), "equal_fraction": round(float((diff == 0).mean()), 4),
+                              "psnr_db": round(10 * np.log10(255 ** 2 / mse), 2) if mse else None,
                               "shape": list(sk_frames.shape), "mean_value": round(float(dr_frames.mean()), 2)})
                 _log(f"  frames scenekit vs direct: {diffs[-1]}")
             del sk_frames, dr_frames

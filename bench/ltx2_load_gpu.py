@@ -71,6 +71,7 @@ def main() -> None:
     from safetensors import safe_open
 
     from scenekit.ltx2.pool import ModelPool
+    from scenekit.runtime.speed import Numerics
 
     if not args.load_only:  # write, then load in a fresh process so its host memory is its own
         cfg = (configs.TINY if args.tiny else configs.REAL)["transformer"]
@@ -86,7 +87,8 @@ def main() -> None:
     result = json.loads((folder / "written.json").read_text())
     _sync()
     started = time.perf_counter()
-    transformer = ModelPool().transformer(folder, FILE, {"compute": "bfloat16", "storage": "float8_e4m3fn"})
+    transformer = ModelPool().transformer(folder, FILE, {"compute": "bfloat16", "storage": "float8_e4m3fn"},
+                                        Numerics("bfloat16", compiled=False))
     _sync()
     result["load_s"] = round(time.perf_counter() - started, 1)
     result["gpu_gb"] = round(torch.cuda.memory_allocated() / 1e9, 2) if device == "cuda" else None

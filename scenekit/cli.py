@@ -7,25 +7,76 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from ruamel.yaml import YAML
+from rich.measure import Measurement
+from rich.table import Column, Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from scenekit import __version__
 from scenekit.cache import CacheStore
-from scenekit.engine.session import RenderOptions, cache_store, check, prepare, render
-from scenekit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID_SPEC, RenderCancelled, RenderError, SpecError
+from scenekit.engine.manifest import manifest_path
+from scenekit.engine.session import (
+    RenderOptions,
+    cache_store,
+    check,
+    folder_project,
+    prepare,
+    render,
+)
+from scenekit.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_SPEC,
+    RenderCancelled,
+    RenderError,
+    SpecError,
+)
 from scenekit.graph.export import to_dot, to_mermaid
+from scenekit.progress import RichProgress
+from scenekit.spec.paths import find_project_root
+from scenekit.spec.yaml_source import parse_value
 from scenekit.units import parse_size
 from scenekit.userconfig import config_path
-from scenekit.progress import RichProgress
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Render multi-shot videos from declarative YAML scene specs.")
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect and prune the node cache.")
+if TYPE_CHECKING:
+    from scenekit.profiles import ModelProfile
+    from scenekit.userconfig import ModelsMapping
+
+
+class _PlainHelp:
+    """Help that writes arguments as `SPEC` and flags bare, rather than typer's `{spec}` and `--all <bool>`."""
+
+    def get_params(self, ctx: typer.Context) -> list[TyperArgument | TyperOption]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if param.metavar is None:
+                param.metavar = "" if getattr(param, "is_flag", False) else param.name.upper()
+        return params
+
+
+class _Group(_PlainHelp, TyperGroup):
+    """A command group with plain help."""
+
+
+class _Command(_PlainHelp, TyperCommand):
+    """A command with plain help: `Usage: scenekit render [OPTIONS] SPEC`."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+        return pieces
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+cache_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Inspect and prune the node cache.")
 app.add_typer(cache_app, name="cache")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -34,11 +85,16 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 
 SpecArg = Annotated[Path, typer.Argument(help="The scene spec (YAML).", show_default=False)]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Use this model profile for every clip.")]
-CacheOpt = Annotated[Path | None, typer.Option("--cache-dir", help="Cache folder (default: .scenekit/cache next to the spec, or $SCENEKIT_CACHE_DIR).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", metavar="NAME", help="Use this model profile for every clip (writes NAME.MODEL.mp4 beside the output).")]
+CacheOpt = Annotated[Path | None, typer.Option(
+    "--cache-dir", metavar="DIR", help="Cache folder (default: .scenekit/cache in the project folder, or $SCENEKIT_CACHE_DIR).")]
 OutsideOpt = Annotated[bool, typer.Option("--allow-outside", help="Let the spec read and write files outside its project folder.")]
-VarOpt = Annotated[list[str] | None, typer.Option("--var", help="Set a template variable: NAME=VALUE (VALUE is YAML).")]
-SizeOpt = Annotated[str | None, typer.Option("--size", help="Render every clip at WIDTHxHEIGHT instead (e.g. a quick look at 384x256).")]
+VarOpt = Annotated[list[str] | None, typer.Option("--var", metavar="NAME=VALUE", help="Set a template variable (VALUE is YAML).")]
+SizeOpt = Annotated[str | None, typer.Option(
+    "--size", metavar="WxH", help="Render every clip at this size, e.g. a quick look at 384x256 (writes NAME.384x256.mp4 beside the output).")]
+OutputOpt = Annotated[Path | None, typer.Option(
+    "--output", "-o", metavar="FILE", help="Write the video (and its manifest) here instead, whatever --model and --size say.")]
 
 
 def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, variables: list[str] | None,
@@ -49,8 +105,37 @@ def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, var
         if not sep or not name.isidentifier():
             err.print(f"error: --var expects NAME=VALUE, got {item!r}", markup=False)
             raise typer.Exit(EXIT_INVALID_SPEC)
-        parsed[name] = YAML(typ="safe", pure=True).load(value)
+        try:
+            parsed[name] = parse_value(value, Path(f"--var {name}"))
+        except SpecError as exc:
+            issue = exc.issues[0]
+            where = f" (column {issue.location.column})" if issue.location else ""
+            err.print(f"error: --var {name}: {issue.message}{where}\n  hint: VALUE is YAML; to pass text, quote it: "
+                      f"--var '{name}=\"...\"'", markup=False)
+            raise typer.Exit(EXIT_INVALID_SPEC) from None
     return RenderOptions(model=model, size=_frame_size(size, "--size"), cache_dir=cache_dir, allow_outside=allow_outside, variables=parsed)
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        out.print(f"scenekit {__version__}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False) -> None:
+    """Render multi-shot videos from declarative YAML scene specs."""
+
+
+def _with_output(options: RenderOptions, output: Path | None) -> RenderOptions:
+    """`options` writing to `--output` (exit 2 unless it names an .mp4 file)."""
+    if output is None:
+        return options
+    if output.suffix.lower() != ".mp4" or output.is_dir():
+        err.print(f"error: --output: {output} is not an .mp4 file name", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
+    return replace(options, output=output)
 
 
 def _frame_size(written: str | None, option: str) -> tuple[int, int] | None:
@@ -81,7 +166,7 @@ def _exit_invalid(error: SpecError, summary: str) -> NoReturn:
     raise typer.Exit(EXIT_INVALID_SPEC) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 def validate(spec: SpecArg, model: ModelOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
              size: SizeOpt = None) -> None:
     """Check a spec (syntax, schema, references, assets, model constraints). Exit 2 when invalid.
@@ -97,13 +182,16 @@ def validate(spec: SpecArg, model: ModelOpt = None, allow_outside: OutsideOpt = 
         err.print(issue.render(Path.cwd(), "note") + "\n  (the spec is valid; rendering it here needs this)", markup=False)
 
 
-@app.command("render")
+@app.command("render", cls=_Command)
 def render_command(
     spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
-    size: SizeOpt = None,
+    size: SizeOpt = None, output: OutputOpt = None,
 ) -> None:
-    """Render a spec: run what is not cached, stitch, write the output and its manifest."""
-    prepared = _prepare(spec, _options(model, cache_dir, allow_outside, var, size))
+    """Render a spec: run what is not cached, stitch, write the output and its manifest.
+
+    With --model or --size the video goes beside the output (NAME.MODEL.WxH.mp4), never over it.
+    """
+    prepared = _prepare(spec, _with_output(_options(model, cache_dir, allow_outside, var, size), output))
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:
@@ -120,18 +208,19 @@ def render_command(
     out.print(f"manifest {_shown(result.manifest)}", markup=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def watch(
     spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
-    size: SizeOpt = None,
+    size: SizeOpt = None, output: OutputOpt = None,
     preview_first: Annotated[bool, typer.Option("--preview-first", help="Render with `preview` first (to NAME.preview.mp4), then the full render.")] = False,
-    preview_size: Annotated[str | None, typer.Option("--preview-size", help="Render at WIDTHxHEIGHT first (to NAME.preview.mp4), then the full render.")] = None,
+    preview_size: Annotated[str | None, typer.Option(
+        "--preview-size", metavar="WxH", help="Render at this size first (to NAME.preview.mp4), then the full render.")] = None,
 ) -> None:
     """Render, then re-render whenever the spec, an include or an asset changes. Ctrl-C exits."""
     from scenekit.watch.console import ConsoleWatchEvents
     from scenekit.watch.loop import WatchLoop
 
-    loop = WatchLoop(spec, _options(model, cache_dir, allow_outside, var, size), ConsoleWatchEvents(out, err),
+    loop = WatchLoop(spec, _with_output(_options(model, cache_dir, allow_outside, var, size), output), ConsoleWatchEvents(out, err),
                      lambda: RichProgress(out), preview_first=preview_first, preview_size=_frame_size(preview_size, "--preview-size"))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -139,74 +228,101 @@ def watch(
     except KeyboardInterrupt:
         loop.stop()
         err.print("stopped watching", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 def plan(
     spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
-    size: SizeOpt = None,
+    size: SizeOpt = None, output: OutputOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
-    """Show every node, whether it will run or is cached, and why it runs."""
-    planned = _prepare(spec, _options(model, cache_dir, allow_outside, var, size)).plan()
+    """Show every node, whether it will run or is cached, and why it runs.
+
+    Reasons compare with the last render of the output this command would write (its manifest).
+    """
+    prepared = _prepare(spec, _with_output(_options(model, cache_dir, allow_outside, var, size), output))
+    planned = prepared.plan()
+    target = prepared.timeline.output_file
     if as_json:
-        out.print_json(json.dumps({"nodes": [p.to_json() for p in planned]}))
+        out.print_json(json.dumps({"output": str(target), "nodes": [p.to_json() for p in planned]}))
         return
-    table = Table("node", "op", "status", "reason", "key")
+    table = Table(_name("node"), _name("op"), _name("status"), _text("reason"), _name("key"))
     for item in planned:
         status = "[yellow]run[/]" if item.status == "run" else "[green]cached[/]"
         table.add_row(item.node.id, item.node.op, status, item.reason, item.node.key[:12])
-    out.print(table)
+    _print_table(table)
     runs = sum(1 for p in planned if p.status == "run")
-    out.print(f"{runs} of {len(planned)} nodes will run", markup=False)
+    out.print(f"{runs} of {len(planned)} nodes will run for {_shown(target)} (compared with {_shown(manifest_path(target))})", markup=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def graph(
     spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
     size: SizeOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="mermaid|dot", help="Mermaid or Graphviz DOT.")] = "mermaid",
 ) -> None:
     """Print the render DAG as Mermaid (default) or Graphviz DOT."""
     if fmt not in ("mermaid", "dot"):
         err.print("error: --format is mermaid or dot", markup=False)
         raise typer.Exit(EXIT_INVALID_SPEC)
     planned = _prepare(spec, _options(model, cache_dir, allow_outside, var, size)).plan()
-    sys.stdout.write(to_mermaid(planned) if fmt == "mermaid" else to_dot(planned))
+    nodes, status = [p.node for p in planned], {p.node.id: p.status for p in planned}
+    sys.stdout.write(to_mermaid(nodes, status) if fmt == "mermaid" else to_dot(nodes, status))
 
 
-@app.command()
-def profiles() -> None:
+@app.command(cls=_Command)
+def profiles(as_json: Annotated[bool, typer.Option("--json", help="Print the profiles as JSON.")] = False) -> None:
     """List the model profiles, what each needs, and whether its weights are here."""
     from scenekit.profiles import available_profiles
     from scenekit.userconfig import user_models
-    from scenekit.weights import MissingWeights, resolve_weights
 
     try:
         mappings = [user_models()]
     except SpecError as exc:
         _exit_invalid(exc, f"{config_path()}: invalid config")
-    table = Table("profile", "needs", "weights", "description")
-    for profile in available_profiles().values():
-        needs = "CPU only"
-        if profile.requires.gpu:
-            capability = profile.requires.min_compute_capability
-            needs = f"GPU ~{profile.requires.vram_gb:g} GB" + (f", compute capability {capability:g}+" if capability else "")
-        weights = "built in"
-        if "ltx2" in (profile.model_extra or {}):
-            from scenekit.ltx2.settings import ltx2_settings
-
-            default = ltx2_settings(profile).weights.pipeline
-            try:
-                weights = "found: " + resolve_weights(profile.name, default, mappings).described
-            except MissingWeights:
-                weights = f"missing (scenekit fetch {profile.name})"
-        table.add_row(profile.name, needs, weights, profile.description)
-    out.print(table)
+    found = [_profile_info(profile, mappings) for profile in available_profiles().values()]
+    if as_json:
+        out.print_json(json.dumps({"profiles": found}))
+        return
+    table = Table(_name("profile"), _text("needs"), _text("weights"), _text("description"))
+    for info in found:
+        table.add_row(info["name"], _needs_text(info["needs"]), _weights_text(info["weights"]), info["description"])
+    _print_table(table)
 
 
-@app.command()
-def fetch(profile: Annotated[str, typer.Argument(help="Profile whose weights to download.")]) -> None:
+def _profile_info(profile: ModelProfile, mappings: list[ModelsMapping]) -> dict[str, Any]:
+    """What `scenekit profiles` says of a profile: backend, needs, and whether its weights are on this machine."""
+    from scenekit.weights import MissingWeights, resolve_weights
+
+    weights: dict[str, Any] = {"needed": False, "present": True, "where": None, "fetch": None}
+    if "ltx2" in (profile.model_extra or {}):
+        from scenekit.ltx2.settings import ltx2_settings
+
+        weights = {"needed": True, "present": False, "where": None, "fetch": f"scenekit fetch {profile.name}"}
+        try:
+            weights.update(present=True, where=resolve_weights(profile.name, ltx2_settings(profile).weights.pipeline, mappings).described)
+        except MissingWeights:
+            pass
+    return {"name": profile.name, "backend": profile.backend, "description": profile.description,
+            "needs": profile.requires.model_dump(), "weights": weights}
+
+
+def _needs_text(needs: dict[str, Any]) -> str:
+    if not needs["gpu"]:
+        return "CPU only"
+    capability = needs["min_compute_capability"]
+    return f"GPU ~{needs['vram_gb']:g} GB" + (f", compute capability {capability:g}+" if capability else "")
+
+
+def _weights_text(weights: dict[str, Any]) -> str:
+    if not weights["needed"]:
+        return "built in"
+    return f"found: {weights['where']}" if weights["present"] else f"missing ({weights['fetch']})"
+
+
+@app.command(cls=_Command)
+def fetch(profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profile whose weights to download.")]) -> None:
     """Download a profile's weights into the Hugging Face cache (needs network access)."""
     from scenekit.profiles import available_profiles
 
@@ -227,71 +343,82 @@ def fetch(profile: Annotated[str, typer.Argument(help="Profile whose weights to 
               f"(in the spec or in {config_path()})", markup=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def schema(
     check: Annotated[bool, typer.Option("--check", help="Exit 1 if the file on disk is stale.")] = False,
-    output: Annotated[Path, typer.Option(help="Where the JSON Schema lives.")] = Path("schemas/scene.schema.json"),
+    output: Annotated[Path, typer.Option(metavar="FILE", help="Where the JSON Schema lives.")] = Path("schemas/scene.schema.json"),
 ) -> None:
-    """Write (or check) the JSON Schema generated from the spec models."""
-    from scenekit.spec.schema import schema_text
+    """Write (or check) the JSON Schemas generated from the spec models: specs' and, beside it, included files'."""
+    from scenekit.spec.schema import schema_files
 
-    text = schema_text()
+    files = schema_files(output)
     if check:
-        current = output.read_text() if output.exists() else ""
-        if current != text:
-            err.print(f"{output} is stale: run `scenekit schema`", markup=False)
+        stale = [str(path) for path, text in files.items() if (path.read_text() if path.exists() else "") != text]
+        if stale:
+            err.print(f"{', '.join(stale)} {'is' if len(stale) == 1 else 'are'} stale: run `scenekit schema`", markup=False)
             raise typer.Exit(EXIT_FAILED)
-        out.print(f"{output} is up to date", markup=False)
+        out.print(f"{', '.join(map(str, files))} are up to date", markup=False)
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
-    out.print(f"wrote {output}", markup=False)
+    for path, text in files.items():
+        path.write_text(text)
+        out.print(f"wrote {path}", markup=False)
+
+
+CacheSpecArg = Annotated[Path | None, typer.Argument(
+    help="Use the cache of this spec's project (default: the project holding the current folder).",
+    show_default=False, exists=True, dir_okay=False)]
 
 
 def _store(spec: Path | None, cache_dir: Path | None) -> CacheStore:
-    return cache_store(spec.parent if spec is not None else Path.cwd(), cache_dir)
+    """The cache `render` uses for `spec`, or for a spec in the current folder; says which folder that is."""
+    store = cache_store(find_project_root(spec) if spec is not None else folder_project(Path.cwd()), cache_dir)
+    out.print(f"cache {store.root}" + ("" if store.root.is_dir() else " (not there: nothing was rendered into it yet)"), markup=False)
+    return store
 
 
-@cache_app.command("info")
-def cache_info(
-    spec: Annotated[Path | None, typer.Argument(help="Use the cache of this spec.", show_default=False)] = None,
-    cache_dir: CacheOpt = None,
-) -> None:
+@cache_app.command("info", cls=_Command)
+def cache_info(spec: CacheSpecArg = None, cache_dir: CacheOpt = None) -> None:
     """Show the cache's size, by operation."""
     store = _store(spec, cache_dir)
     entries = list(store.entries())
-    table = Table("op", "entries", "size")
+    table = Table(_name("op"), Column("entries", justify="right"), Column("size", justify="right"))
     by_op: dict[str, list[int]] = {}
     for entry in entries:
         by_op.setdefault(entry.op, []).append(entry.size)
     for op, sizes in sorted(by_op.items()):
         table.add_row(op, str(len(sizes)), _bytes(sum(sizes)))
-    out.print(f"cache {store.root}", markup=False)
-    out.print(table)
+    _print_table(table)
     out.print(f"{len(entries)} entries, {_bytes(sum(e.size for e in entries))}", markup=False)
 
 
-@cache_app.command("prune")
+@cache_app.command("prune", cls=_Command)
 def cache_prune(
-    spec: Annotated[Path | None, typer.Argument(help="Use the cache of this spec.", show_default=False)] = None,
+    ctx: typer.Context,
+    spec: CacheSpecArg = None,
     cache_dir: CacheOpt = None,
-    older_than: Annotated[str | None, typer.Option(help="Remove entries unused for this long: 7d, 12h, 30m.")] = None,
-    max_size: Annotated[str | None, typer.Option(help="Remove least recently used entries until the cache fits: 20GB, 500MB.")] = None,
-    keep: Annotated[list[Path] | None, typer.Option(help="Keep every entry this spec's render uses (repeatable).")] = None,
+    older_than: Annotated[str | None, typer.Option(metavar="AGE", help="Remove entries unused for this long: 7d, 12h, 30m.")] = None,
+    max_size: Annotated[str | None, typer.Option(
+        metavar="SIZE", help="Remove least recently used entries until the cache fits: 20GB, 500MB.")] = None,
+    keep: Annotated[list[Path] | None, typer.Option(metavar="SPEC", help="Keep every entry this spec's render uses (repeatable).")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Remove every entry.")] = False,
 ) -> None:
     """Remove entries by age, total size or everything, keeping what `--keep` specs use."""
     from scenekit.cache.prune import parse_age, parse_size_bytes, select_for_pruning
 
-    store = _store(spec, cache_dir)
-    kept = {node.key for path in keep or [] for node in _prepare(path, RenderOptions()).graph.ordered()}
+    if not (older_than or max_size or everything):
+        err.print(f"{ctx.get_usage()}\nerror: say what to remove: --older-than AGE, --max-size SIZE or --all "
+                  "(--keep only protects entries)", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
     try:
-        victims = select_for_pruning(list(store.entries()), kept=kept, everything=everything,
-                                     older_than=parse_age(older_than) if older_than else None,
-                                     max_size=parse_size_bytes(max_size) if max_size else None)
+        age = parse_age(older_than) if older_than else None
+        size = parse_size_bytes(max_size) if max_size else None
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID_SPEC) from None
+    store = _store(spec, cache_dir)
+    kept = {node.key for path in keep or [] for node in _prepare(path, RenderOptions()).graph.ordered()}
+    victims = select_for_pruning(list(store.entries()), kept=kept, everything=everything, older_than=age, max_size=size)
     for entry in victims:
         store.remove(entry.key)
     store.clean_stale()
@@ -301,6 +428,32 @@ def cache_prune(
 def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM stops a render the way Ctrl-C does: cleanly, resumable."""
     raise KeyboardInterrupt
+
+
+def _name(header: str) -> Column:
+    """A column of names or ids: never wrapped or cut."""
+    return Column(header, no_wrap=True)
+
+
+def _text(header: str) -> Column:
+    """A column of free text: wrapped, words longer than the column folded rather than cut."""
+    return Column(header, overflow="fold")
+
+
+_TEXT_MIN = 12  # the narrowest a text column gets before a table grows past the terminal
+
+
+def _print_table(table: Table) -> None:
+    """Print `table` at the terminal's width, or wider when its name columns would not fit whole otherwise
+    (piped output, a narrow terminal): names and ids are never cut."""
+    texts = [column for column in table.columns if not column.no_wrap]
+    for column in texts:
+        column.max_width = _TEXT_MIN
+    needed = Measurement.get(out, out.options.update_width(sys.maxsize), table).minimum
+    for column in texts:
+        column.max_width = None
+    table.width = needed if needed > out.width else None
+    out.print(table)
 
 
 def _bytes(count: float) -> str:
@@ -325,7 +478,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # noqa: BLE001 - the CLI shows a message, not a traceback
+    except Exception as exc:  # the CLI shows a message, not a traceback
         if os.environ.get("SCENEKIT_DEBUG"):
             raise
         err.print(f"error: {exc.__class__.__name__}: {exc} (set SCENEKIT_DEBUG=1 for a traceback)", markup=False)

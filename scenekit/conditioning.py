@@ -6,13 +6,15 @@ are a generated-frame `range` of that clip's frames node, files are hashed into 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from scenekit.graph.nodes import Node
-from scenekit.media.video import output_frames, read_frames
+from scenekit.media.probe import read_image
+from scenekit.media.video import read_frames
+from scenekit.node_media import output_frames
 from scenekit.ops import NodeOutput
 from scenekit.spec.assets import Asset
 from scenekit.timeline import ResolvedClip, Timeline
@@ -24,7 +26,8 @@ def tail_range(clip: ResolvedClip, count: int) -> list[int]:
     return [stop - count, stop]
 
 
-def condition_params(clip: ResolvedClip, timeline: Timeline, frames_of) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, Asset]]:
+def condition_params(clip: ResolvedClip, timeline: Timeline, frames_of: Callable[[str], str]
+                     ) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, Asset]]:
     """The `conditions` parameter of a clip's node, with the inputs (`condN` -> node) and files it needs."""
     entries: list[dict[str, Any]] = []
     inputs: dict[str, str] = {}
@@ -47,8 +50,7 @@ def condition_frames(node: Node, index: int, inputs: dict[str, NodeOutput]) -> n
     if entry["kind"] == "clip":
         return output_frames(inputs[name], *entry["range"])
     if entry["kind"] == "image":
-        with Image.open(node.files[name].path) as image:
-            return np.asarray(image.convert("RGB"))[None]
+        return read_image(node.files[name].path)[None]
     return read_frames(node.files[name].path, 0, entry["frames"])
 
 

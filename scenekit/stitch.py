@@ -3,11 +3,14 @@ segments it touches.
 
 A clip's **segment** (`CLIP/segment`) holds the timeline frames from the clip's start up to where the
 next clip's transition begins: its first frames blended with the previous clip's tail when a transition
-comes in, its last frames left to the next segment when one goes out. Every segment starts on a key frame
-and is encoded with the same settings, so the **stitch** node joins them without decoding (stream copy)
-and adds the audio track: every clip's audio trimmed to its segment's time range, silence for clips
-without audio, and the video's transitions applied over the same frames (see `scenekit.media.audio`).
-The scene's fade in and out (`output.fade_in`, `fade_out`) dim the pictures and the sound together.
+comes in, its last frames left to the next segment when one goes out. Profiles that annotate (the
+`preview` animatic) get their clip's burn-in drawn over the blended frames: the prompt as a caption,
+the clip id and the timecode (`scenekit.media.overlay`), so pictures dissolve, text does not. Every
+segment starts on a key frame and is encoded with the same settings, so the **stitch** node joins them
+without decoding (stream copy) and adds the audio track: every clip's audio trimmed to its segment's
+time range, silence for clips without audio, and the video's transitions applied over the same frames
+(see `scenekit.media.audio`). The scene's fade in and out (`output.fade_in`, `fade_out`) dim the
+pictures, their burn-in and the sound together.
 """
 
 from __future__ import annotations
@@ -22,13 +25,20 @@ from PIL import Image
 
 from scenekit.graph.nodes import Node
 from scenekit.media.audio import (
-    AAC_RATES, fit_length, frame_to_sample, output_audio, resample, slice_frames, to_channels, transition_alpha,
+    AAC_RATES,
+    fit_length,
+    frame_to_sample,
+    resample,
+    slice_frames,
+    to_channels,
+    transition_alpha,
     transition_gains,
 )
-from scenekit.media.video import VideoWriter, concat_videos, iter_output_frames, output_frames
+from scenekit.media.overlay import Burnin
+from scenekit.media.video import concat_videos, encode_in_parts, part_count
+from scenekit.node_media import iter_output_frames, output_audio, output_frames
 from scenekit.ops import NodeOutput, RunContext, register
-from scenekit.preview.draw import annotate
-from scenekit.timeline import Timeline
+from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
 
 STITCH = "stitch"
@@ -49,7 +59,6 @@ def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
         clips.append({
             "range": [clip.segment_start, clip.segment_start + clip.frames],
             "transition": {"type": clip.transition, "frames": clip.transition_frames},
-            "label": clip.id if clip.profile.annotate else None,
             "start": start,
         })
     width, height = timeline.size
@@ -60,14 +69,14 @@ def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
     fades = {"in": timeline.fade_in, "out": timeline.fade_out, "total": timeline.total_frames}
     nodes, inputs = [], {}
     for index, clip in enumerate(timeline.clips):
-        params = segment_params(video, clips, index, fades)
+        params = segment_params(video, clips, index, fades, clip_burnin(clip))
         if params is None:
             continue
         segment_inputs = {"clip": frames_nodes[index]}
         if params["previous"] is not None:
             segment_inputs["previous"] = frames_nodes[index - 1]
         sources = {"range": f"clips[{clip.index}] length and transitions", "transition": clip.sources["transition"],
-                   "previous": f"clips[{clip.index}].transition", "label": f"clips[{clip.index}].id",
+                   "previous": f"clips[{clip.index}].transition", "burnin": f"clips[{clip.index}].id/prompt",
                    "fade": "output.fade_in/fade_out", **encoding}
         nodes.append(Node(f"{clip.id}/segment", SEGMENT, params, segment_inputs, {}, clip.id, sources=sources))
         inputs[f"segment{index}"] = nodes[-1].id
@@ -78,12 +87,19 @@ def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
     return nodes
 
 
-def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: int, fades: dict[str, int]) -> dict[str, Any] | None:
+def clip_burnin(clip: ResolvedClip) -> dict[str, str] | None:
+    """What is burnt into the clip's segment: its id and prompt when its profile annotates, else None."""
+    return {"label": clip.id, "caption": clip.prompt} if clip.profile.annotate else None
+
+
+def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: int, fades: dict[str, int],
+                   burnin: dict[str, str] | None = None) -> dict[str, Any] | None:
     """Parameters of clip `index`'s segment (None when the next transition takes all its frames).
 
-    `clips` are the stitch's: each clip's generated-frame `range`, incoming `transition`, `label` and
-    timeline `start`; `fades` the scene's fade `in` and `out` frames and its `total` frames. Timeline
-    positions are part of a segment only where a label or a fade needs them.
+    `clips` are the stitch's: each clip's generated-frame `range`, incoming `transition` and timeline
+    `start`; `fades` the scene's fade `in` and `out` frames and its `total` frames; `burnin` the
+    `label` and `caption` drawn over the segment. Timeline positions are part of a segment only where a
+    burn-in (its timecode) or a fade needs them.
     """
     clip = clips[index]
     t_in = clip["transition"]["frames"]
@@ -94,14 +110,13 @@ def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: in
     previous = None
     if t_in:
         before = clips[index - 1]
-        previous = {"range": [before["range"][1] - t_in, before["range"][1]], "label": before["label"],
-                    "start": clip["start"] if before["label"] else None}
+        previous = {"range": [before["range"][1] - t_in, before["range"][1]]}
     start, length = clip["start"], last - t_out - first
     fade = None
     if start < fades["in"] or start + length > fades["total"] - fades["out"]:
         fade = {**fades, "start": start}
     return {**video, "range": [first, last - t_out], "transition": clip["transition"], "previous": previous,
-            "label": clip["label"], "start": start if clip["label"] else None, "fade": fade}
+            "burnin": burnin, "start": start if burnin else None, "fade": fade}
 
 
 def fade_gain(frame: int, fade_in: int, fade_out: int, total: int) -> float:
@@ -141,24 +156,27 @@ def fit_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def segment_frames(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> Iterator[np.ndarray]:
-    """A segment's frames in order, at the output size: labelled when the profile draws labels, the first
-    ones blended with the previous clip's tail when a transition comes in."""
-    fps = float(Fraction(params["fps"]))
+    """A segment's frames in order, at the output size: the first ones blended with the previous clip's
+    tail when a transition comes in, then the burn-in drawn over them, then the scene's fades."""
     width, height = params["width"], params["height"]
     previous = params["previous"]
     tail: np.ndarray | None = None
     if previous is not None:
         tail = np.stack([fit_frame(f, width, height) for f in output_frames(inputs["previous"], *previous["range"])])
-        if previous["label"] is not None:
-            annotate(tail, first_timeline_frame=previous["start"], fps=fps, label=previous["label"])
+    first, last = params["range"]
+    overlay = None
+    if params["burnin"] is not None:
+        frames = range(params["start"], params["start"] + last - first)
+        overlay = Burnin(width, height, Fraction(params["fps"]), frames, label=params["burnin"]["label"],
+                         caption_text=params["burnin"]["caption"])
     t_in, fade = params["transition"]["frames"], params["fade"]
-    for j, frame in enumerate(iter_output_frames(inputs["clip"], *params["range"])):
+    for j, frame in enumerate(iter_output_frames(inputs["clip"], first, last)):
         frame = fit_frame(frame, width, height)
-        if params["label"] is not None:
-            frame = frame.copy()
-            annotate(frame[None], first_timeline_frame=params["start"] + j, fps=fps, label=params["label"])
         if tail is not None and j < t_in:
             frame = blend(tail[j], frame, j, t_in, params["transition"]["type"])
+        if overlay is not None:
+            frame = np.array(frame)  # the clip's frames may be shared and read-only
+            overlay.apply(frame, params["start"] + j)
         if fade is not None:
             gain = fade_gain(fade["start"] + j, fade["in"], fade["out"], fade["total"])
             if gain < 1.0:
@@ -215,20 +233,19 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tup
     return track, rate
 
 
-@register(SEGMENT, version=1, background=True)  # encodes while the GPU samples the next clip
+@register(SEGMENT, version=3, background=True)  # encodes while the GPU samples the next clip
 def segment(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
-    """Encode one clip's segment of the timeline (H.264, starting on a key frame)."""
+    """Encode one clip's segment of the timeline (H.264, starting on a key frame, parts encoded side by side)."""
     params = node.params
     total = params["range"][1] - params["range"][0]
-    written = 0
-    with VideoWriter(ctx.workdir / SEGMENT_FILE, params["width"], params["height"], Fraction(params["fps"]),
-                     lossless=False, crf=params["crf"], preset=params["preset"]) as writer:
-        for frame in segment_frames(params, inputs):
-            writer.write(frame)
-            written += 1
-            ctx.step(written, total)
-    if written != total:
-        raise RuntimeError(f"segment has {written} frames, expected {total}")
+    frames = list(segment_frames(params, inputs))
+    if len(frames) != total:
+        raise RuntimeError(f"segment has {len(frames)} frames, expected {total}")
+    fps = Fraction(params["fps"])
+    parts = part_count(total, fps)
+    ctx.step(0, parts)
+    encode_in_parts(frames, ctx.workdir / SEGMENT_FILE, fps, crf=params["crf"], preset=params["preset"],
+                    progress=lambda done: ctx.step(done, parts))
 
 
 @register(STITCH, version=2, holds_inputs=False)  # segment files and clip audio: the clips' frames can go

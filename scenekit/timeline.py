@@ -9,7 +9,11 @@ re-rendered context. Generated lengths are snapped to the profile's frame rule a
 
 from __future__ import annotations
 
+import os
+
+import dataclasses
 import difflib
+import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,8 +22,11 @@ from typing import Literal
 import networkx as nx
 
 from scenekit.errors import FieldPath, Location, SpecError, SpecIssue
+from scenekit.media.probe import check_image, check_video
+from scenekit.media.video import MAX_OUTPUT_SIDE
+from scenekit.output_file import output_problem
 from scenekit.profiles import ModelProfile
-from scenekit.spec.assets import Asset, cached_sha256, check_image, check_video
+from scenekit.spec.assets import Asset, cached_sha256
 from scenekit.spec.loader import LoadedSpec
 from scenekit.spec.models import Clip, Conditioning
 from scenekit.spec.paths import PathPolicy
@@ -65,6 +72,8 @@ class ResolvedClip:
     knobs: dict[str, object] = field(default_factory=dict)
     model_at: Location | None = None
     """Where the clip's model was chosen (None: `--model` or the default)."""
+    at: Location | None = None
+    """Where the clip is written in the spec."""
 
     def model_issue(self, message: str) -> SpecIssue:
         """A problem with the clip's model on this machine, located where the model was chosen."""
@@ -109,6 +118,8 @@ class Timeline:
     fade_in: int = 0
     """Frames over which the scene fades in from black (and silence); `fade_out` likewise at its end."""
     fade_out: int = 0
+    speed: str | None = None
+    """The speed policy every model runs with (`scenekit.runtime.speed`); None: each profile's own."""
 
     @property
     def fps(self) -> Fraction:
@@ -135,6 +146,15 @@ def step_neighbours(count: int, step: int) -> tuple[int, int]:
     """The k*step + 1 values at or below `count` and just above it."""
     below = count - (count - 1) % step
     return below, below + step
+
+
+def size_hint(width: int, height: int, multiple: int, min_side: int, max_side: int) -> str:
+    """`WxH`: the size nearest `width x height` in aspect whose sides are multiples of `multiple` within
+    `min_side..max_side`."""
+    low, high = -(-min_side // multiple) * multiple, max_side // multiple * multiple
+    scale = min(max(1.0, low / min(width, height)), high / max(width, height))
+    width, height = (min(high, max(low, round(side * scale / multiple) * multiple)) for side in (width, height))
+    return f"{width}x{height}"
 
 
 def total_frames(clips: list[ResolvedClip]) -> int:
@@ -167,7 +187,8 @@ class _Resolver:
             return getattr(self.spec.defaults, name), ("defaults", name)
         return None, None
 
-    def resolve(self) -> Timeline:
+    def resolve(self) -> Timeline | None:
+        """The timeline, or None with `issues` saying what is wrong."""
         clips = [c for c in self.spec.clips if isinstance(c, Clip)]
         self.check_unique_ids(clips)
         resolved = [r for i, c in enumerate(clips) if (r := self.resolve_clip(i, c)) is not None]
@@ -177,24 +198,33 @@ class _Resolver:
                 self.check_references(clip, by_id)
             self.check_cycles(resolved)
         if not self.issues:
+            self.check_drift_references(resolved, clips)
             self.check_timeline(resolved, clips)
-        output = self.resolve_output()
+        output = self.resolve_output(resolved)
         self.check_model_folders()
         if self.issues:
-            raise SpecError(self.issues)
+            return None
         assert output is not None
         name = self.spec.name or self.loaded.path.stem
         fade_in, fade_out = self.resolve_fades(resolved)
-        written_size = self.spec.output.size if self.size_override is None else None  # --size sets the output's too
-        size = written_size or (resolved[0].width, resolved[0].height)
-        if size[0] % 2 or size[1] % 2:
-            self.fail(("output", "size") if written_size else ("clips", 0, "size"),
-                      f"the output size {size[0]}x{size[1]} must be even on both sides (H.264, yuv420p)",
-                      f"use {size[0] + size[0] % 2}x{size[1] + size[1] % 2}")
+        size = self.resolve_output_size(resolved[0], clips[0])
         if self.issues:
-            raise SpecError(self.issues)
+            return None
         return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), size,
                         [self.models_mapping()], fade_in, fade_out)
+
+    def resolve_output_size(self, first: ResolvedClip, written: Clip) -> tuple[int, int]:
+        """The output's size: `output.size`, else the first clip's (`--size` sets both); H.264 takes even sides up to a limit."""
+        if self.size_override is None and self.spec.output.size is not None:
+            (width, height), origin, by = self.spec.output.size, ("output", "size"), ""
+        else:
+            width, height = first.width, first.height
+            origin = self.setting(0, written, "size")[1] or ("clips", 0)
+            by = " (from --size)" if self.size_override is not None else ""
+        if width % 2 or height % 2 or max(width, height) > MAX_OUTPUT_SIDE:
+            self.fail(origin, f"the output size {width}x{height}{by} must be even on both sides and at most {MAX_OUTPUT_SIDE} "
+                      "pixels a side (H.264, yuv420p)", f"use {size_hint(width, height, 2, 2, MAX_OUTPUT_SIDE)}")
+        return width, height
 
     def resolve_fades(self, clips: list[ResolvedClip]) -> tuple[int, int]:
         """The scene's fade in and out, in frames; both together fit in the scene."""
@@ -216,9 +246,9 @@ class _Resolver:
     def check_model_folders(self) -> None:
         """Weights folders a spec names stay inside the project like its assets (hub repo ids go anywhere)."""
         mapping = self.models_mapping()
-        for profile, written in mapping.entries.items():
+        for profile in mapping.entries:
             folder = mapping.folder(profile)
-            if not folder.is_dir():
+            if not os.path.isdir(folder):  # never raises (a name too long is simply not a folder)
                 continue  # a hub repo id (or a folder that is not there: weights resolution reports it)
             try:
                 self.policy.resolve(str(folder), mapping.base)
@@ -289,7 +319,7 @@ class _Resolver:
             if not profile.constraints.valid_overlap(overlap):
                 below, above = step_neighbours(overlap, step)
                 self.fail(("clips", index, "overlap"), f"overlap must be {step}k+1 frames for model `{profile.name}`; got {overlap}",
-                          f"use {below if below > 0 else above} or {above}")
+                          f"use {' or '.join(str(n) for n in sorted({below, above}) if n > 0)}")
         transition, transition_frames = self.resolve_transition(index, clip, fps)
         sources["transition"] = display(("clips", index, "transition"))
         conditions = [c for j, cond in enumerate(clip.conditioning) if (c := self.resolve_condition(index, j, cond, fps, frames)) is not None]
@@ -299,17 +329,17 @@ class _Resolver:
         resolved = ResolvedClip(
             index, clip.id, clip.prompt, profile, width, height, fps, seed if seed is not None else 0, frames,
             clip.continue_, overlap, transition, transition_frames, conditions, sources, knobs,
-            self.loaded.sources.locate(model_origin) if model_origin else None,
+            self.loaded.sources.locate(model_origin) if model_origin else None, self.loaded.sources.locate(("clips", index)),
         )
         for j, cond in enumerate(conditions):
             generated = resolved.segment_start + cond.at
             if not profile.constraints.valid_keyframe(generated):
                 below, above = step_neighbours(generated, profile.constraints.keyframe_step)
-                options = sorted({max(0, below - resolved.segment_start), above - resolved.segment_start})
+                options = [f - resolved.segment_start for f in (below, above) if 0 <= f - resolved.segment_start < frames]
                 self.fail(("clips", index, "conditioning", j, "frame"),
                           f"model `{profile.name}` places conditioning on latent frames: frame {cond.at} of this clip "
                           f"(generated frame {generated}) would land {generated - below} frame(s) earlier",
-                          f"use frame {' or '.join(str(o) for o in options if o < frames)}")
+                          f"use frame {' or '.join(str(o) for o in options)}" if options else "condition another clip")
         if resolved.generated_frames > profile.constraints.max_frames:
             self.fail(length_field, f"the clip needs {resolved.generated_frames} generated frames; model `{profile.name}` makes at most {profile.constraints.max_frames}",
                       "split it into clips that continue each other")
@@ -334,14 +364,13 @@ class _Resolver:
 
     def check_size(self, profile: ModelProfile, width: int, height: int, origin: FieldPath, written_by: str = "") -> None:
         rules = profile.constraints
-        multiple = rules.size_multiple
-        if width % multiple or height % multiple:
-            snap = lambda v: max(multiple, round(v / multiple) * multiple)  # noqa: E731
-            self.fail(origin, f"size {width}x{height}{written_by} is not a multiple of {multiple} for model `{profile.name}`",
-                      f"use {snap(width)}x{snap(height)}")
+        hint = f"use {size_hint(width, height, rules.size_multiple, rules.min_side, rules.max_side)}"
+        if width % rules.size_multiple or height % rules.size_multiple:
+            self.fail(origin, f"size {width}x{height}{written_by} is not a multiple of {rules.size_multiple} for model "
+                      f"`{profile.name}`", hint)
         elif not (rules.min_side <= min(width, height) and max(width, height) <= rules.max_side):
             self.fail(origin, f"size {width}x{height}{written_by} is outside {rules.min_side}..{rules.max_side} pixels per side "
-                      f"for model `{profile.name}`", "choose a size within the model's range")
+                      f"for model `{profile.name}`", hint)
 
     def resolve_transition(self, index: int, clip: Clip, fps: Fraction) -> tuple[Literal["cut", "crossfade", "fade"], int]:
         spec = clip.transition
@@ -378,7 +407,7 @@ class _Resolver:
                 check_image(path_on_disk)
                 count = 1
             else:
-                available = check_video(path_on_disk)
+                available = check_video(path_on_disk, cond.frames)
                 count = cond.frames or available
                 if count > available:
                     self.fail(path + ("frames",), f"{written} has {available} frames; {count} requested", f"use at most {available}")
@@ -433,12 +462,29 @@ class _Resolver:
             self.fail(base + ("continue",), f"clip `{clip.id}` ({clip.width}x{clip.height} @ {float(clip.fps):g} fps) cannot continue `{source.id}` "
                       f"({source.width}x{source.height} @ {float(source.fps):g} fps)", "give both clips the same size and fps")
         elif clip.overlap > source.frames:
+            longest = step_neighbours(source.frames, clip.profile.constraints.overlap_step)[0]
             self.fail(base + ("overlap",), f"overlap {clip.overlap} is longer than clip `{source.id}` ({source.frames} frames)",
-                      f"use an overlap of at most {source.frames}")
+                      f"use overlap {longest}" if longest > 0 else f"lengthen `{source.id}`")
         elif clip.transition_frames > clip.overlap:
             self.fail(base + ("transition", "duration"),
                       f"a {clip.transition} into a continued clip blends over its {clip.overlap} context frames; it is {clip.transition_frames} frames",
                       f"shorten the transition to at most {clip.overlap} frames, or raise `overlap`")
+
+    def check_drift_references(self, clips: list[ResolvedClip], written: list[Clip]) -> None:
+        """`drift_control` matches a clip to its chain's first clip in the clip's latent space: the first clip
+        must be made by the same backend (a `preview` animatic has no latents)."""
+        for clip in clips:
+            if not clip.knobs.get("drift_control") or clip.continues is None:
+                continue
+            root = clip
+            while root.continues is not None:
+                root = next(c for c in clips if c.id == root.continues)
+            if root.profile.backend != clip.profile.backend:
+                self.fail(self.setting(clip.index, written[clip.index], "drift_control")[1] or ("clips", clip.index),
+                          f"drift_control pulls clip `{clip.id}` towards the latents of its chain's first clip, `{root.id}`, "
+                          f"but model `{root.profile.name}` makes `{root.id}` without {clip.profile.backend} latents",
+                          f"remove drift_control, or make `{root.id}` with a model of the `{clip.profile.backend}` backend "
+                          f"(like `{clip.profile.name}`)")
 
     def check_cycles(self, clips: list[ResolvedClip]) -> None:
         graph = nx.DiGraph()
@@ -462,7 +508,7 @@ class _Resolver:
             if clip.fps != first.fps:
                 self.fail(("clips", clip.index, "fps"), f"all clips share one frame rate; this clip has {float(clip.fps):g} fps, `{first.id}` has {float(first.fps):g}",
                           "set `fps` once under `defaults`")
-        for previous, clip in zip(clips, clips[1:]):
+        for previous, clip in itertools.pairwise(clips):
             path = ("clips", clip.index, "transition", "duration")
             if clip.transition_frames > previous.frames:
                 self.fail(path, f"the {clip.transition} ({clip.transition_frames} frames) is longer than the clip before it, "
@@ -479,7 +525,8 @@ class _Resolver:
                 self.fail(("clips", clip.index, length), f"clip `{clip.id}` ({clip.frames} frames) is shorter than its transitions in and out "
                           f"({t_in} + {t_out} frames)", "lengthen the clip or shorten the transitions")
 
-    def resolve_output(self) -> Path | None:
+    def resolve_output(self, clips: list[ResolvedClip]) -> Path | None:
+        """The output file: an .mp4 inside the project, writable, overwriting none of the scene's inputs."""
         written = self.spec.output.file or f"renders/{self.spec.name or self.loaded.path.stem}.mp4"
         try:
             path = self.policy.resolve(written, self.loaded.path.parent)
@@ -489,11 +536,32 @@ class _Resolver:
         if path.suffix.lower() != ".mp4":
             self.fail(("output", "file"), f"the output must be an .mp4 file; got {written}", "end the file name with .mp4")
             return None
+        inputs = [(spec_file, f"the spec file {spec_file.name}") for spec_file in self.loaded.files]
+        inputs += [(c.asset.path, f"{c.asset.written} (clip `{clip.id}`)") for clip in clips for c in clip.conditions if c.asset]
+        problem = output_problem(path, written, inputs)
+        if problem is not None:
+            self.fail(("output", "file"), *problem)
+            return None
         return path
 
 
 def resolve_timeline(loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None = None,
                      size: tuple[int, int] | None = None) -> Timeline:
     """Decide every clip's settings and lengths (`model` and `size` override every clip's); raises
-    SpecError with every located issue."""
-    return _Resolver(loaded, policy, profiles, model, size).resolve()
+    SpecError with every located issue.
+
+    With an override the spec as written is checked too (its clips' own models, sizes and settings),
+    so a spec that renders with `--model preview` or a smaller `--size` is ready for the real render.
+    """
+    resolver = _Resolver(loaded, policy, profiles, model, size)
+    timeline, issues = resolver.resolve(), resolver.issues
+    if model is not None or size is not None:
+        as_written = _Resolver(loaded, policy, profiles, None, None)
+        as_written.resolve()
+        flags = " and ".join(flag for flag, value in (("--model", model), ("--size", size)) if value is not None)
+        note = f" (the real render, without {flags}, would stop here)"
+        issues = issues + [dataclasses.replace(i, message=i.message + note) for i in as_written.issues if i not in issues]
+    if issues:
+        raise SpecError(list(dict.fromkeys(issues)))  # clips sharing a `defaults` value share its issue
+    assert timeline is not None
+    return timeline

@@ -3,6 +3,9 @@
     models:                       # where a profile's weights are on this machine
       ltx2-distilled: /data/models/LTX-2
       ltx2-dev-fp8: Lightricks/LTX-2@<commit>
+    runtime:
+      speed: compiled             # the speed policy of every render here (`--speed` wins)
+      memory: offload             # the memory policy (`--memory` wins)
 
 A spec's own `models:` wins over this file; both win over `$SCENEKIT_MODELS` and the Hugging Face cache.
 Relative folders are relative to the file that names them.
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,11 +26,22 @@ from scenekit.spec.yaml_source import read_yaml
 CONFIG_ENV = "SCENEKIT_CONFIG"
 
 
+class RuntimeConfig(BaseModel):
+    """How models run on this machine."""
+
+    model_config = ConfigDict(extra="forbid")
+    speed: Literal["auto", "eager", "compiled", "fp8"] | None = Field(
+        None, description="speed policy of every render (default: each profile's)")
+    memory: Literal["auto", "resident", "offload"] | None = Field(
+        None, description="memory policy of every render (default: auto)")
+
+
 class UserConfig(BaseModel):
     """The settings file's schema."""
 
     model_config = ConfigDict(extra="forbid")
     models: dict[str, str] = Field(default_factory=dict, description="profile -> weights folder or `org/repo@revision`")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
 
 @dataclass(frozen=True)
@@ -51,12 +66,20 @@ def config_path() -> Path:
     return base / "scenekit" / "config.yaml"
 
 
-def user_models() -> ModelsMapping:
-    """The user config's `models:` (empty when there is no config file); raises SpecError, located in
-    the config file, when it is invalid."""
-    path = config_path()
+def _user_config(path: Path) -> UserConfig:
+    """The config file at `path` (defaults when there is none); raises SpecError, located in the file, when invalid."""
     if not path.is_file():
-        return ModelsMapping(f"{path} models")
+        return UserConfig()
     data, sources, _ = read_yaml(path)
-    config = validated(UserConfig, data if data is not None else {}, sources)
-    return ModelsMapping(f"{path} models", dict(config.models), path.parent)
+    return validated(UserConfig, data if data is not None else {}, sources)
+
+
+def user_models() -> ModelsMapping:
+    """The user config's `models:` (empty when there is no config file)."""
+    path = config_path()
+    return ModelsMapping(f"{path} models", dict(_user_config(path).models), path.parent)
+
+
+def user_runtime() -> RuntimeConfig:
+    """The user config's `runtime:` section."""
+    return _user_config(config_path()).runtime

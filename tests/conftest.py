@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from fractions import Fraction
 from pathlib import Path
@@ -9,10 +10,26 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from scenekit.engine.events import SilentEvents
-from scenekit.engine.session import Prepared, RenderOptions, RenderResult, prepare, render
+from scenekit.engine.session import (
+    Prepared,
+    RenderOptions,
+    RenderResult,
+    prepare,
+    render,
+)
+
+
+def pytest_configure() -> None:
+    """One thread per pool, in this process and in the ones the tests start: on a small machine with other
+    work beside it, torch's default pools (a thread per core, intra- and inter-op) oversubscribe the cores
+    and the suite takes 3-5x longer; the tests' tensors are tiny, so more threads buy nothing."""
+    os.environ.update(dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
 
 
 class Project:

@@ -45,6 +45,7 @@ def test_sigkill_midway_then_rerun_resumes_from_cache(project: Project):
     frames, _, _ = read_video(result.output)
     assert len(frames) == 6 * 48
     assert not list((project.cache / "tmp").iterdir())  # the killed process's work folder was cleaned up
+    assert not list((project.cache / "locks").iterdir())  # its key lock died with it; the rerun took it and let it go
 
 
 def test_ctrl_c_stops_cleanly_with_exit_130_and_leaves_nothing_half_written(project: Project):

@@ -13,6 +13,9 @@ from typer.testing import CliRunner
 from conftest import Project, read_video
 from scenekit.cli import app
 from scenekit.ltx2.tiny import build_tiny_profile_weights
+from scenekit.runtime.speed import Numerics
+
+EAGER = Numerics("float32", compiled=False)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +203,7 @@ def test_lora_in_the_published_format_loads_into_transformer_and_connectors(mode
     lora = "ltx-2-19b-distilled-lora-384.safetensors"
     published = load_file(str(models / "ltx2-dev-fp8" / lora))
     assert all(k.startswith(("diffusion_model.", "text_embedding_projection.")) for k in published)
-    pipe = ModelPool().pipeline(models / "ltx2-dev-fp8", None, {"compute": "float32", "storage": "float32"}, lora)
+    pipe = ModelPool().pipeline(models / "ltx2-dev-fp8", None, {"compute": "float32", "storage": "float32"}, EAGER, lora)
     to_q, projection = pipe.transformer.transformer_blocks[0].attn1.to_q, pipe.connectors.text_proj_in
     assert torch.equal(to_q.lora_A["ltx_2_19b_distilled_lora_384"].weight,
                        published["diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight"])
@@ -227,12 +230,12 @@ def test_single_file_transformers_load_from_the_published_format_with_fp8_scales
     published = load_file(str(folder / name))
     key = "model.diffusion_model.transformer_blocks.0.attn1.to_q"
     assert published[f"{key}.weight"].dtype == torch.float8_e4m3fn and f"{key}.weight_scale" in published
-    transformer = ModelPool().transformer(folder, name, {"compute": "float32", "storage": "float8_e4m3fn"})
+    transformer = ModelPool().transformer(folder, name, {"compute": "float32", "storage": "float8_e4m3fn"}, EAGER)
     to_q = transformer.transformer_blocks[0].attn1.to_q
     assert to_q.weight.dtype == torch.float8_e4m3fn  # stored in fp8 between uses
     expected = published[f"{key}.weight"].float() * published[f"{key}.weight_scale"].float()
     assert torch.equal(to_q.weight.float(), expected.to(torch.float8_e4m3fn).float())
-    in_folder = ModelPool().transformer(folder, None, {"compute": "float32", "storage": "float32"})
+    in_folder = ModelPool().transformer(folder, None, {"compute": "float32", "storage": "float32"}, EAGER)
     assert not torch.allclose(in_folder.transformer_blocks[0].attn1.to_q.weight, expected, atol=1e-3)  # the file's, not transformer/
 
 
@@ -246,8 +249,8 @@ def test_a_checkpoint_file_brings_its_own_text_connectors(models: Path, monkeypa
     folder, name = models / "ltx2-distilled", "ltx-2-19b-distilled.safetensors"
     published = load_file(str(folder / name))
     pool = ModelPool()
-    from_file = pool.pipeline(folder, name, {"compute": "float32", "storage": "float32"}).connectors
-    from_folder = pool.pipeline(folder, None, {"compute": "float32", "storage": "float32"}).connectors
+    from_file = pool.pipeline(folder, name, {"compute": "float32", "storage": "float32"}, EAGER).connectors
+    from_folder = pool.pipeline(folder, None, {"compute": "float32", "storage": "float32"}, EAGER).connectors
     assert torch.equal(from_file.text_proj_in.weight, published["text_embedding_projection.aggregate_embed.weight"])
     registers = published["model.diffusion_model.video_embeddings_connector.learnable_registers"]
     assert torch.equal(from_file.video_connector.learnable_registers, registers)

@@ -13,9 +13,16 @@ import pytest
 
 from scenekit.graph.nodes import Node
 from scenekit.media.audio import (
-    AUDIO_FILE, frame_to_sample, read_audio, resample, slice_frames, transition_alpha, transition_gains, write_audio,
+    frame_to_sample,
+    read_audio,
+    resample,
+    slice_frames,
+    transition_alpha,
+    transition_gains,
+    write_audio,
 )
-from scenekit.media.video import FRAMES_FILE, write_frames
+from scenekit.media.video import write_frames
+from scenekit.node_media import AUDIO_FILE, FRAMES_FILE
 from scenekit.ops import NodeOutput
 from scenekit.stitch import SEGMENT, STITCH, VIDEO_FILE, segment, segment_params, stitch
 
@@ -48,7 +55,7 @@ def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path],
     entries, position = [], 0
     for clip in clips:
         position -= clip["t"]
-        entries.append({"range": clip["range"], "transition": {"type": clip["type"], "frames": clip["t"]}, "label": None, "start": position})
+        entries.append({"range": clip["range"], "transition": {"type": clip["type"], "frames": clip["t"]}, "start": position})
         position += clip["range"][1] - clip["range"][0]
     video = {"width": WIDTH, "height": HEIGHT, "fps": "24", "crf": 18, "preset": "ultrafast"}
     outputs = {f"clip{i}": NodeOutput(lambda folder=folder: folder) for i, folder in enumerate(folders)}

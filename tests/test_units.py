@@ -1,7 +1,9 @@
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
+from scenekit.engine.session import RenderOptions
 from scenekit.units import format_rate, parse_duration, parse_fps, parse_size
 
 
@@ -33,3 +35,18 @@ def test_sizes():
     assert parse_size("768x512") == (768, 512)
     with pytest.raises(ValueError):
         parse_size("768 by 512")
+
+
+@pytest.mark.parametrize(
+    ("options", "written"),
+    [(RenderOptions(), "x.mp4"), (RenderOptions(model="preview"), "x.preview.mp4"), (RenderOptions(size=(384, 256)), "x.384x256.mp4"),
+     (RenderOptions(model="ltx2-dev", size=(384, 256)), "x.ltx2-dev.384x256.mp4"),
+     (RenderOptions(model="preview", size=(384, 256), output_variant="preview"), "x.preview.mp4")],
+)
+def test_overridden_renders_go_beside_the_output(options: RenderOptions, written: str):
+    assert options.output_file(Path("/r/x.mp4")) == Path("/r") / written
+
+
+def test_an_output_file_is_taken_as_given(tmp_path: Path):
+    options = RenderOptions(model="preview", size=(384, 256), output=tmp_path / "look.mp4")
+    assert options.output_file(Path("/r/x.mp4")) == tmp_path / "look.mp4"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Project
+
 from scenekit.engine.events import SilentEvents
 from scenekit.engine.session import RenderOptions
 from scenekit.graph.nodes import Node
@@ -113,8 +116,43 @@ def test_unchanged_save_rerenders_nothing(project: Project, watching):
     text = project.spec.read_text()
     save(project.spec, text)
     project.spec.touch()
-    time.sleep(0.6)
-    assert len(recorder.of("changed")) == 1 and len(recorder.of("rendered")) == 1
+    time.sleep(0.5)  # well past the debounce: a batch for the saves above would come before the edit below
+    save(project.spec, text.replace('"first"', '"first take"'))
+    recorder.wait_for("rendered", 2)
+    assert [item[1] for item in recorder.of("changed")] == [["new"], ["clips[0].prompt"]]
+
+
+def test_a_failed_write_is_reported_and_the_next_save_renders_again(project: Project, watching, monkeypatch):
+    """An OSError (here: the output folder became unwritable) does not end the watch: it is reported
+    with the path, and the next save renders again, even one that changes nothing."""
+    from scenekit.engine import session
+
+    def unwritable(source: Path, target: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(session, "atomic_copy", unwritable)
+    recorder = watching()
+    assert recorder.wait_for("state")[0] == ("state", "error")
+    [(_, label, message)] = recorder.of("failed")
+    assert label == "render" and "Permission denied" in message and str(project.root / "out.mp4") in message
+    monkeypatch.undo()
+    save(project.spec, project.spec.read_text())
+    assert recorder.wait_for("rendered")[0][2] == []  # every node was cached before the write failed
+    assert (project.root / "out.mp4").is_file()
+
+
+def test_ctrl_c_stops_watching_with_exit_130(project: Project):
+    project.write(SCENE)
+    process = subprocess.Popen([sys.executable, "-m", "scenekit", "watch", str(project.spec), "--cache-dir", str(project.cache)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (project.root / "out.manifest.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "stopped watching" in stderr and "Traceback" not in stderr
 
 
 def test_invalid_edit_reports_and_recovers(project: Project, watching):

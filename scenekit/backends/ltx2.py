@@ -16,8 +16,9 @@ from scenekit.backends import ClipNodes, FramesOf
 from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError
 from scenekit.graph.nodes import Node
-from scenekit.hardware import why_profile_cannot_run
+from scenekit.hardware import compute_device, why_profile_cannot_run
 from scenekit.ltx2.settings import Ltx2Settings, Stage, ltx2_settings
+from scenekit.runtime.speed import Numerics, SpeedUnavailable, resolve_numerics, this_machine
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
 from scenekit.weights import MissingWeights, WeightsSource, resolve_weights
@@ -28,12 +29,18 @@ UPSAMPLE = "ltx2.upsample"
 DECODE = "ltx2.decode"
 
 
-def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, WeightsSource] | str:
-    """The clip's profile settings and weights, or why this machine cannot render the clip."""
+def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, WeightsSource, Numerics] | str:
+    """The clip's profile settings, weights and transformer numerics, or why this machine cannot render the clip."""
     settings = ltx2_settings(clip.profile)
     reason = why_profile_cannot_run(clip.profile, settings.precision.storage)
     if reason:
         return reason
+    precision = settings.precision
+    try:
+        numerics = resolve_numerics(timeline.speed or settings.speed, precision.compute, precision.storage,
+                                    this_machine(compute_device()))
+    except SpeedUnavailable as exc:
+        return f"model `{clip.profile.name}`: {exc}"
     try:
         weights = resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models)
     except MissingWeights as exc:
@@ -47,7 +54,7 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, Weight
     if lora is not None and any(stage.lora for stage in settings.stages) and not (weights.folder / lora.file).is_file():
         return (f"model `{clip.profile.name}` refines with the LoRA {lora.file}, which is not in {weights.folder}; "
                 f"`scenekit fetch {clip.profile.name}` downloads it")
-    return settings, weights
+    return settings, weights, numerics
 
 
 def _chain_root(clip: ResolvedClip, timeline: Timeline) -> ResolvedClip:
@@ -68,7 +75,7 @@ class Ltx2Backend:
         found = _ready(clip, timeline)
         if isinstance(found, str):
             raise SpecError([clip.model_issue(found)])
-        settings, weights = found
+        settings, weights, numerics = found
         prompt = self._prompt_node(clip, settings, weights)
         nodes = [prompt]
         previous: Node | None = None
@@ -76,7 +83,8 @@ class Ltx2Backend:
             if previous is not None and stage.scale > settings.stages[number - 2].scale:
                 previous = self._upsample_node(clip, settings, weights, previous)
                 nodes.append(previous)
-            previous = self._stage_node(clip, timeline, settings, weights, stage, number, prompt, previous, frames_of)
+            previous = self._stage_node(clip, timeline, settings, weights, numerics, stage, number, prompt, previous,
+                                        frames_of)
             nodes.append(previous)
         decode = self._decode_node(clip, settings, weights, previous)
         nodes.append(decode)
@@ -97,8 +105,8 @@ class Ltx2Backend:
                     meta={"weights": str(weights.folder), "model": f"text encoder in {weights.folder}"})
 
     def _stage_node(
-        self, clip: ResolvedClip, timeline: Timeline, settings: Ltx2Settings, weights: WeightsSource, stage: Stage,
-        number: int, prompt: Node, previous: Node | None, frames_of: FramesOf,
+        self, clip: ResolvedClip, timeline: Timeline, settings: Ltx2Settings, weights: WeightsSource, numerics: Numerics,
+        stage: Stage, number: int, prompt: Node, previous: Node | None, frames_of: FramesOf,
     ) -> Node:
         conditions, cond_inputs, files = condition_params(clip, timeline, frames_of)
         inputs: dict[str, str] = {"prompt": prompt.id, **cond_inputs}
@@ -118,6 +126,7 @@ class Ltx2Backend:
             "lora": None,
             "crf": settings.conditioning_crf,
             "precision": settings.precision.model_dump(),
+            "numerics": numerics.as_params(),
             "use_cross_timestep": settings.use_cross_timestep,
             "conditions": conditions,
             "context": None,
@@ -147,10 +156,11 @@ class Ltx2Backend:
             "guidance": "guidance settings", "conditions": f"clips[{clip.index}].conditioning",
             "context": clip.sources.get("overlap", "continue"), "drift_control": clip.sources.get("drift_control", "drift_control"),
             "sigmas": f"profile {clip.profile.name}", "noise_scale": f"profile {clip.profile.name}",
-            "precision": f"profile {clip.profile.name}", "lora": f"profile {clip.profile.name}", "crf": f"profile {clip.profile.name}",
+            "precision": f"profile {clip.profile.name}", "numerics": "speed policy", "lora": f"profile {clip.profile.name}", "crf": f"profile {clip.profile.name}",
         }
         runtime = _runtime(weights, settings)
-        runtime["model"] = f"transformer {runtime['transformer_file'] or ''} {settings.precision.storage} in {weights.folder}"
+        runtime["model"] = (f"transformer {runtime['transformer_file'] or ''} {settings.precision.storage} "
+                            f"({numerics.label}) in {weights.folder}")
         return Node(f"{clip.id}/stage{number}", SAMPLE, params, inputs, files, clip.id, f"{identity}:{settings.precision.storage}",
                     sources, meta=runtime)
 

@@ -8,9 +8,14 @@ from typing import Any
 import numpy as np
 
 from scenekit.backends import ClipNodes, FramesOf
-from scenekit.conditioning import condition_frames, condition_params, context_frames, tail_range
+from scenekit.conditioning import (
+    condition_frames,
+    condition_params,
+    context_frames,
+    tail_range,
+)
 from scenekit.graph.nodes import Node
-from scenekit.media.video import keep_frames
+from scenekit.node_media import keep_frames
 from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.preview.draw import Condition, draw_clip, fit_image
 from scenekit.timeline import ResolvedClip, Timeline
@@ -50,7 +55,7 @@ class PreviewBackend:
         return None
 
 
-@register(GENERATE, version=1)
+@register(GENERATE, version=2)
 def generate(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Draw the clip's frames; they are kept for later nodes and stored losslessly."""
     params = node.params

@@ -1,5 +1,5 @@
 """The content-addressed cache of node outputs."""
 
-from scenekit.cache.store import CacheStore, EntryInfo
+from scenekit.cache.store import CacheStore, EntryInfo, StagedEntry
 
-__all__ = ["CacheStore", "EntryInfo"]
+__all__ = ["CacheStore", "EntryInfo", "StagedEntry"]

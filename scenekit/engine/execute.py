@@ -11,13 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scenekit.cache import CacheStore
+from scenekit.cache import CacheStore, StagedEntry
 from scenekit.engine.events import RenderEvents
 from scenekit.engine.writer import DeferredWrite, EntryWriter
 from scenekit.errors import RenderCancelled, RenderError
 from scenekit.graph.compile import RenderGraph
 from scenekit.graph.nodes import Node
 from scenekit.ops import NodeOutput, get_operation
+
+MAX_CORRUPT_RETRIES = 2
+"""How many times a node runs again because its entry came back corrupt before the render fails."""
 
 
 class Cancellation:
@@ -91,6 +94,7 @@ class Executor:
         self.cancellation = cancellation or Cancellation()
         self.result = Execution()
         self._outputs: dict[str, NodeOutput] = {}
+        self._corrupt: Counter[str] = Counter()
         self._to_run = 0
         self._started = 0
 
@@ -102,17 +106,19 @@ class Executor:
         next profile's transformer is loaded (so a model pool that has to evict loads each one once).
         """
         self._to_run = expected_runs
-        writer = EntryWriter()
-        try:
-            self._run_pending(writer)
-            writer.drain()
-        finally:
-            writer.close()
-        target = self._outputs.get(self.graph.target)
-        self.result.output = target.folder() if target is not None else self.cache.open(self.graph.node(self.graph.target).key)
-        if self.result.output is None:  # the target's entry turned out corrupt: it runs again
-            return self.run(expected_runs)
-        return self.result
+        target = self.graph.node(self.graph.target)
+        while True:
+            writer = EntryWriter()
+            try:
+                self._run_pending(writer)
+                writer.drain()
+            finally:
+                writer.close()
+            output = self._outputs.get(target.id)
+            self.result.output = output.folder() if output is not None else self.cache.open(target.key)
+            if self.result.output is not None:
+                return self.result
+            self._count_corrupt(target)  # the target's entry turned out corrupt: it runs again
 
     def _run_pending(self, writer: EntryWriter) -> None:
         """Run what is missing: main-lane nodes (model work) one at a time in this thread, background
@@ -156,11 +162,15 @@ class Executor:
                         pending |= self.graph.uncached(self.cache, node.id, self._outputs)
                         readers = self._readers(pending)
                         continue
-                    self._start(node, writer)
-                    if get_operation(node.op).background:
-                        running[background.submit(self._execute, node, inputs, writer)] = node
+                    staged = self._claim(node)
+                    if isinstance(staged, Path):  # another render computed it while this one waited for its lock
+                        finish(node, NodeOutput(lambda folder=staged: folder))
                         continue
-                    finish(node, self._execute(node, inputs, writer))
+                    self._start(node, staged, writer)
+                    if get_operation(node.op).background:
+                        running[background.submit(self._execute, node, inputs, staged, writer)] = node
+                        continue
+                    finish(node, self._execute(node, inputs, staged, writer))
                     loaded = node.meta.get("model", loaded)
             except BaseException:
                 self.cancellation.cancel()  # background nodes stop at their next step
@@ -185,23 +195,42 @@ class Executor:
                 continue
             folder = self.cache.open(self.graph.node(dep).key)
             if folder is None:
+                self._count_corrupt(self.graph.node(dep))
                 return None
             inputs[name] = NodeOutput(lambda folder=folder: folder)
         return inputs
 
-    def _start(self, node: Node, writer: EntryWriter) -> None:
-        """Checks and progress before a node runs (in the scheduling thread)."""
-        self.cancellation.check_before(node)
-        writer.check()
+    def _count_corrupt(self, node: Node) -> None:
+        """Note that `node`'s entry came back corrupt; a RenderError once it did so too often."""
+        self._corrupt[node.id] += 1
+        if self._corrupt[node.id] > MAX_CORRUPT_RETRIES:
+            raise RenderError(f"{node.id}: its cache entry {self.cache.entry_dir(node.key)} is still corrupt after "
+                              f"{MAX_CORRUPT_RETRIES} attempts to recompute it (is the cache's disk failing, or read-only?)")
+
+    def _claim(self, node: Node) -> StagedEntry | Path:
+        """A work folder holding the node's key lock, or its entry if another render committed it
+        while this one waited for the lock (the wait ends early if the render is cancelled)."""
+        try:
+            return self.cache.claim(node.key, op=node.op, node=node.id, waiting=lambda: self.cancellation.check_before(node))
+        except OSError as exc:
+            raise RenderError(f"{node.id}: the cache at {self.cache.root} is not usable: {exc}") from exc
+
+    def _start(self, node: Node, staged: StagedEntry, writer: EntryWriter) -> None:
+        """Checks and progress before a node runs (in the scheduling thread); drops `staged` if it may not run."""
+        try:
+            self.cancellation.check_before(node)
+            writer.check()
+        except BaseException:
+            staged.discard()
+            raise
         self._started += 1
         self._to_run = max(self._to_run, self._started)
         self.events.node_started(node, self._started, self._to_run)
 
-    def _execute(self, node: Node, inputs: dict[str, NodeOutput], writer: EntryWriter) -> NodeOutput:
-        """Run a node's operation in a fresh work folder; its entry is committed in the background."""
+    def _execute(self, node: Node, inputs: dict[str, NodeOutput], staged: StagedEntry, writer: EntryWriter) -> NodeOutput:
+        """Run a node's operation in its work folder; its entry is committed in the background."""
         operation = get_operation(node.op)
         started = time.perf_counter()
-        staged = self.cache.begin(node.key, op=node.op, node=node.id)
         context = _Context(staged.workdir, node, self.events, self.cancellation)
         try:
             operation.run(node, inputs, context)

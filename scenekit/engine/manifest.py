@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
-import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from scenekit import __version__
 from scenekit.engine.plan import PlannedNode, node_slots
+from scenekit.gitstate import git_state
 from scenekit.graph.compile import RenderGraph
 from scenekit.ops import get_operation
 from scenekit.spec.loader import LoadedSpec
 from scenekit.timeline import Timeline
 from scenekit.units import format_rate
+
+log = logging.getLogger(__name__)
 
 _PACKAGES = ("av", "numpy", "pillow", "torch", "diffusers", "transformers", "pydantic")
 
@@ -29,10 +32,14 @@ def manifest_path(output_file: Path) -> Path:
 
 def read_previous_nodes(output_file: Path) -> dict[str, dict[str, Any]]:
     """Node records of the last finished render of this output, by node id (empty if none)."""
+    path = manifest_path(output_file)
     try:
-        manifest = json.loads(manifest_path(output_file).read_text())
+        manifest = json.loads(path.read_text())
         return {record["id"]: record for record in manifest["nodes"]}
-    except (OSError, ValueError, KeyError, TypeError):
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: not a readable manifest (%s: %s); the plan cannot name what changed", path, exc.__class__.__name__, exc)
         return {}
 
 
@@ -56,11 +63,14 @@ def build_manifest(
         })
         nodes.append(record)
     width, height = timeline.size
-    shown = lambda path: str(path.relative_to(root)) if path.is_relative_to(root) else str(path)  # noqa: E731
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
     spec_hashes = [{"path": shown(p), "sha256": loaded.sha256[p]} for p in spec_files]
     return {
         "scenekit": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": {
             "file": shown(spec_file),
             "project": str(root),
@@ -89,21 +99,3 @@ def _package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def git_state(spec_file: Path, files: list[Path]) -> dict[str, Any] | None:
-    """The commit of the spec's repository and whether the spec or its files have uncommitted changes."""
-    folder = spec_file.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return None
-    status = git("status", "--porcelain", "--", *(str(f) for f in files))
-    return {"commit": commit, "dirty": bool(status)}

@@ -19,11 +19,13 @@ from scenekit.errors import SpecIssue
 from scenekit.fsutil import atomic_copy, atomic_write_text
 from scenekit.graph.compile import RenderGraph, compile_timeline
 from scenekit.profiles import available_profiles
+from scenekit.runtime.memory import use_memory_policy
+from scenekit.runtime.speed import use_compile_cache
 from scenekit.spec.loader import LoadedSpec, load_spec
 from scenekit.spec.paths import PathPolicy, find_project_root
 from scenekit.stitch import VIDEO_FILE
 from scenekit.timeline import Timeline, resolve_timeline
-from scenekit.userconfig import user_models
+from scenekit.userconfig import user_models, user_runtime
 
 CACHE_DIR_ENV = "SCENEKIT_CACHE_DIR"
 
@@ -38,8 +40,31 @@ class RenderOptions:
     cache_dir: Path | None = None
     allow_outside: bool = False
     variables: dict[str, Any] = field(default_factory=dict)
+    output: Path | None = None
+    """Writes the video (and its manifest) here instead of the spec's `output.file`."""
     output_variant: str | None = None
-    """Writes `NAME.VARIANT.mp4` beside the spec's output instead (e.g. `preview` renders in watch mode)."""
+    """Writes `NAME.VARIANT.mp4` beside the output instead (e.g. `preview` renders in watch mode)."""
+    speed: str | None = None
+    """The speed policy for every model (`scenekit.runtime.speed`); None: the user config's, else each profile's."""
+    memory: str | None = None
+    """The memory policy (`scenekit.runtime.memory`); None: the user config's, else `auto`."""
+
+    @property
+    def output_tags(self) -> list[str]:
+        """What sets this render apart from the spec's own: `output_variant`, else the `--model` and `--size`
+        overrides unless `--output` names the file (`NAME.preview.384x256.mp4`)."""
+        if self.output_variant:
+            return [self.output_variant]
+        if self.output is not None:
+            return []
+        size = f"{self.size[0]}x{self.size[1]}" if self.size else None
+        return [tag for tag in (self.model, size) if tag]
+
+    def output_file(self, written: Path) -> Path:
+        """Where the video goes: `--output` or the spec's `written` file, tagged with `output_tags`, so a
+        lower-fidelity render never replaces the real one."""
+        base = self.output.resolve() if self.output is not None else written
+        return base.with_name(".".join([base.stem, *self.output_tags]) + base.suffix)
 
 
 @dataclass
@@ -74,23 +99,28 @@ class RenderResult:
         return list(self.seconds)
 
 
-def cache_store(spec_folder: Path, cache_dir: Path | None = None) -> CacheStore:
-    """The cache a spec in `spec_folder` renders into: `cache_dir` if given, else `default_cache_dir`.
+def cache_store(project: Path, cache_dir: Path | None = None) -> CacheStore:
+    """The cache the specs of `project` render into: `cache_dir` if given, else `default_cache_dir`.
 
     One store per folder and process, so what it verified stays verified across the re-prepares of
     `scenekit watch` (an entry's files are hashed once, not on every save).
     """
-    root = (cache_dir or default_cache_dir(spec_folder)).resolve()
+    root = (cache_dir or default_cache_dir(project)).resolve()
     return _STORES.setdefault(root, CacheStore(root))
 
 
 _STORES: dict[Path, CacheStore] = {}
 
 
-def default_cache_dir(spec_folder: Path) -> Path:
-    """`$SCENEKIT_CACHE_DIR`, else `.scenekit/cache` in the spec's folder."""
+def default_cache_dir(project: Path) -> Path:
+    """`$SCENEKIT_CACHE_DIR`, else `.scenekit/cache` in the project folder."""
     configured = os.environ.get(CACHE_DIR_ENV)
-    return Path(configured) if configured else spec_folder.resolve() / ".scenekit" / "cache"
+    return Path(configured) if configured else project.resolve() / ".scenekit" / "cache"
+
+
+def folder_project(folder: Path) -> Path:
+    """The project folder of a spec in `folder` (see `find_project_root`)."""
+    return find_project_root(folder / "scene.yaml")
 
 
 @dataclass
@@ -118,16 +148,17 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     loaded = load_spec(spec_file, policy, options.variables)
     timeline = resolve_timeline(loaded, policy, available_profiles(), options.model, options.size)
     timeline.models.append(user_models())
-    if options.output_variant:
-        output = timeline.output_file
-        timeline.output_file = output.with_name(f"{output.stem}.{options.output_variant}{output.suffix}")
+    timeline.speed = options.speed or user_runtime().speed
+    timeline.output_file = options.output_file(timeline.output_file)
     return Checked(loaded, timeline, policy.root)
 
 
 def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
     """Check a spec and compile it for this machine; raises SpecError when it is invalid or cannot run here."""
     checked = check(spec_file, options)
-    cache = cache_store(spec_file.parent, options.cache_dir)
+    cache = cache_store(checked.root, options.cache_dir)
+    use_compile_cache(cache.root / "compiled")
+    use_memory_policy(options.memory or user_runtime().memory or "auto")
     return Prepared(checked.loaded, checked.timeline, compile_timeline(checked.timeline), cache, checked.root)
 
 

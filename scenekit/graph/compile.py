@@ -10,6 +10,7 @@ import networkx as nx
 
 from scenekit.backends import get_backend
 from scenekit.cache import CacheStore
+from scenekit.errors import SpecError, SpecIssue
 from scenekit.graph.nodes import Node
 from scenekit.ops import get_operation
 from scenekit.stitch import stitch_nodes
@@ -48,17 +49,22 @@ class RenderGraph:
 
 
 def compile_timeline(timeline: Timeline) -> RenderGraph:
-    """Expand every clip through its profile's backend, add the segment and stitch nodes, and compute keys."""
-    graph = nx.DiGraph()
+    """Expand every clip through its profile's backend, add the segment and stitch nodes, and compute keys.
+
+    Raises SpecError, located at the clip, when a node reads an input that no node makes.
+    """
+    nodes: list[Node] = []
     frames_node: dict[str, str] = {}
     for clip in _clips_in_dependency_order(timeline):
         expanded = get_backend(clip.profile.backend).expand(clip, timeline, frames_node.__getitem__)
-        for node in expanded.nodes:
-            _add(graph, node)
+        nodes.extend(expanded.nodes)
         frames_node[clip.id] = expanded.frames
     *segments, stitch = stitch_nodes(timeline, [frames_node[c.id] for c in timeline.clips])
-    for node in (*segments, stitch):
-        _add(graph, node)
+    nodes.extend((*segments, stitch))
+    graph = nx.DiGraph()
+    graph.add_nodes_from((node.id, {"node": node}) for node in nodes)
+    _check_inputs(graph, timeline)
+    graph.add_edges_from((dep, node.id) for node in nodes for dep in node.inputs.values())
     for node_id in nx.topological_sort(graph):
         node: Node = graph.nodes[node_id]["node"]
         input_keys = {name: graph.nodes[dep]["node"].key for name, dep in node.inputs.items()}
@@ -66,10 +72,24 @@ def compile_timeline(timeline: Timeline) -> RenderGraph:
     return RenderGraph(graph, stitch.id)
 
 
-def _add(graph: nx.DiGraph, node: Node) -> None:
-    graph.add_node(node.id, node=node)
-    for dep in node.inputs.values():
-        graph.add_edge(dep, node.id)
+def _check_inputs(graph: nx.DiGraph, timeline: Timeline) -> None:
+    """Every input of every node is a node of the graph; else a SpecError naming each clip that reads a missing one."""
+    issues = []
+    for node_id, data in graph.nodes(data=True):
+        node: Node = data["node"]
+        missing = {name: dep for name, dep in node.inputs.items() if dep not in graph}
+        if not missing:
+            continue
+        reads = ", ".join(f"`{name}` from `{dep}`" for name, dep in missing.items())
+        message = f"node `{node_id}` reads {reads}, which this scene does not make"
+        if node.clip is None:
+            issues.append(SpecIssue(message, hint="please report this"))
+            continue
+        clip = timeline.clip(node.clip)
+        issues.append(SpecIssue(f"scenekit cannot build clip `{clip.id}`: {message}", clip.at, f"clips[{clip.index}]",
+                                "change what the clip builds on (continue, conditioning, drift_control), and please report this"))
+    if issues:
+        raise SpecError(issues)
 
 
 def _clips_in_dependency_order(timeline: Timeline) -> list[ResolvedClip]:

@@ -13,10 +13,10 @@ from scenekit.graph.nodes import Node
 from scenekit.ltx2 import recipe
 from scenekit.ltx2.drift import adain
 from scenekit.ltx2.pool import POOL
-from scenekit.media.audio import keep_audio
 from scenekit.conditioning import condition_frames, context_frames
-from scenekit.media.video import keep_frames
+from scenekit.node_media import keep_audio, keep_frames
 from scenekit.ops import NodeOutput, RunContext, register
+from scenekit.runtime.speed import Numerics
 
 EMBEDS_FILE = "embeds.safetensors"
 LATENTS_FILE = "latents.safetensors"
@@ -49,7 +49,8 @@ def encode_prompt(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) ->
 def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """One sampling stage: from noise (stage 1) or refining upsampled latents (stage 2)."""
     params = node.params
-    pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"), params["precision"], node.meta.get("lora_file"))
+    pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"), params["precision"],
+                         Numerics(**params["numerics"]), node.meta.get("lora_file"))
     POOL.use_lora(pipe, params["lora"])
     embeds = recipe.expand_embeds(_tensors(inputs["prompt"], EMBEDS_FILE))
     latents = _tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None

@@ -4,7 +4,9 @@ Components are cached one by one, keyed by where they come from, so pipelines of
 that share a folder (one hub snapshot) share their VAEs and vocoder; a profile's transformer and
 text connectors come from its single-file checkpoint when the folder has it. The text encoder is
 loaded for prompt nodes only and freed when sampling starts. Transformers stay loaded while the GPU
-has room; loading one that would not leave `WORKING_MEMORY_GB` free frees the others first.
+has room; loading one that would not leave working memory free frees the others first. Where the
+memory policy says so (`scenekit.runtime.memory`), the transformer and the text encoder are streamed to
+the GPU block by block instead of staying resident.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ import torch
 
 from scenekit.hardware import compute_device
 from scenekit.ltx2.checkpoint import has_connectors, load_connectors_file, load_transformer_file
+from scenekit.runtime.memory import WORKING_MEMORY_BYTES, choose_placement, free_gpu_bytes, offload_blocks
+from scenekit.runtime.speed import FP8_ROWWISE, Numerics, apply_numerics
 
 _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
 _TEXT_PARTS = ("text_encoder", "tokenizer")
-#: GPU memory kept free for sampling when deciding whether another transformer may stay loaded
-#: (768x512x121 stage 2 at full size, with room to spare).
-WORKING_MEMORY_GB = 24
+_OFFLOADABLE = ("text_encoder",)  # besides the transformer: the models big enough to stream by blocks
 
 
 def _adapter_name(file: str) -> str:
@@ -115,16 +117,23 @@ class ModelPool:
         def load() -> Any:
             library, class_name = LTX2Pipeline.load_config(folder)[name]
             cls = getattr(_import_library(library), class_name)
-            if issubclass(cls, torch.nn.Module):
-                return cls.from_pretrained(folder, subfolder=name, dtype=_dtype(compute)).to(self.device).eval()
-            return cls.from_pretrained(folder, subfolder=name)
+            if not issubclass(cls, torch.nn.Module):
+                return cls.from_pretrained(folder, subfolder=name)
+            model = cls.from_pretrained(folder, subfolder=name, dtype=_dtype(compute)).eval()
+            if name in _OFFLOADABLE:
+                size = sum(p.numel() * p.element_size() for p in model.parameters())
+                if choose_placement(name, size, self._free_gpu_bytes()) == "offload":
+                    offload_blocks(model, self.device)
+                    return model
+            return model.to(self.device)
 
         return self._component((folder, name, compute, self.device), load)
 
-    def transformer(self, folder: Path, file: str | None, precision: dict[str, str], lora: str | None = None,
-                    lora_layers: _LoraLayers | None = None) -> Any:
+    def transformer(self, folder: Path, file: str | None, precision: dict[str, str], numerics: Numerics,
+                    lora: str | None = None, lora_layers: _LoraLayers | None = None) -> Any:
         """The transformer (from `file` in the folder if present, else `transformer/`), with the profile's
-        LoRA loaded (inactive) when it has one, and its weights stored as the profile says."""
+        LoRA loaded (inactive) when it has one, its weights stored as the profile says (or quantized for
+        fp8 compute) and its blocks compiled when `numerics` says so."""
         from diffusers import LTX2VideoTransformer3DModel
         from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
 
@@ -134,20 +143,25 @@ class ModelPool:
         single = _single_file(folder, file)
 
         def load() -> Any:
+            placement = choose_placement("transformer", _bytes_to_load(folder, _dtype(compute)), self._free_gpu_bytes())
+            device = self.device if placement == "resident" else "cpu"
             if single is not None:
-                model = load_transformer_file(single, folder, _dtype(compute), self.device, perturbed_attn=True)
+                model = load_transformer_file(single, folder, _dtype(compute), device, perturbed_attn=True)
             else:
                 model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", perturbed_attn=True,
                                                                     dtype=_dtype(compute))
-            model = model.to(self.device).eval()
+            model = model.to(device).eval()
             if lora is not None:
                 (lora_layers or _LoraLayers(_lora_file(folder, lora))).load_into(model, "transformer", lora)
-            if storage != compute:  # LoRA layers stay in the compute dtype
+            if storage != compute and numerics.matmul != FP8_ROWWISE:  # LoRA layers stay in the compute dtype
                 model.enable_layerwise_casting(storage_dtype=_dtype(storage), compute_dtype=_dtype(compute),
                                                skip_modules_pattern=(*DEFAULT_SKIP_MODULES_PATTERN, "lora_"))
+            apply_numerics(model, numerics, offloaded=placement == "offload")
+            if placement == "offload":
+                offload_blocks(model, self.device)
             return model
 
-        key = (folder, "transformer", single, lora, compute, storage, self.device)
+        key = (folder, "transformer", single, lora, compute, storage, numerics, self.device)
         if key not in self._components:
             self._make_room(_bytes_to_load(folder, _dtype(compute)), keep=key)
         return self._component(key, load)
@@ -156,7 +170,7 @@ class ModelPool:
         """Free the other transformers (and their checkpoints' connectors) when the GPU lacks room for
         `needed` bytes plus working memory."""
         free = self._free_gpu_bytes()
-        if free is None or free >= needed + WORKING_MEMORY_GB * 2**30:
+        if free is None or free >= needed + WORKING_MEMORY_BYTES:
             return
         stale = [key for key in self._components if (key[1] == "transformer" and key != keep)
                  or (key[1] == "connectors" and key[0] != keep[2] and key[0].suffix == ".safetensors")]
@@ -167,9 +181,7 @@ class ModelPool:
 
     def _free_gpu_bytes(self) -> int | None:
         """Free memory of the GPU the models run on; None when they run on the CPU."""
-        if not self.device.startswith("cuda"):
-            return None
-        return torch.cuda.mem_get_info(torch.device(self.device))[0]
+        return free_gpu_bytes(self.device)
 
     @staticmethod
     def use_lora(pipe: Any, lora: dict[str, Any] | None) -> None:
@@ -183,7 +195,8 @@ class ModelPool:
             module.enable_lora()
             module.set_adapters([_adapter_name(lora["file"])], weights=[lora["strength"]])
 
-    def pipeline(self, folder: Path, file: str | None, precision: dict[str, str], lora: str | None = None) -> Any:
+    def pipeline(self, folder: Path, file: str | None, precision: dict[str, str], numerics: Numerics,
+                 lora: str | None = None) -> Any:
         """An LTX2Pipeline for sampling (no text encoder)."""
         from diffusers import LTX2Pipeline
 
@@ -195,7 +208,7 @@ class ModelPool:
         parts = {name: self.component(folder, name, compute) for name in _PIPELINE_PARTS
                  if not (name == "connectors" and own_connectors)}
         layers = _LoraLayers(_lora_file(folder, lora)) if lora is not None else None
-        transformer = self.transformer(folder, file, precision, lora, layers)
+        transformer = self.transformer(folder, file, precision, numerics, lora, layers)
         connectors_key = (folder, "connectors", compute, self.device)
         if own_connectors:
             connectors_key = (single, "connectors", compute, self.device)

@@ -76,6 +76,8 @@ class Ltx2Settings(_Strict):
     conditioning_crf: int = 33
     max_sequence_length: int = 1024
     use_cross_timestep: bool = False  # LTX-2.0 was trained without it; LTX-2.3+ with it
+    speed: str = "auto"
+    """The speed policy clips of this profile render with unless the render chooses (`scenekit.runtime.speed`)."""
 
     def hub_files(self) -> list[str]:
         """The files and folders of the pipeline's hub repo a render needs (for `scenekit fetch`)."""

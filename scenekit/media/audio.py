@@ -1,6 +1,6 @@
-"""Clip audio: float32 WAV files next to `frames.mkv`, frame-exact slicing, resampling and transition gains.
+"""Clip audio: float32 WAV files, frame-exact slicing, resampling and transition gains.
 
-A clip's `audio.wav` covers exactly its generated frames: sample `i` is the instant `i / sample_rate`
+A clip's audio covers exactly its generated frames: sample `i` is the instant `i / sample_rate`
 after generated frame 0 starts. Samples are float32 arrays shaped (channels, n), nominally in [-1, 1].
 
 Frame `f` of a `fps` video starts at sample `frame_to_sample(f) = round(f * sample_rate / fps)`
@@ -23,10 +23,6 @@ from pathlib import Path
 import av
 import numpy as np
 from av.audio.resampler import AudioResampler
-
-from scenekit.ops import NodeOutput, RunContext
-
-AUDIO_FILE = "audio.wav"
 
 # Sampling rates AAC (MPEG-4 audio) can signal directly.
 AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350})
@@ -54,18 +50,6 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
             frame.pts = 0
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-
-
-def keep_audio(ctx: RunContext, samples: np.ndarray, sample_rate: int) -> None:
-    """A node's (channels, n) float32 audio: handed to later nodes in memory, written as WAV in the background."""
-    samples = np.asarray(samples, dtype=np.float32)
-    samples.flags.writeable = False
-    ctx.keep(AUDIO_FILE, (samples, sample_rate), lambda path: write_audio(path, samples, sample_rate))
-
-
-def output_audio(output: NodeOutput) -> tuple[np.ndarray, int] | None:
-    """(samples, sample_rate) of a node's output, or None when it has no audio."""
-    return output.read(AUDIO_FILE, read_audio) if output.has(AUDIO_FILE) else None
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:

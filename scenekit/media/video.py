@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import av
 import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
 
 from scenekit.media.audio import channel_layout
-from scenekit.ops import NodeOutput, RunContext
 
-FRAMES_FILE = "frames.mkv"
+BT709 = 1  # the ITU-R BT.709 code of H.273 for colour primaries, transfer and matrix
+MAX_OUTPUT_SIDE = 8192
+"""The widest and tallest H.264 output: x264 takes up to 16384 a side and FFmpeg's frames fewer than
+16384x16384 pixels, but such a frame is 800 MB; 8K is the sane limit."""
 
 
 class VideoWriter:
     """Writes RGB frames one at a time to a video file.
 
     `lossless=True` writes FFV1 (bit-exact RGB, for cache entries); otherwise H.264 yuv420p mp4
-    with the given CRF and preset and the index at the front (faststart). H.264 files written with
-    the same size, rate, CRF and preset can be joined without re-encoding (`concat_videos`).
-
+    with the given CRF and preset and the index at the front (faststart), converted with the BT.709
+    matrix to limited (tv) range and tagged so (primaries, transfer, matrix, range). H.264 files
+    written with the same size, rate, CRF and preset can be joined without re-encoding (`concat_videos`).
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: Fraction, *, lossless: bool, crf: int = 18, preset: str = "medium"):
@@ -38,12 +42,18 @@ class VideoWriter:
             self._stream = self._container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": preset})
             self._stream.pix_fmt = "yuv420p"
             self._stream.codec_context.thread_type = "AUTO"  # x264's frame threads: they scale with cores, slices don't
+            context = self._stream.codec_context
+            context.color_primaries = context.color_trc = context.colorspace = BT709
+            context.color_range = ColorRange.MPEG
         self._stream.width, self._stream.height = width, height
         self._stream.codec_context.time_base = Fraction(1) / fps
+        self._lossless = lossless
         self._count = 0
 
     def write(self, frame: np.ndarray) -> None:
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        if not self._lossless:  # converted here: the encoder's own conversion would use the BT.601 matrix
+            video_frame = video_frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
         video_frame.pts = self._count
         self._count += 1
         for packet in self._stream.encode(video_frame):
@@ -54,7 +64,7 @@ class VideoWriter:
             self._container.mux(packet)
         self._container.close()
 
-    def __enter__(self) -> VideoWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
@@ -91,26 +101,39 @@ def write_frames(path: Path, frames: np.ndarray, fps: Fraction) -> None:
             writer.write(frame)
 
 
-def keep_frames(ctx: RunContext, frames: np.ndarray, fps: Fraction) -> None:
-    """A node's (N, H, W, 3) uint8 frames: handed to later nodes in memory, written losslessly in the background."""
-    frames.flags.writeable = False
-    ctx.keep(FRAMES_FILE, frames, lambda path: write_frames(path, frames, fps))
+def part_count(frames: int, fps: Fraction) -> int:
+    """How many parts `encode_in_parts` splits `frames` frames into: one per started second."""
+    return -(-frames // max(1, round(fps)))
 
 
-def output_frames(output: NodeOutput, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Frames [start, stop) of a node's output, as one (N, H, W, 3) uint8 array."""
-    held = output.held(FRAMES_FILE)
-    if held is None:
-        return read_frames(output.path(FRAMES_FILE), start, stop)
-    if not held[start:stop].shape[0]:
-        raise ValueError(f"the frames held in memory have none in [{start}, {stop})")
-    return held[start:stop]
+def encode_in_parts(frames: list[np.ndarray], path: Path, fps: Fraction, *, crf: int, preset: str,
+                    progress: Callable[[int], None] | None = None) -> None:
+    """Encode `frames` to an H.264 mp4 as `VideoWriter` does, in parts of about a second that encode
+    side by side (one x264 each) and join without re-encoding, so a clip's segment uses every core.
 
+    The parts depend only on the frame count and rate (a key frame starts each), so the file is the same
+    on every machine. `progress(parts_done)` is called as parts finish.
+    """
+    height, width = frames[0].shape[:2]
+    size = -(-len(frames) // part_count(len(frames), fps))
+    parts = [frames[start:start + size] for start in range(0, len(frames), size)]
+    files = [path.with_name(f".{path.stem}.part{index}{path.suffix}") for index in range(len(parts))]
 
-def iter_output_frames(output: NodeOutput, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
-    """Frames [start, stop) of a node's output, one at a time."""
-    held = output.held(FRAMES_FILE)
-    return iter(held[start:stop]) if held is not None else iter_frames(output.path(FRAMES_FILE), start, stop)
+    def encode(index: int) -> None:
+        with VideoWriter(files[index], width, height, fps, lossless=False, crf=crf, preset=preset) as writer:
+            for frame in parts[index]:
+                writer.write(frame)
+
+    try:
+        with ThreadPoolExecutor(len(parts)) as pool:  # x264 releases the GIL while it encodes
+            for done, future in enumerate(as_completed([pool.submit(encode, i) for i in range(len(parts))]), start=1):
+                future.result()
+                if progress is not None:
+                    progress(done)
+        concat_videos(files, path, fps)
+    finally:
+        for file in files:
+            file.unlink(missing_ok=True)
 
 
 def concat_videos(paths: list[Path], path: Path, fps: Fraction, audio: tuple[np.ndarray, int] | None = None) -> int:

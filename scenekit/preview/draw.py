@@ -1,7 +1,8 @@
 """Pixel engine of the built-in ``preview`` model: a fast, deterministic, weight-free animatic.
 
 Everything is pure numpy + Pillow. All randomness comes from a generator seeded with a hash of
-(seed, prompt), so the same inputs always give byte-identical frames.
+(seed, prompt), so the same inputs always give byte-identical frames. The pictures hold no text:
+the prompt, clip id and timecode are burnt in over the finished timeline (`scenekit.media.overlay`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,13 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
-from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 KEN_BURNS_ZOOM = 0.06  # zoom gained over one clip length away from a picture's own frame
 KEN_BURNS_PAN = 0.8  # share of the zoom's spare margin used for panning
 BACKGROUND_SCALE = 4  # the soft background is drawn at 1/4 size, then upscaled
-BOX_RGBA = (10, 10, 14, 165)  # translucent dark box behind all text
-TEXT_RGBA = (245, 245, 245, 255)
 
 
 @dataclass(frozen=True)
@@ -71,20 +68,6 @@ class _Grid:
     half_diagonal: float
 
 
-@dataclass(frozen=True)
-class _Overlay:
-    """A premultiplied RGBA patch, composited onto uint8 RGB frames with integer numpy maths."""
-
-    top: int
-    left: int
-    premultiplied: np.ndarray  # (h, w, 3) uint16: rgb * alpha
-    keep: np.ndarray  # (h, w, 1) uint16: 255 - alpha
-
-    def apply(self, frame: np.ndarray) -> None:
-        """Composites the patch onto `frame` (H, W, 3) uint8, in place."""
-        h, w = self.keep.shape[:2]
-        region = frame[self.top : self.top + h, self.left : self.left + w]
-        region[...] = (region * self.keep + self.premultiplied + 127) // 255
 
 
 def _smoothstep(x: float) -> float:
@@ -181,75 +164,6 @@ def _ken_burns(picture: Image.Image, zoom: float, pan: tuple[float, float]) -> I
     return picture.resize((w, h), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
 
 
-@lru_cache(maxsize=16)
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)  # type: ignore[return-value]
-
-
-def _text_box(lines: Sequence[str], size: int, *, min_text_width: float = 0.0, centre: bool = False
-              ) -> Image.Image:
-    """RGBA patch: `lines` in white on a rounded translucent dark box."""
-    font = _font(size)
-    ascent, descent = font.getmetrics()
-    line_height = ascent + descent
-    pad_x, pad_y = max(3, size // 2), max(2, size // 3)
-    text_width = math.ceil(max(min_text_width, *(font.getlength(line) for line in lines)))
-    box = Image.new("RGBA", (text_width + 2 * pad_x, line_height * len(lines) + 2 * pad_y))
-    ImageDraw.Draw(box).rounded_rectangle((0, 0, box.width - 1, box.height - 1), max(2, size // 3), BOX_RGBA)
-    text = Image.new("RGBA", box.size)
-    draw = ImageDraw.Draw(text)
-    for k, line in enumerate(lines):
-        x = pad_x + (text_width - font.getlength(line)) / 2 if centre else pad_x
-        draw.text((x, pad_y + k * line_height), line, font=font, fill=TEXT_RGBA)
-    return Image.alpha_composite(box, text)
-
-
-def _overlay(patch: Image.Image, left: int, top: int, width: int, height: int) -> _Overlay:
-    """Clips `patch` placed at (left, top) to the frame and premultiplies it."""
-    crop = (max(0, -left), max(0, -top), min(patch.width, width - left), min(patch.height, height - top))
-    rgba = np.asarray(patch.crop(crop), dtype=np.uint16)
-    alpha = rgba[..., 3:]
-    return _Overlay(max(0, top), max(0, left), rgba[..., :3] * alpha, 255 - alpha)
-
-
-def _split_word(word: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
-    """Breaks a word wider than `max_width` into pieces that fit."""
-    pieces = [""]
-    for char in word:
-        if pieces[-1] and font.getlength(pieces[-1] + char) > max_width:
-            pieces.append("")
-        pieces[-1] += char
-    return pieces
-
-
-def _wrap(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
-    lines: list[str] = []
-    for word in text.split():
-        for piece in _split_word(word, font, max_width):
-            joined = f"{lines[-1]} {piece}" if lines else piece
-            if lines and font.getlength(joined) <= max_width:
-                lines[-1] = joined
-            else:
-                lines.append(piece)
-    return lines
-
-
-def _prompt_overlay(prompt: str, width: int, height: int) -> _Overlay | None:
-    """The word-wrapped prompt, centred in the lower third; None for an empty prompt."""
-    size = max(11, round(height / 24))
-    font = _font(size)
-    lines = _wrap(prompt, font, 0.86 * width - size)
-    if not lines:
-        return None
-    ascent, descent = font.getmetrics()
-    fits = max(1, int((height / 3 - size) // (ascent + descent)))
-    if len(lines) > fits:
-        lines = lines[: fits - 1] + [lines[fits - 1] + " ..."]
-    patch = _text_box(lines, size, centre=True)
-    top = min(round(height * 5 / 6 - patch.height / 2), height - patch.height - max(2, size // 3))
-    return _overlay(patch, (width - patch.width) // 2, top, width, height)
-
-
 def _check_context(context: np.ndarray | None, num_frames: int, width: int, height: int) -> None:
     if context is not None and (context.shape[1:] != (height, width, 3) or len(context) >= num_frames):
         raise ValueError(f"context {context.shape} does not fit a {num_frames}-frame {width}x{height} clip")
@@ -304,7 +218,6 @@ class _Painter:
         self.size = (width, height)
         self.fps = fps
         self.span = max(1, num_frames - 1)
-        self.prompt = _prompt_overlay(prompt, width, height)
         self.kept = 0 if context is None else len(context)
         self.last = Image.fromarray(context[-1]) if self.kept else None
 
@@ -323,15 +236,13 @@ class _Painter:
         for track in self.tracks:
             picture = track.blend(picture, i, self.fps, self.span)
         out[...] = np.asarray(picture)
-        if self.prompt is not None:
-            self.prompt.apply(out)
         self._continue(out, i)
 
 
 def draw_clip(*, prompt: str, width: int, height: int, fps: float, num_frames: int, seed: int,
               context: np.ndarray | None, conditions: Sequence[Condition],
               on_frame: Callable[[int], None] | None = None) -> np.ndarray:
-    """Returns (num_frames, height, width, 3) uint8."""
+    """The clip's (num_frames, height, width, 3) uint8 frames; `prompt` and `seed` choose its look."""
     _check_context(context, num_frames, width, height)
     painter = _Painter(prompt=prompt, width=width, height=height, fps=fps, num_frames=num_frames, seed=seed,
                        context=context, conditions=conditions)
@@ -355,28 +266,3 @@ def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     box = (left, top, left + cw, top + ch)
     return np.array(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS, box=box))
 
-
-def _timecode(n: int, fps: float) -> str:
-    """HH:MM:SS:FF of frame n; seconds are floor(n / fps), FF counts frames since that second began."""
-    rate = Fraction(fps).limit_denominator(1001)
-    seconds = n * rate.denominator // rate.numerator
-    first = -(-seconds * rate.numerator // rate.denominator)
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{n - first:02d}"
-
-
-def annotate(frames: np.ndarray, *, first_timeline_frame: int, fps: float, label: str) -> None:
-    """Draws in place, on each frame: `label` (a clip id) top-left, and a timecode HH:MM:SS:FF of the
-    frame's position on the final timeline (first_timeline_frame + i) plus 'frame n' top-right,
-    each on a small semi-transparent dark box, legible at 256x256 up to 1920x1080 (font size scales with height)."""
-    height, width = frames.shape[1:3]
-    size = max(10, round(height / 36))
-    margin = max(4, size // 2)
-    numbers = range(first_timeline_frame, first_timeline_frame + len(frames))
-    stamps = [f"{_timecode(n, fps)}  frame {n}" for n in numbers]
-    stamp_width = max((_font(size).getlength(s) for s in stamps), default=0.0)
-    tag = _overlay(_text_box([label], size), margin, margin, width, height) if label else None
-    for frame, stamp in zip(frames, stamps):
-        if tag is not None:
-            tag.apply(frame)
-        patch = _text_box([stamp], size, min_text_width=stamp_width)
-        _overlay(patch, width - margin - patch.width, margin, width, height).apply(frame)

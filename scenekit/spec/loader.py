@@ -12,7 +12,7 @@ from scenekit.spec.paths import PathPolicy
 from scenekit.spec.source import SourceMap
 from scenekit.spec.templating import Templater
 from scenekit.spec.validation import validated
-from scenekit.spec.yaml_source import read_yaml
+from scenekit.spec.yaml_source import ReadBudget, read_yaml
 
 _MERGED_MAPPINGS = ("vars", "defaults", "output", "models")
 
@@ -36,7 +36,7 @@ def load_spec(path: Path, policy: PathPolicy, extra_vars: dict[str, Any] | None 
     """Read, merge includes, render templates and validate; raises SpecError with located issues."""
     path = path.resolve()
     files: dict[Path, str] = {}
-    document, sources = _read_with_includes(path, policy, files, stack=())
+    document, sources = _read_with_includes(path, policy, files, ReadBudget(), stack=())
     if not isinstance(document, dict):
         raise SpecError([SpecIssue("a spec must be a YAML mapping with `scenekit: 1` and `clips:`", sources.locate(()))])
     variables = document.get("vars", {})
@@ -53,9 +53,10 @@ def load_spec(path: Path, policy: PathPolicy, extra_vars: dict[str, Any] | None 
 
 
 def _read_with_includes(
-    path: Path, policy: PathPolicy, files: dict[Path, str], stack: tuple[Path, ...]
+    path: Path, policy: PathPolicy, files: dict[Path, str], budget: ReadBudget, stack: tuple[Path, ...]
 ) -> tuple[Any, SourceMap]:
-    document, sources, files[path] = read_yaml(path)
+    """`path` with its includes merged in; all of them are charged to one `budget`."""
+    document, sources, files[path] = read_yaml(path, budget)
     if not isinstance(document, dict) or "include" not in document:
         return document, sources
     includes = document["include"]
@@ -73,7 +74,7 @@ def _read_with_includes(
             raise SpecError([_issue(sources, ("include", index), f"include cycle: {chain}", "remove one of the includes")])
         if not included_path.is_file():
             raise SpecError([_issue(sources, ("include", index), f"included file not found: {written}", "check the path; it is relative to this spec's folder")])
-        included, included_sources = _read_with_includes(included_path, policy, files, stack + (path,))
+        included, included_sources = _read_with_includes(included_path, policy, files, budget, stack + (path,))
         if not isinstance(included, dict):
             raise SpecError([_issue(included_sources, (), f"included file {written} must be a YAML mapping")])
         included.pop("include", None)

@@ -6,6 +6,7 @@ from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -48,6 +49,18 @@ SizeValue = Annotated[
     BeforeValidator(lambda value: value if isinstance(value, tuple) else parse_size(value)),
     WithJsonSchema({"type": "string", "pattern": r"^\d+[xX]\d+$", "description": "WIDTHxHEIGHT, e.g. 768x512."}),
 ]
+
+
+def _lookable_path(value: str) -> str:
+    """A folder name or repo id the system can look up: no NUL byte, no name over 255 bytes (`NAME_MAX`)."""
+    if "\0" in value:
+        raise ValueError("the path contains a NUL character")
+    if any(len(part.encode()) > 255 for part in value.split("/")):
+        raise ValueError("a folder or file name in this path is longer than 255 bytes")
+    return value
+
+
+WeightsLocation = Annotated[str, AfterValidator(_lookable_path)]
 FramePosition = Annotated[
     int | str,
     Field(
@@ -120,7 +133,9 @@ class Clip(ClipSettings):
     prompt: str = Field(min_length=1, description="What the clip shows.")
     duration: DurationValue | None = Field(None, description="Length on the final timeline: '5s', 2.5, '120f'.")
     frames: int | None = Field(None, ge=1, description="Length on the final timeline in frames.")
-    conditioning: list[Conditioning] = Field(default_factory=list)
+    conditioning: list[Conditioning] = Field(
+        default_factory=list, description="Images, video files or other clips' frames that steer this clip."
+    )
     continue_: str | None = Field(None, alias="continue", description="Id of the clip whose motion this one continues.")
     overlap: int | None = Field(None, ge=1, description="Frames of the continued clip's tail used as context.")
     transition: Transition | None = Field(None, description="How this clip enters (default: cut).")
@@ -171,7 +186,7 @@ class SceneSpec(SpecModel):
     description: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict, description="Jinja2 variables for every string field.")
     include: list[str] = Field(default_factory=list, description="Spec files merged in before this one.")
-    models: dict[str, str] = Field(
+    models: dict[str, WeightsLocation] = Field(
         default_factory=dict, description="Where a profile's weights are: profile name -> local folder or Hugging Face repo id."
     )
     defaults: ClipSettings = Field(default_factory=ClipSettings)

@@ -7,12 +7,18 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_CLOSED_NO_WRITE,
+    EVENT_TYPE_OPENED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
-from scenekit.spec.assets import file_sha256
+from scenekit.hashing import file_sha256
 
 DEBOUNCE_SECONDS = 0.1
+_READS = {EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE}  # reading a file (as a render does) is no save
 
 
 def content_hashes(paths: Iterable[Path]) -> dict[Path, str | None]:
@@ -67,7 +73,15 @@ class FileWatcher(FileSystemEventHandler):
         self._observer.stop()
         self._observer.join(timeout=5)
 
+    def rearm(self) -> None:
+        """Count the next save of any watched file as a change even if its content is the same (so a
+        failed render is tried again when the user saves)."""
+        with self._lock:
+            self._hashes = {}
+
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in _READS:
+            return
         touched = {Path(str(event.src_path)).resolve()}
         if getattr(event, "dest_path", None):
             touched.add(Path(str(event.dest_path)).resolve())

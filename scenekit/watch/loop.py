@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,12 +12,20 @@ from typing import Protocol
 
 from scenekit.engine.events import RenderEvents
 from scenekit.engine.execute import Cancellation
-from scenekit.engine.session import Prepared, RenderOptions, RenderResult, prepare, render
+from scenekit.engine.session import (
+    Prepared,
+    RenderOptions,
+    RenderResult,
+    prepare,
+    render,
+)
 from scenekit.errors import RenderCancelled, RenderError, SpecError, SpecIssue
 from scenekit.watch.diff import spec_changes
 from scenekit.watch.files import FileWatcher
 
 PREVIEW_MODEL = "preview"
+
+log = logging.getLogger(__name__)
 
 
 class WatchEvents(Protocol):
@@ -83,14 +92,17 @@ class WatchLoop:
     def _reload(self, *, initial: bool) -> None:
         try:
             passes = self._prepare_passes()
+            reruns = {p.node.id: p.reason for item in passes for p in item.prepared.plan() if p.status == "run"}
         except SpecError as exc:
             self.events.invalid(exc.issues)
             self.events.state("error: the spec is invalid; fix it and save (the last good render stays)")
             return
+        except OSError as exc:  # e.g. an include went away in the middle of a save, the cache is unreadable
+            self._failed("render", exc)
+            return
         full = passes[-1].prepared
         self._files.set_files([*full.loaded.files, *full.asset_files])
         changes = ["new"] if initial or self._current is None else spec_changes(self._current, full)
-        reruns = {p.node.id: p.reason for item in passes for p in item.prepared.plan() if p.status == "run"}
         self.events.changed(changes, reruns)
         self._cancel_render(frozenset(node.key for item in passes for node in item.prepared.graph.ordered()))
         self._current = full
@@ -127,9 +139,16 @@ class WatchLoop:
             except RenderCancelled:
                 self.events.cancelled(item.label)
                 return
-            except RenderError as exc:
-                self.events.failed(item.label, str(exc))
-                self.events.state("error: render failed; waiting for the next save")
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the watch goes on and the next save renders again
+                self._failed(item.label, exc)
                 return
             self.events.rendered(item.label, result, time.perf_counter() - started)
         self.events.state("idle: watching for changes")
+
+    def _failed(self, label: str, error: Exception) -> None:
+        """Report a failed pass; the next save of any watched file renders again, changed or not."""
+        self._files.rearm()
+        log.debug("%s failed", label, exc_info=error)
+        message = str(error) if isinstance(error, (RenderError, OSError)) else f"{error.__class__.__name__}: {error}"
+        self.events.failed(label, message)
+        self.events.state("error: render failed; waiting for the next save")

@@ -1,0 +1,100 @@
+"""LTX-2 on a smaller GPU: the same clip rendered resident, then under a memory cap with a memory policy.
+
+Components are built as in `bench/ltx2_gpu.py` (real LTX-2.0 architecture, random weights). The clip is
+rendered once with every model resident on the GPU (a warm-up, then a timed run), then every built module
+moves to the CPU, the process is capped with `torch.cuda.set_per_process_memory_fraction` (how a 24-32 GB
+card is emulated on an H200) and the same clip renders again under `--memory` (default `auto`, which
+must choose to offload). Reported: seconds, peak GPU memory, the offloaded/resident time ratio, and the
+largest frame difference between the two renders (offloading moves weights, never changes them: 0).
+
+    python bench/ltx2_memory_gpu.py --tiny                               # CPU dry run
+    python bench/ltx2_memory_gpu.py --profile ltx2-distilled --cap-gb 30  # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+import ltx2_gpu as base  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--profile", default="ltx2-distilled")
+    parser.add_argument("--cap-gb", type=float, default=30.0, help="GPU memory the process may use (GiB)")
+    parser.add_argument("--memory", default="auto", help="memory policy of the capped render")
+    parser.add_argument("--speed", default="eager")
+    parser.add_argument("--size", default=None)
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--fps", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+    args.size = args.size or ("256x256" if args.tiny else "768x512")
+    args.frames = args.frames or (17 if args.tiny else 121)
+    device = "cuda" if torch.cuda.is_available() and os.environ.get("SCENEKIT_DEVICE") != "cpu" else "cpu"
+    os.environ.setdefault("SCENEKIT_DEVICE", device)
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="ltx2_memory_"))
+    os.environ["SCENEKIT_MODELS"] = str(root / "models")
+
+    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
+    from transformers import Gemma3ForConditionalGeneration
+
+    comps = base.Components(base.configs.TINY if args.tiny else base.configs.REAL, device, torch.bfloat16)
+    redirect = base.Redirect()
+    redirect.install([LTX2VideoTransformer3DModel, LTX2TextConnectors, AutoencoderKLLTX2Video, AutoencoderKLLTX2Audio,
+                      LTX2Vocoder, LTX2LatentUpsamplerModel, Gemma3ForConditionalGeneration])
+    folder = (root / "models" / args.profile).resolve()
+    comps.write_folder(folder)
+    for name, module in comps.modules.items():
+        redirect.put(folder, name, module)
+    bench = base.Bench(args, root, comps, redirect)
+    from scenekit.ltx2.pool import POOL
+
+    rows = {}
+    args.memory, capped_memory = "resident", args.memory
+    bench.scenekit(args.profile, None, "warmup")
+    rows["resident"], resident_frames = bench.scenekit(args.profile, None, "resident")
+    base._log(f"resident: {rows['resident']['total_s']} s, peak {rows['resident']['peak_gb']} GB")
+
+    POOL.clear()
+    text_encoder = comps.text_encoder().to("cpu")  # one CPU text encoder, handed to the capped render
+    comps.text_encoder = lambda: text_encoder
+    for module in comps.modules.values():
+        module.to("cpu")
+    base._peak_reset()
+    if device == "cuda":
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(args.cap_gb * 2**30 / total)
+    args.memory = capped_memory
+    rows["capped"], capped_frames = bench.scenekit(args.profile, None, "capped")
+    base._log(f"capped at {args.cap_gb} GiB ({args.memory}): {rows['capped']['total_s']} s, peak {rows['capped']['peak_gb']} GB")
+    same = resident_frames is not None and capped_frames is not None
+    diff = int(np.abs(resident_frames.astype(np.int16) - capped_frames.astype(np.int16)).max()) if same else None
+    summary = {"profile": args.profile, "cap_gib": args.cap_gb, "memory": args.memory, "speed": args.speed,
+               "resident_s": rows["resident"]["total_s"], "capped_s": rows["capped"]["total_s"],
+               "ratio": round(rows["capped"]["total_s"] / rows["resident"]["total_s"], 3),
+               "resident_peak_gb": rows["resident"]["peak_gb"], "capped_peak_gb": rows["capped"]["peak_gb"],
+               "frames_max_abs_diff": diff, "rows": rows}
+    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
+    out = os.environ.get("OUT")
+    if out:
+        Path(out, f"ltx2_memory_{args.profile}.json").write_text(json.dumps(summary, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

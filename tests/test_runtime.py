@@ -1,0 +1,118 @@
+"""The model runtime: speed policies (what they resolve to, and that they key the nodes they change) and
+memory policies (offloading changes no output value)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import Project, read_video
+from scenekit.ltx2.tiny import build_tiny_profile_weights
+from scenekit.runtime import memory
+from scenekit.runtime.speed import FP8_ROWWISE, Machine, Numerics, SpeedUnavailable, resolve_numerics
+
+CPU = Machine("cpu")
+HOPPER = Machine("cuda", 9.0, has_torchao=True)
+AMPERE = Machine("cuda", 8.0, has_torchao=True)
+
+
+@pytest.mark.parametrize(("speed", "storage", "machine", "expected"), [
+    ("auto", "bfloat16", CPU, Numerics("bfloat16", compiled=False)),
+    ("auto", "float8_e4m3fn", CPU, Numerics("bfloat16", compiled=False)),
+    ("auto", "bfloat16", HOPPER, Numerics("bfloat16", compiled=True)),
+    ("auto", "float8_e4m3fn", HOPPER, Numerics(FP8_ROWWISE, compiled=True)),
+    ("auto", "float8_e4m3fn", AMPERE, Numerics("bfloat16", compiled=True)),
+    ("auto", "float8_e4m3fn", Machine("cuda", 9.0, has_torchao=False), Numerics("bfloat16", compiled=True)),
+    ("eager", "float8_e4m3fn", HOPPER, Numerics("bfloat16", compiled=False)),
+    ("compiled", "bfloat16", AMPERE, Numerics("bfloat16", compiled=True)),
+    ("fp8", "bfloat16", HOPPER, Numerics(FP8_ROWWISE, compiled=True)),
+])
+def test_speed_policies_resolve_by_machine_and_storage(speed, storage, machine, expected):
+    assert resolve_numerics(speed, "bfloat16", storage, machine) == expected
+
+
+@pytest.mark.parametrize(("speed", "machine", "reason"), [
+    ("compiled", CPU, "needs a GPU"),
+    ("fp8", AMPERE, "compute capability 8"),
+    ("fp8", Machine("cuda", 9.0, has_torchao=False), "torchao is not installed"),
+    ("fastest", HOPPER, "unknown speed"),
+])
+def test_a_speed_this_machine_cannot_run_says_why(speed, machine, reason):
+    with pytest.raises(SpeedUnavailable, match=reason):
+        resolve_numerics(speed, "bfloat16", "bfloat16", machine)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_profile_weights(root / "ltx2-distilled", seed=1, profile="ltx2-distilled")
+    return root
+
+
+@pytest.fixture
+def ltx(project: Project, models: Path, monkeypatch) -> Project:
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.setenv("SCENEKIT_MODELS", str(models))
+    project.write("""
+        scenekit: 1
+        defaults: {model: ltx2-distilled, size: 256x256, fps: 24, seed: 3}
+        clips: [{id: shot, prompt: "A lighthouse", frames: 17}]
+        output: {file: out.mp4, preset: ultrafast}
+    """)
+    return project
+
+
+def test_the_speed_policy_keys_exactly_the_transformer_nodes(ltx: Project, monkeypatch):
+    eager = ltx.prepare(speed="eager").graph
+    monkeypatch.setattr("scenekit.backends.ltx2.this_machine", lambda device: HOPPER)
+    compiled = ltx.prepare(speed="compiled").graph
+    own_params_changed = {n.id for n in compiled.ordered() if n.params != eager.node(n.id).params}
+    assert own_params_changed == {"shot/stage1", "shot/stage2"}
+    keys_changed = {n.id for n in compiled.ordered() if n.key != eager.node(n.id).key}
+    assert "shot/prompt" not in keys_changed and {"shot/stage1", "shot/decode", "stitch"} <= keys_changed
+    assert compiled.node("shot/stage1").params["numerics"] == {"matmul": "bfloat16", "compiled": True}
+
+
+def test_an_unavailable_speed_is_a_located_error(ltx: Project):
+    from scenekit.errors import SpecError
+
+    with pytest.raises(SpecError) as error:
+        ltx.prepare(speed="fp8")
+    issue = error.value.issues[0]
+    assert "needs a GPU" in issue.message and issue.location is not None
+
+
+def test_offloading_changes_no_output_value(ltx: Project, monkeypatch):
+    from scenekit.ltx2.pool import POOL
+
+    POOL.clear()
+    resident, _, _ = read_video(ltx.render(memory="resident").output)
+    POOL.clear()
+    monkeypatch.setattr(ltx, "cache", ltx.root / "cache-offloaded")
+    offloaded, _, _ = read_video(ltx.render(memory="offload").output)
+    transformers = [model for key, model in POOL._components.items() if key[1] == "transformer"]
+    assert transformers and all(_streams_blocks(model) for model in transformers)
+    POOL.clear()
+    memory.use_memory_policy("auto")
+    assert np.array_equal(resident, offloaded)
+
+
+def _streams_blocks(model) -> bool:
+    """Whether diffusers' group offloading moves `model`'s blocks."""
+    from diffusers.hooks import HookRegistry
+
+    return any(isinstance(registry := getattr(block, "_diffusers_hook", None), HookRegistry)
+               and registry.get_hook("group_offloading") is not None for block in model.transformer_blocks)
+
+
+def test_auto_offloads_only_what_does_not_fit():
+    memory.use_memory_policy("auto")
+    gb = 2**30
+    assert memory.choose_placement("transformer", 38 * gb, None) == "resident"  # the CPU
+    assert memory.choose_placement("transformer", 38 * gb, 100 * gb) == "resident"
+    assert memory.choose_placement("transformer", 38 * gb, 30 * gb) == "offload"
+    memory.use_memory_policy("offload")
+    assert memory.choose_placement("transformer", 1 * gb, 100 * gb) == "offload"
+    memory.use_memory_policy("auto")
