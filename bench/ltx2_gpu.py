@@ -40,6 +40,7 @@ Peak memory needs an H200 (about 75 GB with the 19B transformer and the 12B text
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -48,8 +49,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,12 +59,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # scenekit from the checkout unless PYTHONPATH has one
 
-import ltx2_gpu_configs as configs  # noqa: E402
+from scenekit.runtime.speed import FP8_ROWWISE
 
-from scenekit.runtime.speed import FP8_ROWWISE  # noqa: E402
+import ltx2_gpu_configs as configs
 
-PROMPT = ("A lighthouse on a cliff at dusk, waves breaking on the rocks below, the beam sweeping over the sea, "
-          "seagulls circling, cinematic, slow push-in")
+PROMPT = (
+    "A lighthouse on a cliff at dusk, waves breaking on the rocks below, the beam sweeping over the sea, "
+    "seagulls circling, cinematic, slow push-in"
+)
+
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -71,8 +76,9 @@ def _log(message: str) -> None:
 # --- components -------------------------------------------------------------------------------------
 
 
-def _build(factory: Callable[[], torch.nn.Module], device: str, dtype: torch.dtype, seed: int,
-           cast: bool = True) -> torch.nn.Module:
+def _build(
+    factory: Callable[[], torch.nn.Module], device: str, dtype: torch.dtype, seed: int, cast: bool = True
+) -> torch.nn.Module:
     """Construct on the device with `dtype` as default dtype (what from_pretrained(torch_dtype=...) gives),
     then give any non-finite parameter (torch.empty leftovers) small random values."""
     torch.manual_seed(seed)
@@ -101,8 +107,12 @@ class Components:
     """The built modules, and how to build a fresh text encoder."""
 
     def __init__(self, cfg: dict, device: str, dtype: torch.dtype):
-        from diffusers import (AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler,
-                               LTX2VideoTransformer3DModel)
+        from diffusers import (
+            AutoencoderKLLTX2Audio,
+            AutoencoderKLLTX2Video,
+            FlowMatchEulerDiscreteScheduler,
+            LTX2VideoTransformer3DModel,
+        )
         from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
 
         from scenekit.ltx2.tiny import _tokenizer
@@ -116,13 +126,18 @@ class Components:
         self.te_cfg = te_cfg
         self.scheduler_cfg = cfg["scheduler"]
         self.scheduler = FlowMatchEulerDiscreteScheduler(**cfg["scheduler"])
-        parts = [("transformer", LTX2VideoTransformer3DModel), ("connectors", LTX2TextConnectors),
-                 ("vae", AutoencoderKLLTX2Video), ("audio_vae", AutoencoderKLLTX2Audio), ("vocoder", LTX2Vocoder),
-                 ("latent_upsampler", LTX2LatentUpsamplerModel)]
+        parts = [
+            ("transformer", LTX2VideoTransformer3DModel),
+            ("connectors", LTX2TextConnectors),
+            ("vae", AutoencoderKLLTX2Video),
+            ("audio_vae", AutoencoderKLLTX2Audio),
+            ("vocoder", LTX2Vocoder),
+            ("latent_upsampler", LTX2LatentUpsamplerModel),
+        ]
         self.modules: dict[str, torch.nn.Module] = {}
         for salt, (name, cls) in enumerate(parts):
             started = time.perf_counter()
-            self.modules[name] = _build(lambda: cls(**cfg[name]), device, dtype, seed=1000 + salt)
+            self.modules[name] = _build(functools.partial(cls, **cfg[name]), device, dtype, seed=1000 + salt)
             _sync()
             self.seconds[name] = time.perf_counter() - started
             count = sum(p.numel() for p in self.modules[name].parameters())
@@ -134,12 +149,19 @@ class Components:
         from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
         started = time.perf_counter()
-        model = _build(lambda: Gemma3ForConditionalGeneration(Gemma3Config(**self.te_cfg)), self.device, self.dtype,
-                       seed=2000, cast=False)
+        model = _build(
+            lambda: Gemma3ForConditionalGeneration(Gemma3Config(**self.te_cfg)),
+            self.device,
+            self.dtype,
+            seed=2000,
+            cast=False,
+        )
         _sync()
         self.seconds["text_encoder"] = time.perf_counter() - started
-        _log(f"built text_encoder: {sum(p.numel() for p in model.parameters()) / 1e9:.3f} B params in "
-             f"{self.seconds['text_encoder']:.1f} s")
+        _log(
+            f"built text_encoder: {sum(p.numel() for p in model.parameters()) / 1e9:.3f} B params in "
+            f"{self.seconds['text_encoder']:.1f} s"
+        )
         return model
 
     def write_folder(self, folder: Path) -> None:
@@ -148,9 +170,16 @@ class Components:
         from transformers import Gemma3Config
 
         folder.mkdir(parents=True, exist_ok=True)
-        pipe = LTX2Pipeline(scheduler=self.scheduler, vae=self.modules["vae"], audio_vae=self.modules["audio_vae"],
-                            text_encoder=None, tokenizer=self.tokenizer, connectors=self.modules["connectors"],
-                            transformer=self.modules["transformer"], vocoder=self.modules["vocoder"])
+        pipe = LTX2Pipeline(
+            scheduler=self.scheduler,
+            vae=self.modules["vae"],
+            audio_vae=self.modules["audio_vae"],
+            text_encoder=None,
+            tokenizer=self.tokenizer,
+            connectors=self.modules["connectors"],
+            transformer=self.modules["transformer"],
+            vocoder=self.modules["vocoder"],
+        )
         pipe.save_config(folder)
         index = json.loads((folder / "model_index.json").read_text())
         index["text_encoder"] = ["transformers", "Gemma3ForConditionalGeneration"]
@@ -220,7 +249,7 @@ class _Mark:
         else:
             self.host = time.perf_counter()
 
-    def ms_to(self, later: "_Mark") -> float:
+    def ms_to(self, later: _Mark) -> float:
         if _cuda():
             return self.event.elapsed_time(later.event)
         return (later.host - self.host) * 1000
@@ -260,9 +289,15 @@ def _per_stage(records, stage_tokens: dict[str, int], steps: dict[str, int]) -> 
         if not mine:
             continue
         total = sum(start.ms_to(end) for _, _, start, end in mine)
-        out[stage] = {"tokens": tokens, "forwards": len(mine), "batch_sizes": sorted({r[1] for r in mine}),
-                      "transformer_ms": round(total, 2), "steps": steps[stage],
-                      "ms_per_step": round(total / steps[stage], 2), "ms_per_forward": round(total / len(mine), 2)}
+        out[stage] = {
+            "tokens": tokens,
+            "forwards": len(mine),
+            "batch_sizes": sorted({r[1] for r in mine}),
+            "transformer_ms": round(total, 2),
+            "steps": steps[stage],
+            "ms_per_step": round(total / steps[stage], 2),
+            "ms_per_forward": round(total / len(mine), 2),
+        }
     return out
 
 
@@ -354,13 +389,21 @@ def write_random_lora(transformer: torch.nn.Module, path: Path, rank: int, seed:
 
     tensors: dict[str, torch.Tensor] = {}
     for name, module in transformer.named_modules():
-        if name.startswith("transformer_blocks.") and name.endswith(LORA_TARGETS) and isinstance(module, torch.nn.Linear):
+        if (
+            name.startswith("transformer_blocks.")
+            and name.endswith(LORA_TARGETS)
+            and isinstance(module, torch.nn.Linear)
+        ):
             tensors[f"diffusion_model.{name}.lora_A.weight"] = random(rank, module.in_features)
             tensors[f"diffusion_model.{name}.lora_B.weight"] = random(module.out_features, rank)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={"format": "pt"})
-    return {"file": path.name, "rank": rank, "layers": len(tensors) // 2,
-            "gb": round(sum(t.numel() * t.element_size() for t in tensors.values()) / 1e9, 2)}
+    return {
+        "file": path.name,
+        "rank": rank,
+        "layers": len(tensors) // 2,
+        "gb": round(sum(t.numel() * t.element_size() for t in tensors.values()) / 1e9, 2),
+    }
 
 
 def _profile_lora(name: str):
@@ -371,8 +414,9 @@ def _profile_lora(name: str):
     return settings.weights.distilled_lora if any(stage.lora for stage in settings.stages) else None
 
 
-def _write_spec(project: Path, profile: str, width: int, height: int, frames: int, fps: int, seed: int,
-                steps: int | None) -> Path:
+def _write_spec(
+    project: Path, profile: str, width: int, height: int, frames: int, fps: int, seed: int, steps: int | None
+) -> Path:
     project.mkdir(parents=True, exist_ok=True)
     (project / "scenekit.toml").write_text("")
     extra = f"\n    steps: {steps}" if steps is not None else ""
@@ -382,7 +426,7 @@ def _write_spec(project: Path, profile: str, width: int, height: int, frames: in
         f"defaults: {{model: {profile}, size: {width}x{height}, fps: {fps}, seed: {seed}}}\n"
         f"clips:\n"
         f"  - id: shot\n"
-        f"    prompt: \"{PROMPT}\"\n"
+        f'    prompt: "{PROMPT}"\n'
         f"    frames: {frames}{extra}\n"
         f"output: {{file: {profile}.mp4}}\n"
     )
@@ -399,8 +443,10 @@ class Bench:
         self.timer = ForwardTimer(comps.modules["transformer"])
         self.compute = ComputeTimer()
         latent_frames = (args.frames - 1) // 8 + 1
-        self.tokens = {"stage1": latent_frames * (self.height // 64) * (self.width // 64),
-                       "stage2": latent_frames * (self.height // 32) * (self.width // 32)}
+        self.tokens = {
+            "stage1": latent_frames * (self.height // 64) * (self.width // 64),
+            "stage2": latent_frames * (self.height // 32) * (self.width // 32),
+        }
 
     def folder(self, profile: str) -> Path:
         return (self.root / "models" / profile).resolve()
@@ -438,8 +484,16 @@ class Bench:
         from scenekit.engine.events import SilentEvents
         from scenekit.engine.session import RenderOptions, prepare, render
 
-        spec = _write_spec(self.root / "project", profile, self.width, self.height, self.args.frames, self.args.fps,
-                           self.args.seed, steps)
+        spec = _write_spec(
+            self.root / "project",
+            profile,
+            self.width,
+            self.height,
+            self.args.frames,
+            self.args.fps,
+            self.args.seed,
+            steps,
+        )
         cache = self.root / "cache" / tag
         shutil.rmtree(cache, ignore_errors=True)
         te = self.comps.text_encoder()
@@ -451,8 +505,12 @@ class Bench:
         _sync()
         started = time.perf_counter()
         graphs_before = _compiled_graphs()
-        result = render(prepare(spec, RenderOptions(cache_dir=cache, speed=self.args.speed,
-                                                           memory=getattr(self.args, "memory", None))), SilentEvents())
+        result = render(
+            prepare(
+                spec, RenderOptions(cache_dir=cache, speed=self.args.speed, memory=getattr(self.args, "memory", None))
+            ),
+            SilentEvents(),
+        )
         _sync()
         total = time.perf_counter() - started
         peak = _peak_gb()
@@ -462,14 +520,22 @@ class Bench:
         frames = decoded[0] if decoded else None
         self.compute.last_decode = None
         row = {
-            "run": f"scenekit {profile}", "tag": tag, "total_s": round(total, 3),
-            "prompt_s": nodes.get("prompt"), "stage1_s": nodes.get("stage1"),
-            "stage2_s": round(nodes.get("upsample", 0) + nodes.get("stage2", 0), 3), "decode_s": nodes.get("decode"),
-            "rest_s": round(total - sum(v for k, v in nodes.items()
-                                        if k in ("prompt", "stage1", "upsample", "stage2", "decode")), 3),
-            "nodes_s": nodes, "compute_s": self.compute.take(), "peak_gb": peak,
+            "run": f"scenekit {profile}",
+            "tag": tag,
+            "total_s": round(total, 3),
+            "prompt_s": nodes.get("prompt"),
+            "stage1_s": nodes.get("stage1"),
+            "stage2_s": round(nodes.get("upsample", 0) + nodes.get("stage2", 0), 3),
+            "decode_s": nodes.get("decode"),
+            "rest_s": round(
+                total - sum(v for k, v in nodes.items() if k in ("prompt", "stage1", "upsample", "stage2", "decode")), 3
+            ),
+            "nodes_s": nodes,
+            "compute_s": self.compute.take(),
+            "peak_gb": peak,
             "transformer": _per_stage(self.timer.take(), self.tokens, self._steps(profile, steps)),
-            "output": str(result.output), "compiled_graphs": _compiled_graphs() - graphs_before,
+            "output": str(result.output),
+            "compiled_graphs": _compiled_graphs() - graphs_before,
             "transformer_storage": _storage(self.comps.modules["transformer"]),
             "finite": {"audio": bool(np.isfinite(decoded[1]).all())} if decoded else None,
         }
@@ -493,31 +559,58 @@ class Bench:
         def pipeline(fixed_sigmas: bool, text_encoder: torch.nn.Module) -> LTX2Pipeline:
             scheduler = FlowMatchEulerDiscreteScheduler(**self.comps.scheduler_cfg)
             if fixed_sigmas:  # as the docs' stage 2: the given sigmas, unshifted
-                scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler.config, use_dynamic_shifting=False,
-                                                                        shift_terminal=None)
-            pipe = LTX2Pipeline(scheduler=scheduler, vae=m["vae"], audio_vae=m["audio_vae"], text_encoder=text_encoder,
-                                tokenizer=self.comps.tokenizer, connectors=m["connectors"],
-                                transformer=m["transformer"], vocoder=m["vocoder"])
+                scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+                    scheduler.config, use_dynamic_shifting=False, shift_terminal=None
+                )
+            pipe = LTX2Pipeline(
+                scheduler=scheduler,
+                vae=m["vae"],
+                audio_vae=m["audio_vae"],
+                text_encoder=text_encoder,
+                tokenizer=self.comps.tokenizer,
+                connectors=m["connectors"],
+                transformer=m["transformer"],
+                vocoder=m["vocoder"],
+            )
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
         upsample_pipe = LTX2LatentUpsamplePipeline(vae=m["vae"], latent_upsampler=m["latent_upsampler"])
         upsample_pipe.set_progress_bar_config(disable=True)
-        off = dict(guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0, guidance_rescale=0.0,
-                   audio_guidance_scale=1.0, audio_stg_scale=0.0, audio_modality_scale=1.0,
-                   audio_guidance_rescale=0.0, spatio_temporal_guidance_blocks=[])
+        off = dict(
+            guidance_scale=1.0,
+            stg_scale=0.0,
+            modality_scale=1.0,
+            guidance_rescale=0.0,
+            audio_guidance_scale=1.0,
+            audio_stg_scale=0.0,
+            audio_modality_scale=1.0,
+            audio_guidance_rescale=0.0,
+            spatio_temporal_guidance_blocks=[],
+        )
         if stage1.guided:
             g = s.guidance
-            guidance1 = dict(guidance_scale=g.cfg, stg_scale=g.stg, modality_scale=g.modality, guidance_rescale=g.rescale,
-                             audio_guidance_scale=g.audio_cfg, audio_stg_scale=g.audio_stg,
-                             audio_modality_scale=g.audio_modality, audio_guidance_rescale=g.audio_rescale,
-                             spatio_temporal_guidance_blocks=list(g.stg_blocks))
+            guidance1 = dict(
+                guidance_scale=g.cfg,
+                stg_scale=g.stg,
+                modality_scale=g.modality,
+                guidance_rescale=g.rescale,
+                audio_guidance_scale=g.audio_cfg,
+                audio_stg_scale=g.audio_stg,
+                audio_modality_scale=g.audio_modality,
+                audio_guidance_rescale=g.audio_rescale,
+                spatio_temporal_guidance_blocks=list(g.stg_blocks),
+            )
         else:
             guidance1 = off
         n1 = len(stage1.sigmas) if stage1.sigmas else (steps or stage1.steps)
-        common = dict(num_frames=self.args.frames, frame_rate=float(self.args.fps),
-                      use_cross_timestep=s.use_cross_timestep, max_sequence_length=s.max_sequence_length,
-                      return_dict=False)
+        common = dict(
+            num_frames=self.args.frames,
+            frame_rate=float(self.args.fps),
+            use_cross_timestep=s.use_cross_timestep,
+            max_sequence_length=s.max_sequence_length,
+            return_dict=False,
+        )
         pipe1, pipe2 = pipeline(stage1.sigmas is not None, te), pipeline(True, te)
         lora = _profile_lora(profile) if stage2.lora else None
         transformer = m["transformer"]
@@ -533,10 +626,25 @@ class Bench:
         _peak_reset()
         _sync()
         with _eager():
-            return self._direct_calls(profile, tag, s, pipe1, pipe2, upsample_pipe, te, guidance1, off, common, n1,
-                                      lora, adapter if lora is not None else None)
+            return self._direct_calls(
+                profile,
+                tag,
+                s,
+                pipe1,
+                pipe2,
+                upsample_pipe,
+                te,
+                guidance1,
+                off,
+                common,
+                n1,
+                lora,
+                adapter if lora is not None else None,
+            )
 
-    def _direct_calls(self, profile, tag, s, pipe1, pipe2, upsample_pipe, te, guidance1, off, common, n1, lora, adapter):
+    def _direct_calls(
+        self, profile, tag, s, pipe1, pipe2, upsample_pipe, te, guidance1, off, common, n1, lora, adapter
+    ):
         from diffusers.utils import encode_video
 
         stage1, stage2 = s.stages
@@ -544,10 +652,17 @@ class Bench:
         transformer = m["transformer"]
         t0, m0 = time.perf_counter(), _Mark()
         video_latents, audio_latents = pipe1(
-            prompt=PROMPT, negative_prompt="" if stage1.guided else None,
-            width=int(self.width * stage1.scale), height=int(self.height * stage1.scale),
-            sigmas=stage1.sigmas, num_inference_steps=n1,
-            generator=torch.Generator("cpu").manual_seed(self.args.seed), output_type="latent", **guidance1, **common)
+            prompt=PROMPT,
+            negative_prompt="" if stage1.guided else None,
+            width=int(self.width * stage1.scale),
+            height=int(self.height * stage1.scale),
+            sigmas=stage1.sigmas,
+            num_inference_steps=n1,
+            generator=torch.Generator("cpu").manual_seed(self.args.seed),
+            output_type="latent",
+            **guidance1,
+            **common,
+        )
         _sync()
         if lora is not None:
             transformer.enable_lora()
@@ -560,13 +675,28 @@ class Bench:
         _sync()
         t2, m2 = time.perf_counter(), _Mark()
         video, audio = pipe2(
-            prompt=PROMPT, latents=upsampled, audio_latents=audio_latents, width=self.width, height=self.height,
-            sigmas=stage2.sigmas, num_inference_steps=len(stage2.sigmas), noise_scale=stage2.noise_scale,
-            generator=torch.Generator("cpu").manual_seed(self.args.seed), output_type="np", **off, **common)
+            prompt=PROMPT,
+            latents=upsampled,
+            audio_latents=audio_latents,
+            width=self.width,
+            height=self.height,
+            sigmas=stage2.sigmas,
+            num_inference_steps=len(stage2.sigmas),
+            noise_scale=stage2.noise_scale,
+            generator=torch.Generator("cpu").manual_seed(self.args.seed),
+            output_type="np",
+            **off,
+            **common,
+        )
         _sync()
         t3 = time.perf_counter()
-        encode_video(video[0], fps=self.args.fps, output_path=str(self.root / f"direct-{profile}.mp4"),
-                     audio=audio[0].float().cpu(), audio_sample_rate=m["vocoder"].config.output_sampling_rate)
+        encode_video(
+            video[0],
+            fps=self.args.fps,
+            output_path=str(self.root / f"direct-{profile}.mp4"),
+            audio=audio[0].float().cpu(),
+            audio_sample_rate=m["vocoder"].config.output_sampling_rate,
+        )
         t4 = time.perf_counter()
         peak = _peak_gb()
         records = self.timer.take()
@@ -575,13 +705,22 @@ class Bench:
         prompt_s = m0.ms_to(first1[2]) / 1000  # text encoder + connectors + latent set-up, before stage 1's first step
         decode_s = (t3 - t2) - m2.ms_to(last2[3]) / 1000  # after stage 2's last transformer forward
         row = {
-            "run": f"direct {profile}", "tag": tag, "total_s": round(t4 - t0, 3), "prompt_s": round(prompt_s, 3),
-            "stage1_s": round(t1 - t0 - prompt_s, 3), "stage2_s": round(t3 - t1 - decode_s, 3),
-            "decode_s": round(decode_s, 3), "rest_s": round(t4 - t3, 3),
+            "run": f"direct {profile}",
+            "tag": tag,
+            "total_s": round(t4 - t0, 3),
+            "prompt_s": round(prompt_s, 3),
+            "stage1_s": round(t1 - t0 - prompt_s, 3),
+            "stage2_s": round(t3 - t1 - decode_s, 3),
+            "decode_s": round(decode_s, 3),
+            "rest_s": round(t4 - t3, 3),
             "finite": {"video": bool(np.isfinite(video).all()), "audio": bool(torch.isfinite(audio).all())},
-            "calls_s": {"stage1_call": round(t1 - t0, 3), "upsample_call": round(t2 - t1, 3),
-                        "stage2_call_with_decode": round(t3 - t2, 3)},
-            "peak_gb": peak, "transformer": _per_stage(records, self.tokens, {"stage1": n1, "stage2": len(stage2.sigmas)}),
+            "calls_s": {
+                "stage1_call": round(t1 - t0, 3),
+                "upsample_call": round(t2 - t1, 3),
+                "stage2_call_with_decode": round(t3 - t2, 3),
+            },
+            "peak_gb": peak,
+            "transformer": _per_stage(records, self.tokens, {"stage1": n1, "stage2": len(stage2.sigmas)}),
             "transformer_storage": _storage(m["transformer"]),
         }
         frames = (video[0] * 255).round().astype(np.uint8)
@@ -608,8 +747,10 @@ def _median_row(rows: list[dict]) -> dict:
 
 
 def _table(summary: list[dict]) -> str:
-    head = (f"{'run':<26}{'total s':>9}{'prompt s':>9}{'stage1 s':>9}{'stage2 s':>9}{'decode s':>9}{'rest s':>8}"
-            f"{'tf ms/step s1':>14}{'tf ms/step s2':>14}{'peak GB':>9}{'ratio':>7}")
+    head = (
+        f"{'run':<26}{'total s':>9}{'prompt s':>9}{'stage1 s':>9}{'stage2 s':>9}{'decode s':>9}{'rest s':>8}"
+        f"{'tf ms/step s1':>14}{'tf ms/step s2':>14}{'peak GB':>9}{'ratio':>7}"
+    )
     lines = [head, "-" * len(head)]
 
     def f(v, width, digits=2):
@@ -617,10 +758,12 @@ def _table(summary: list[dict]) -> str:
 
     for row in summary:
         steps = row.get("ms_per_step", {})
-        lines.append(f"{row['run']:<26}{f(row['total_s'], 9)}{f(row['prompt_s'], 9)}{f(row['stage1_s'], 9)}"
-                     f"{f(row['stage2_s'], 9)}{f(row['decode_s'], 9)}{f(row['rest_s'], 8)}"
-                     f"{f(steps.get('stage1'), 14, 1)}{f(steps.get('stage2'), 14, 1)}{f(row['peak_gb'], 9)}"
-                     f"{f(row.get('ratio'), 7, 3)}")
+        lines.append(
+            f"{row['run']:<26}{f(row['total_s'], 9)}{f(row['prompt_s'], 9)}{f(row['stage1_s'], 9)}"
+            f"{f(row['stage2_s'], 9)}{f(row['decode_s'], 9)}{f(row['rest_s'], 8)}"
+            f"{f(steps.get('stage1'), 14, 1)}{f(steps.get('stage2'), 14, 1)}{f(row['peak_gb'], 9)}"
+            f"{f(row.get('ratio'), 7, 3)}"
+        )
     return "\n".join(lines)
 
 
@@ -633,18 +776,28 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2, help="timed (scenekit, direct) pairs per profile")
-    parser.add_argument("--dev-steps", type=int, default=None, help="stage-1 steps of guided profiles (default: profile's)")
+    parser.add_argument(
+        "--dev-steps", type=int, default=None, help="stage-1 steps of guided profiles (default: profile's)"
+    )
     parser.add_argument("--warmup-steps", type=int, default=2, help="stage-1 steps of guided profiles in the warm-up")
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help="start no further timed pair once this much wall time has gone (keeps a device call in its limit)")
-    parser.add_argument("--speed", default="eager", help="scenekit's speed policy (eager: bit-exact with direct; auto, compiled, fp8)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="start no further timed pair once this much wall time has gone (keeps a device call in its limit)",
+    )
+    parser.add_argument(
+        "--speed", default="eager", help="scenekit's speed policy (eager: bit-exact with direct; auto, compiled, fp8)"
+    )
     parser.add_argument("--workdir", default=None)
-    parser.add_argument("--json", default=None, help="also write the results here ($OUT/ltx2_gpu.json when $OUT is set)")
+    parser.add_argument(
+        "--json", default=None, help="also write the results here ($OUT/ltx2_gpu.json when $OUT is set)"
+    )
     args = parser.parse_args()
     args.size = args.size or ("256x256" if args.tiny else "768x512")
     args.frames = args.frames or (17 if args.tiny else 121)
 
-    device = "cuda" if torch.cuda.is_available() and not os.environ.get("SCENEKIT_DEVICE") == "cpu" else "cpu"
+    device = "cuda" if torch.cuda.is_available() and os.environ.get("SCENEKIT_DEVICE") != "cpu" else "cpu"
     os.environ.setdefault("SCENEKIT_DEVICE", device)
     root = Path(args.workdir or tempfile.mkdtemp(prefix="ltx2_gpu_"))
     os.environ["SCENEKIT_MODELS"] = str(root / "models")
@@ -656,23 +809,43 @@ def main() -> None:
 
     diffusers.utils.logging.set_verbosity_error()
 
-    env = {"torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-           "device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "python": sys.version.split()[0],
-           "mode": "tiny" if args.tiny else "real LTX-2.0 configs, random weights",
-           "size": args.size, "frames": args.frames, "fps": args.fps, "seed": args.seed,
-           "scenekit": str(Path(sys.modules["scenekit"].__file__ if "scenekit" in sys.modules
-                                else __import__("scenekit").__file__).parent)}
+    env = {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "python": sys.version.split()[0],
+        "mode": "tiny" if args.tiny else "real LTX-2.0 configs, random weights",
+        "size": args.size,
+        "frames": args.frames,
+        "fps": args.fps,
+        "seed": args.seed,
+        "scenekit": str(
+            Path(
+                sys.modules["scenekit"].__file__ if "scenekit" in sys.modules else __import__("scenekit").__file__
+            ).parent
+        ),
+    }
     _log(f"env: {env}")
 
-    from diffusers import (AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel)
+    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
     from transformers import Gemma3ForConditionalGeneration
 
     started = time.perf_counter()
     comps = Components(configs.TINY if args.tiny else configs.REAL, device, torch.bfloat16)
     redirect = Redirect()
-    redirect.install([LTX2VideoTransformer3DModel, LTX2TextConnectors, AutoencoderKLLTX2Video, AutoencoderKLLTX2Audio,
-                      LTX2Vocoder, LTX2LatentUpsamplerModel, Gemma3ForConditionalGeneration])
+    redirect.install(
+        [
+            LTX2VideoTransformer3DModel,
+            LTX2TextConnectors,
+            AutoencoderKLLTX2Video,
+            AutoencoderKLLTX2Audio,
+            LTX2Vocoder,
+            LTX2LatentUpsamplerModel,
+            Gemma3ForConditionalGeneration,
+        ]
+    )
     loras = {}
     bench = Bench(args, root, comps, redirect)
     for profile in profiles:
@@ -684,11 +857,20 @@ def main() -> None:
             redirect.put(folder, "transformer", Fresh(bench.transformer_copy))
         lora = _profile_lora(profile)
         if lora is not None:
-            loras[profile] = write_random_lora(comps.modules["transformer"], folder / lora.file, 4 if args.tiny else 384)
+            loras[profile] = write_random_lora(
+                comps.modules["transformer"], folder / lora.file, 4 if args.tiny else 384
+            )
             _log(f"{profile}: random LoRA {loras[profile]}")
 
-    results: dict[str, Any] = {"env": env, "notes": notes, "build_s": {k: round(v, 2) for k, v in comps.seconds.items()},
-                               "tokens": bench.tokens, "loras": loras, "runs": [], "summary": []}
+    results: dict[str, Any] = {
+        "env": env,
+        "notes": notes,
+        "build_s": {k: round(v, 2) for k, v in comps.seconds.items()},
+        "tokens": bench.tokens,
+        "loras": loras,
+        "runs": [],
+        "summary": [],
+    }
     out_dir = os.environ.get("OUT")
     json_path = Path(args.json) if args.json else (Path(out_dir) / "ltx2_gpu.json" if out_dir else None)
 
@@ -711,7 +893,8 @@ def main() -> None:
         diffs: list[dict] = []
         scenekit_ok = True
 
-        def attempt(way: str, tag: str):
+        # this iteration's profile and step counts are bound as defaults: a closure would see the loop's later values
+        def attempt(way: str, tag: str, *, profile: str = profile, warm: int | None = warm, steps: int | None = steps):
             nonlocal scenekit_ok
             if way == "scenekit" and not scenekit_ok:
                 return None, None
@@ -729,10 +912,15 @@ def main() -> None:
                 save()
                 return None, None
             results["runs"].append(row)
-            extra = (f"nodes {row['nodes_s']}  compute {row['compute_s']}" if way == "scenekit"
-                     else f"calls {row['calls_s']}")
-            _log(f"  {way:<8} {tag}: {row['total_s']:.2f} s  {extra}  peak {row['peak_gb']} GB  finite {row['finite']}  "
-                 f"transformer {row['transformer']}")
+            extra = (
+                f"nodes {row['nodes_s']}  compute {row['compute_s']}"
+                if way == "scenekit"
+                else f"calls {row['calls_s']}"
+            )
+            _log(
+                f"  {way:<8} {tag}: {row['total_s']:.2f} s  {extra}  peak {row['peak_gb']} GB  finite {row['finite']}  "
+                f"transformer {row['transformer']}"
+            )
             save()
             return row, frames
 
@@ -754,9 +942,15 @@ def main() -> None:
             if sk_frames is not None and dr_frames is not None and sk_frames.shape == dr_frames.shape:
                 diff = np.abs(sk_frames.astype(np.int16) - dr_frames.astype(np.int16))
                 mse = float((diff.astype(np.float64) ** 2).mean())
-                diffs.append({"max_abs": int(diff.max()), "equal_fraction": round(float((diff == 0).mean()), 4),
-                              "psnr_db": round(10 * np.log10(255 ** 2 / mse), 2) if mse else None,
-                              "shape": list(sk_frames.shape), "mean_value": round(float(dr_frames.mean()), 2)})
+                diffs.append(
+                    {
+                        "max_abs": int(diff.max()),
+                        "equal_fraction": round(float((diff == 0).mean()), 4),
+                        "psnr_db": round(10 * np.log10(255**2 / mse), 2) if mse else None,
+                        "shape": list(sk_frames.shape),
+                        "mean_value": round(float(dr_frames.mean()), 2),
+                    }
+                )
                 _log(f"  frames scenekit vs direct: {diffs[-1]}")
             del sk_frames, dr_frames
             pair_s = time.perf_counter() - pair_started
@@ -765,7 +959,8 @@ def main() -> None:
         if sk_row and dr_row:
             sk_row["ratio"] = round(sk_row["total_s"] / dr_row["total_s"], 3)
             sk_row["ratio_without_mp4"] = round(
-                (sk_row["total_s"] - sk_row["rest_s"]) / (dr_row["total_s"] - dr_row["rest_s"]), 3)
+                (sk_row["total_s"] - sk_row["rest_s"]) / (dr_row["total_s"] - dr_row["rest_s"]), 3
+            )
             sk_row["frames_vs_direct"] = diffs
             dr_row["ratio"] = 1.0
         results["summary"] += [row for row in (sk_row, dr_row) if row]
@@ -773,16 +968,22 @@ def main() -> None:
     POOL.clear()
 
     print()
-    print(f"device: {env['device']}; torch {env['torch']}, diffusers {env['diffusers']}, transformers "
-          f"{env['transformers']}; {args.size} x {args.frames} frames @ {args.fps} fps; {env['mode']}")
-    print(f"medians of {args.repeats} timed runs each; total = prompt text to mp4 file on disk; ratio = scenekit total / "
-          f"direct total; rest = scenekit: mp4 stitch + plan + manifest, direct: diffusers encode_video; "
-          f"tokens per forward: stage 1 {bench.tokens['stage1']}, stage 2 {bench.tokens['stage2']}")
+    print(
+        f"device: {env['device']}; torch {env['torch']}, diffusers {env['diffusers']}, transformers "
+        f"{env['transformers']}; {args.size} x {args.frames} frames @ {args.fps} fps; {env['mode']}"
+    )
+    print(
+        f"medians of {args.repeats} timed runs each; total = prompt text to mp4 file on disk; ratio = scenekit total / "
+        f"direct total; rest = scenekit: mp4 stitch + plan + manifest, direct: diffusers encode_video; "
+        f"tokens per forward: stage 1 {bench.tokens['stage1']}, stage 2 {bench.tokens['stage2']}"
+    )
     print(_table(results["summary"]))
     for row in results["summary"]:
         if row["run"].startswith("scenekit") and "ratio_without_mp4" in row:
-            print(f"{row['run']}: ratio without writing the mp4 ('rest' s of both) {row['ratio_without_mp4']}; "
-                  f"frames vs direct {row['frames_vs_direct']}")
+            print(
+                f"{row['run']}: ratio without writing the mp4 ('rest' s of both) {row['ratio_without_mp4']}; "
+                f"frames vs direct {row['frames_vs_direct']}"
+            )
     for note in notes:
         print("note:", note)
     print(f"build (s): {results['build_s']}; total bench wall {time.perf_counter() - started:.0f} s")

@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-import ltx2_gpu_configs as configs  # noqa: E402
-from ltx2_gpu import _build, _log, _sync  # noqa: E402
+import ltx2_gpu_configs as configs
+from ltx2_gpu import _build, _log, _sync
 
 FILE = "ltx-2-19b-distilled-fp8.safetensors"
 FP8_MAX = 448.0
@@ -54,8 +54,11 @@ def write_checkpoint(transformer: torch.nn.Module, path: Path) -> dict[str, floa
                 tensors[name] = value.detach().cpu().contiguous()
     quantised = time.perf_counter() - started
     save_file(tensors, str(path), metadata={"format": "pt", "model_version": "2.0.0"})
-    return {"quantise_s": round(quantised, 1), "write_s": round(time.perf_counter() - started - quantised, 1),
-            "file_gb": round(path.stat().st_size / 1e9, 2)}
+    return {
+        "quantise_s": round(quantised, 1),
+        "write_s": round(time.perf_counter() - started - quantised, 1),
+        "file_gb": round(path.stat().st_size / 1e9, 2),
+    }
 
 
 def main() -> None:
@@ -87,8 +90,9 @@ def main() -> None:
     result = json.loads((folder / "written.json").read_text())
     _sync()
     started = time.perf_counter()
-    transformer = ModelPool().transformer(folder, FILE, {"compute": "bfloat16", "storage": "float8_e4m3fn"},
-                                        Numerics("bfloat16", compiled=False))
+    transformer = ModelPool().transformer(
+        folder, FILE, {"compute": "bfloat16", "storage": "float8_e4m3fn"}, Numerics("bfloat16", compiled=False)
+    )
     _sync()
     result["load_s"] = round(time.perf_counter() - started, 1)
     result["gpu_gb"] = round(torch.cuda.memory_allocated() / 1e9, 2) if device == "cuda" else None
@@ -99,8 +103,9 @@ def main() -> None:
         expected = handle.get_tensor(f"{key}.weight").float() * handle.get_tensor(f"{key}.weight_scale").float()
     loaded = transformer.transformer_blocks[0].attn1.to_q.weight
     result["weight_dtype"] = str(loaded.dtype)
-    result["weight_matches_file"] = bool(torch.equal(loaded.float().cpu(),
-                                                     expected.to(torch.bfloat16).to(torch.float8_e4m3fn).float()))
+    result["weight_matches_file"] = bool(
+        torch.equal(loaded.float().cpu(), expected.to(torch.bfloat16).to(torch.float8_e4m3fn).float())
+    )
     _log(f"loaded: {result}")
     if os.environ.get("OUT"):
         (Path(os.environ["OUT"]) / "ltx2_load.json").write_text(json.dumps(result, indent=1))

@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-import ltx2_gpu as base  # noqa: E402
+import ltx2_gpu as base
 
 
 def main() -> None:
@@ -56,8 +55,17 @@ def main() -> None:
 
     comps = base.Components(base.configs.TINY if args.tiny else base.configs.REAL, device, torch.bfloat16)
     redirect = base.Redirect()
-    redirect.install([LTX2VideoTransformer3DModel, LTX2TextConnectors, AutoencoderKLLTX2Video, AutoencoderKLLTX2Audio,
-                      LTX2Vocoder, LTX2LatentUpsamplerModel, Gemma3ForConditionalGeneration])
+    redirect.install(
+        [
+            LTX2VideoTransformer3DModel,
+            LTX2TextConnectors,
+            AutoencoderKLLTX2Video,
+            AutoencoderKLLTX2Audio,
+            LTX2Vocoder,
+            LTX2LatentUpsamplerModel,
+            Gemma3ForConditionalGeneration,
+        ]
+    )
     folder = (root / "models" / args.profile).resolve()
     comps.write_folder(folder)
     for name, module in comps.modules.items():
@@ -82,14 +90,24 @@ def main() -> None:
         torch.cuda.set_per_process_memory_fraction(args.cap_gb * 2**30 / total)
     args.memory = capped_memory
     rows["capped"], capped_frames = bench.scenekit(args.profile, None, "capped")
-    base._log(f"capped at {args.cap_gb} GiB ({args.memory}): {rows['capped']['total_s']} s, peak {rows['capped']['peak_gb']} GB")
+    base._log(
+        f"capped at {args.cap_gb} GiB ({args.memory}): {rows['capped']['total_s']} s, peak {rows['capped']['peak_gb']} GB"
+    )
     same = resident_frames is not None and capped_frames is not None
     diff = int(np.abs(resident_frames.astype(np.int16) - capped_frames.astype(np.int16)).max()) if same else None
-    summary = {"profile": args.profile, "cap_gib": args.cap_gb, "memory": args.memory, "speed": args.speed,
-               "resident_s": rows["resident"]["total_s"], "capped_s": rows["capped"]["total_s"],
-               "ratio": round(rows["capped"]["total_s"] / rows["resident"]["total_s"], 3),
-               "resident_peak_gb": rows["resident"]["peak_gb"], "capped_peak_gb": rows["capped"]["peak_gb"],
-               "frames_max_abs_diff": diff, "rows": rows}
+    summary = {
+        "profile": args.profile,
+        "cap_gib": args.cap_gb,
+        "memory": args.memory,
+        "speed": args.speed,
+        "resident_s": rows["resident"]["total_s"],
+        "capped_s": rows["capped"]["total_s"],
+        "ratio": round(rows["capped"]["total_s"] / rows["resident"]["total_s"], 3),
+        "resident_peak_gb": rows["resident"]["peak_gb"],
+        "capped_peak_gb": rows["capped"]["peak_gb"],
+        "frames_max_abs_diff": diff,
+        "rows": rows,
+    }
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
     out = os.environ.get("OUT")
     if out:

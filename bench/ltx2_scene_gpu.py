@@ -37,8 +37,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-import ltx2_gpu_configs as configs  # noqa: E402
-from ltx2_gpu import Components, Fresh, Redirect, _build, _log, _peak_gb, _peak_reset, _sync  # noqa: E402
+import ltx2_gpu_configs as configs
+from ltx2_gpu import Components, Fresh, Redirect, _build, _log, _peak_gb, _peak_reset, _sync
 
 SPEC = """\
 scenekit: 1
@@ -86,8 +86,13 @@ def _read_output(path: Path) -> dict[str, Any]:
         audio = container.streams.audio[0] if container.streams.audio else None
         samples = sum(f.samples for f in container.decode(audio=0)) if audio else 0
         audio_rate = audio.codec_context.sample_rate if audio else None
-    return {"frames": frames, "fps": float(rate), "seconds": frames / float(rate),
-            "audio_rate": audio_rate, "audio_seconds": round(samples / audio_rate, 3) if audio else None}
+    return {
+        "frames": frames,
+        "fps": float(rate),
+        "seconds": frames / float(rate),
+        "audio_rate": audio_rate,
+        "audio_seconds": round(samples / audio_rate, 3) if audio else None,
+    }
 
 
 def main() -> None:
@@ -101,7 +106,7 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="ltx2_scene_"))
 
     import diffusers
-    from diffusers import (AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel)
+    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
     from transformers import Gemma3ForConditionalGeneration
 
@@ -116,19 +121,38 @@ def main() -> None:
     comps.write_folder(weights)
     del comps.modules["transformer"]  # each profile builds its own (below)
     redirect = Redirect()
-    redirect.install([LTX2VideoTransformer3DModel, LTX2TextConnectors, AutoencoderKLLTX2Video, AutoencoderKLLTX2Audio,
-                      LTX2Vocoder, LTX2LatentUpsamplerModel, Gemma3ForConditionalGeneration])
+    redirect.install(
+        [
+            LTX2VideoTransformer3DModel,
+            LTX2TextConnectors,
+            AutoencoderKLLTX2Video,
+            AutoencoderKLLTX2Audio,
+            LTX2Vocoder,
+            LTX2LatentUpsamplerModel,
+            Gemma3ForConditionalGeneration,
+        ]
+    )
     for name, module in comps.modules.items():
         redirect.put(weights, name, module)
-    redirect.put(weights, "transformer",
-                 Fresh(lambda: _build(lambda: LTX2VideoTransformer3DModel(**cfg["transformer"]), device, torch.bfloat16, 1000)))
+    redirect.put(
+        weights,
+        "transformer",
+        Fresh(lambda: _build(lambda: LTX2VideoTransformer3DModel(**cfg["transformer"]), device, torch.bfloat16, 1000)),
+    )
 
     spec = _write_project(root / "project", size, frames, "ltx2-distilled-fp8")
     options = RenderOptions(cache_dir=root / "cache")
-    results: dict[str, Any] = {"env": {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                                       "torch": torch.__version__, "diffusers": diffusers.__version__,
-                                       "size": size, "frames_per_clip": frames, "mode": "tiny" if args.tiny else "real LTX-2.0 configs, random weights"},
-                               "renders": []}
+    results: dict[str, Any] = {
+        "env": {
+            "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "size": size,
+            "frames_per_clip": frames,
+            "mode": "tiny" if args.tiny else "real LTX-2.0 configs, random weights",
+        },
+        "renders": [],
+    }
     out = Path(os.environ["OUT"]) / "ltx2_scene.json" if os.environ.get("OUT") else None
 
     def run(label: str) -> dict[str, Any]:
@@ -140,9 +164,15 @@ def main() -> None:
         started = time.perf_counter()
         result = render(prepared, SilentEvents())
         _sync()
-        row = {"render": label, "total_s": round(time.perf_counter() - started, 2), "peak_gb": _peak_gb(),
-               "ran": sorted(result.ran), "planned_reasons": planned,
-               "nodes_s": {k: round(v, 2) for k, v in result.seconds.items()}, "output": _read_output(result.output)}
+        row = {
+            "render": label,
+            "total_s": round(time.perf_counter() - started, 2),
+            "peak_gb": _peak_gb(),
+            "ran": sorted(result.ran),
+            "planned_reasons": planned,
+            "nodes_s": {k: round(v, 2) for k, v in result.seconds.items()},
+            "output": _read_output(result.output),
+        }
         redirect.once.discard((str(weights), "text_encoder"))
         redirect.modules.pop((str(weights), "text_encoder"), None)
         results["renders"].append(row)
@@ -156,18 +186,34 @@ def main() -> None:
     first = run("first render")
     expected_frames = frames + (frames - 17) + frames - 12
     assert first["output"]["frames"] == expected_frames, first["output"]
-    assert len(first["ran"]) == 19, first["ran"]  # 3 clips x (prompt, stage1, upsample, stage2, decode, segment) + stitch
+    assert len(first["ran"]) == 19, first[
+        "ran"
+    ]  # 3 clips x (prompt, stage1, upsample, stage2, decode, segment) + stitch
     second = run("second render")
     assert second["ran"] == [], second["ran"]
     spec.write_text(spec.read_text().replace("model: ltx2-distilled-fp8", "model: ltx2-distilled"))
     third = run("beam switched to ltx2-distilled")
-    assert set(third["ran"]) == {"beam/stage1", "beam/upsample", "beam/stage2", "beam/decode", "beam/segment", "stitch"}, third["ran"]
+    assert set(third["ran"]) == {
+        "beam/stage1",
+        "beam/upsample",
+        "beam/stage2",
+        "beam/decode",
+        "beam/segment",
+        "stitch",
+    }, third["ran"]
     POOL.clear()
     results["checks"] = {"frames": expected_frames, "second_render_ran": second["ran"], "switch_ran": third["ran"]}
     if out is not None:
         out.write_text(json.dumps(results, indent=1))
-    print(json.dumps({r["render"]: {"total_s": r["total_s"], "peak_gb": r["peak_gb"], "ran": len(r["ran"])}
-                      for r in results["renders"]}, indent=1))
+    print(
+        json.dumps(
+            {
+                r["render"]: {"total_s": r["total_s"], "peak_gb": r["peak_gb"], "ran": len(r["ran"])}
+                for r in results["renders"]
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

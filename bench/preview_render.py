@@ -48,7 +48,9 @@ def main() -> None:
     print(f"scene: {args.clips} clips x {args.seconds:g}s at {args.size}, 24 fps")
     print(f"full render      {full:7.2f} s  ({ran_full} nodes)")
     print(f"cached re-render {cached:7.2f} s  ({ran_cached} nodes)")
-    print(f"edit clip 0      {edited:7.2f} s  ({ran_edited} nodes: clip 0, its continuation, the segments that show them, stitch)")
+    print(
+        f"edit clip 0      {edited:7.2f} s  ({ran_edited} nodes: clip 0, its continuation, the segments that show them, stitch)"
+    )
     print(f"edit / full      {edited / full:7.2f}")
 
 

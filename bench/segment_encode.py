@@ -65,15 +65,21 @@ def main() -> None:
     started = time.perf_counter()
     encode_in_parts(frames, folder / "parts.mp4", fps, crf=args.crf, preset=args.preset)
     seconds = time.perf_counter() - started
-    print(f"encode_in_parts ({part_count(len(frames), fps)} parts): {seconds:.2f} s, "
-          f"{len(frames) / seconds:.0f} frames/s, {(folder / 'parts.mp4').stat().st_size / 1e6:.2f} MB")
+    print(
+        f"encode_in_parts ({part_count(len(frames), fps)} parts): {seconds:.2f} s, "
+        f"{len(frames) / seconds:.0f} frames/s, {(folder / 'parts.mp4').stat().st_size / 1e6:.2f} MB"
+    )
     for chunks in (1, 2, 4, 8):
         size = -(-len(frames) // chunks)
-        parts = [frames[start:start + size] for start in range(0, len(frames), size)]
+        parts = [frames[start : start + size] for start in range(0, len(frames), size)]
         started = time.perf_counter()
         with ThreadPoolExecutor(len(parts)) as pool:
-            sizes = list(pool.map(lambda item: encode(item[1], folder / f"part{item[0]}.mp4", fps, args.crf, args.preset),
-                                  enumerate(parts)))
+            sizes = list(
+                pool.map(
+                    lambda item: encode(item[1], folder / f"part{item[0]}.mp4", fps, args.crf, args.preset),
+                    enumerate(parts),
+                )
+            )
         seconds = time.perf_counter() - started
         print(f"chunks {chunks}: {seconds:.2f} s, {len(frames) / seconds:.0f} frames/s, {sum(sizes) / 1e6:.2f} MB")
 

@@ -20,7 +20,8 @@ from scenekit.watch.loop import WatchLoop
 
 def scene(size: str, seconds: float, take: int) -> str:
     clips = "\n".join(
-        f"  - {{id: shot{i}, prompt: 'Shot {i}{f' take {take}' if i == 2 else ''}', duration: {seconds}s}}" for i in range(5)
+        f"  - {{id: shot{i}, prompt: 'Shot {i}{f' take {take}' if i == 2 else ''}', duration: {seconds}s}}"
+        for i in range(5)
     )
     return f"scenekit: 1\ndefaults: {{size: {size}, fps: 24}}\nclips:\n{clips}\noutput: {{file: out.mp4}}\n"
 
@@ -78,8 +79,12 @@ def main() -> None:
         thread.join()
     print(f"scene: 5 clips x {args.seconds:g}s at {args.size}, 24 fps, preview model")
     print(f"full render (5 clips, 5 segments, stitch) {full:6.2f} s")
-    print(f"save -> first re-run node started  median {statistics.median(latencies) * 1000:6.0f} ms, max {max(latencies) * 1000:.0f} ms")
-    print(f"re-render after editing clip 3     median {statistics.median(rerenders):6.2f} s ({', '.join(sorted(timing.ran))})")
+    print(
+        f"save -> first re-run node started  median {statistics.median(latencies) * 1000:6.0f} ms, max {max(latencies) * 1000:.0f} ms"
+    )
+    print(
+        f"re-render after editing clip 3     median {statistics.median(rerenders):6.2f} s ({', '.join(sorted(timing.ran))})"
+    )
     print(f"edit / full                        {statistics.median(rerenders) / full:6.2f}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,18 +11,18 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, overload
 
 import typer
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Column, Table
-from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from scenekit import __version__
 from scenekit.cache import CacheStore
-from scenekit.engine.manifest import manifest_path
 from scenekit.engine.session import (
+    Prepared,
     RenderOptions,
     cache_store,
     check,
@@ -38,7 +39,11 @@ from scenekit.errors import (
     SpecError,
 )
 from scenekit.graph.export import to_dot, to_mermaid
+from scenekit.logs import configure_logging
+from scenekit.output_file import manifest_path
 from scenekit.progress import RichProgress
+from scenekit.runtime.memory import MEMORIES
+from scenekit.runtime.speed import SPEEDS
 from scenekit.spec.paths import find_project_root
 from scenekit.spec.yaml_source import parse_value
 from scenekit.units import parse_size
@@ -49,14 +54,20 @@ if TYPE_CHECKING:
     from scenekit.userconfig import ModelsMapping
 
 
-class _PlainHelp:
+if TYPE_CHECKING:  # the mixin is checked against the command it is mixed into; at runtime it is a plain class
+    _Base = TyperCommand
+else:
+    _Base = object
+
+
+class _PlainHelp(_Base):
     """Help that writes arguments as `SPEC` and flags bare, rather than typer's `{spec}` and `--all <bool>`."""
 
-    def get_params(self, ctx: typer.Context) -> list[TyperArgument | TyperOption]:
-        params = super().get_params(ctx)  # type: ignore[misc]
+    def get_params(self, ctx: Any) -> list[Any]:  # click's Context and Parameters (typer vendors click)
+        params = super().get_params(ctx)
         for param in params:
             if param.metavar is None:
-                param.metavar = "" if getattr(param, "is_flag", False) else param.name.upper()
+                param.metavar = "" if getattr(param, "is_flag", False) else (param.name or "").upper()
         return params
 
 
@@ -67,11 +78,12 @@ class _Group(_PlainHelp, TyperGroup):
 class _Command(_PlainHelp, TyperCommand):
     """A command with plain help: `Usage: scenekit render [OPTIONS] SPEC`."""
 
-    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         for param in self.get_params(ctx):
             if isinstance(param, TyperArgument):
-                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+                metavar = param.metavar or ""  # set by get_params
+                pieces.append(metavar if param.required else f"[{metavar}]")
         return pieces
 
 
@@ -85,20 +97,79 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 
 SpecArg = Annotated[Path, typer.Argument(help="The scene spec (YAML).", show_default=False)]
-ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", metavar="NAME", help="Use this model profile for every clip (writes NAME.MODEL.mp4 beside the output).")]
-CacheOpt = Annotated[Path | None, typer.Option(
-    "--cache-dir", metavar="DIR", help="Cache folder (default: .scenekit/cache in the project folder, or $SCENEKIT_CACHE_DIR).")]
-OutsideOpt = Annotated[bool, typer.Option("--allow-outside", help="Let the spec read and write files outside its project folder.")]
-VarOpt = Annotated[list[str] | None, typer.Option("--var", metavar="NAME=VALUE", help="Set a template variable (VALUE is YAML).")]
-SizeOpt = Annotated[str | None, typer.Option(
-    "--size", metavar="WxH", help="Render every clip at this size, e.g. a quick look at 384x256 (writes NAME.384x256.mp4 beside the output).")]
-OutputOpt = Annotated[Path | None, typer.Option(
-    "--output", "-o", metavar="FILE", help="Write the video (and its manifest) here instead, whatever --model and --size say.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="NAME",
+        help="Use this model profile for every clip (writes NAME.MODEL.mp4 beside the output).",
+    ),
+]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        metavar="DIR",
+        help="Cache folder (default: .scenekit/cache in the project folder, or $SCENEKIT_CACHE_DIR).",
+    ),
+]
+OutsideOpt = Annotated[
+    bool, typer.Option("--allow-outside", help="Let the spec read and write files outside its project folder.")
+]
+VarOpt = Annotated[
+    list[str] | None, typer.Option("--var", metavar="NAME=VALUE", help="Set a template variable (VALUE is YAML).")
+]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--size",
+        metavar="WxH",
+        help="Render every clip at this size, e.g. a quick look at 384x256 (writes NAME.384x256.mp4 beside the output).",
+    ),
+]
+SpeedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--speed",
+        metavar="|".join(SPEEDS),
+        help="How the models run: auto (default), eager (bit-exact with diffusers), "
+        "compiled (torch.compile), fp8 (fp8 compute, Ada/Hopper). Default: the user config's runtime.speed, else the profile's.",
+    ),
+]
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory",
+        metavar="|".join(MEMORIES),
+        help="What stays on the GPU: auto (default), resident, offload "
+        "(stream the transformer and text encoder from CPU memory). Default: the user config's runtime.memory, else auto.",
+    ),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Write the video (and its manifest) here instead, whatever --model and --size say.",
+    ),
+]
 
 
-def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, variables: list[str] | None,
-             size: str | None = None) -> RenderOptions:
+def _options(
+    model: str | None,
+    cache_dir: Path | None,
+    allow_outside: bool,
+    variables: list[str] | None,
+    size: str | None = None,
+    speed: str | None = None,
+    memory: str | None = None,
+) -> RenderOptions:
+    for option, value, allowed in (("--speed", speed, SPEEDS), ("--memory", memory, MEMORIES)):
+        if value is not None and value not in allowed:
+            err.print(f"error: {option}: unknown value {value!r}; use one of {', '.join(allowed)}", markup=False)
+            raise typer.Exit(EXIT_INVALID_SPEC)
     parsed: dict[str, Any] = {}
     for item in variables or []:
         name, sep, value = item.partition("=")
@@ -110,10 +181,21 @@ def _options(model: str | None, cache_dir: Path | None, allow_outside: bool, var
         except SpecError as exc:
             issue = exc.issues[0]
             where = f" (column {issue.location.column})" if issue.location else ""
-            err.print(f"error: --var {name}: {issue.message}{where}\n  hint: VALUE is YAML; to pass text, quote it: "
-                      f"--var '{name}=\"...\"'", markup=False)
+            err.print(
+                f"error: --var {name}: {issue.message}{where}\n  hint: VALUE is YAML; to pass text, quote it: "
+                f"--var '{name}=\"...\"'",
+                markup=False,
+            )
             raise typer.Exit(EXIT_INVALID_SPEC) from None
-    return RenderOptions(model=model, size=_frame_size(size, "--size"), cache_dir=cache_dir, allow_outside=allow_outside, variables=parsed)
+    return RenderOptions(
+        model=model,
+        size=_frame_size(size, "--size"),
+        cache_dir=cache_dir,
+        allow_outside=allow_outside,
+        variables=parsed,
+        speed=speed,
+        memory=memory,
+    )
 
 
 def _version(shown: bool) -> None:
@@ -123,9 +205,23 @@ def _version(shown: bool) -> None:
 
 
 @app.callback()
-def _main(version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False) -> None:
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log more: -v what the cache and runtime do (corrupt entries, stale work, "
+            "lock waits, memory placement), -vv debug. Or set SCENEKIT_LOG=debug|info|warning.",
+        ),
+    ] = 0,
+) -> None:
     """Render multi-shot videos from declarative YAML scene specs."""
+    configure_logging(verbose)
 
 
 def _with_output(options: RenderOptions, output: Path | None) -> RenderOptions:
@@ -149,7 +245,11 @@ def _frame_size(written: str | None, option: str) -> tuple[int, int] | None:
         raise typer.Exit(EXIT_INVALID_SPEC) from None
 
 
-def _prepare(spec: Path, options: RenderOptions, step: Callable[[Path, RenderOptions], T] = prepare) -> T:
+@overload
+def _prepare(spec: Path, options: RenderOptions) -> Prepared: ...
+@overload
+def _prepare(spec: Path, options: RenderOptions, step: Callable[[Path, RenderOptions], T]) -> T: ...
+def _prepare(spec: Path, options: RenderOptions, step: Callable[[Path, RenderOptions], Any] = prepare) -> Any:
     """Prepare (or only `check`) the spec, or exit 2 with its located errors."""
     try:
         return step(spec, options)
@@ -167,31 +267,49 @@ def _exit_invalid(error: SpecError, summary: str) -> NoReturn:
 
 
 @app.command(cls=_Command)
-def validate(spec: SpecArg, model: ModelOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
-             size: SizeOpt = None) -> None:
+def validate(
+    spec: SpecArg,
+    model: ModelOpt = None,
+    allow_outside: OutsideOpt = False,
+    var: VarOpt = None,
+    size: SizeOpt = None,
+    speed: SpeedOpt = None,
+) -> None:
     """Check a spec (syntax, schema, references, assets, model constraints). Exit 2 when invalid.
 
     Needs neither weights nor a GPU: what this machine lacks to render the spec is printed as notes.
     """
-    checked = _prepare(spec, _options(model, None, allow_outside, var, size), check)
+    checked = _prepare(spec, _options(model, None, allow_outside, var, size, speed), check)
     timeline = checked.timeline
     seconds = float(timeline.total_frames / timeline.fps)
-    out.print(f"{spec}: ok: {len(timeline.clips)} clips, {timeline.total_frames} frames ({seconds:.3f}s at {float(timeline.fps):g} fps), "
-              f"{timeline.size[0]}x{timeline.size[1]}", markup=False)
+    out.print(
+        f"{spec}: ok: {len(timeline.clips)} clips, {timeline.total_frames} frames ({seconds:.3f}s at {float(timeline.fps):g} fps), "
+        f"{timeline.size[0]}x{timeline.size[1]}",
+        markup=False,
+    )
     for issue in checked.machine_problems():
-        err.print(issue.render(Path.cwd(), "note") + "\n  (the spec is valid; rendering it here needs this)", markup=False)
+        err.print(
+            issue.render(Path.cwd(), "note") + "\n  (the spec is valid; rendering it here needs this)", markup=False
+        )
 
 
 @app.command("render", cls=_Command)
 def render_command(
-    spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
-    size: SizeOpt = None, output: OutputOpt = None,
+    spec: SpecArg,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    allow_outside: OutsideOpt = False,
+    var: VarOpt = None,
+    size: SizeOpt = None,
+    output: OutputOpt = None,
+    speed: SpeedOpt = None,
+    memory: MemoryOpt = None,
 ) -> None:
     """Render a spec: run what is not cached, stitch, write the output and its manifest.
 
     With --model or --size the video goes beside the output (NAME.MODEL.WxH.mp4), never over it.
     """
-    prepared = _prepare(spec, _with_output(_options(model, cache_dir, allow_outside, var, size), output))
+    prepared = _prepare(spec, _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output))
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:
@@ -203,25 +321,52 @@ def render_command(
         err.print(f"render failed: {exc}", markup=False)
         raise typer.Exit(EXIT_FAILED) from None
     timeline = prepared.timeline
-    out.print(f"wrote {_shown(result.output)} ({timeline.total_frames} frames, {float(timeline.total_frames / timeline.fps):.3f}s) "
-              f"in {time.perf_counter() - started:.1f}s; ran {len(result.ran)} node(s)", markup=False)
+    out.print(
+        f"wrote {_shown(result.output)} ({timeline.total_frames} frames, {float(timeline.total_frames / timeline.fps):.3f}s) "
+        f"in {time.perf_counter() - started:.1f}s; ran {len(result.ran)} node(s)",
+        markup=False,
+    )
     out.print(f"manifest {_shown(result.manifest)}", markup=False)
 
 
 @app.command(cls=_Command)
 def watch(
-    spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
-    size: SizeOpt = None, output: OutputOpt = None,
-    preview_first: Annotated[bool, typer.Option("--preview-first", help="Render with `preview` first (to NAME.preview.mp4), then the full render.")] = False,
-    preview_size: Annotated[str | None, typer.Option(
-        "--preview-size", metavar="WxH", help="Render at this size first (to NAME.preview.mp4), then the full render.")] = None,
+    spec: SpecArg,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    allow_outside: OutsideOpt = False,
+    var: VarOpt = None,
+    size: SizeOpt = None,
+    output: OutputOpt = None,
+    speed: SpeedOpt = None,
+    memory: MemoryOpt = None,
+    preview_first: Annotated[
+        bool,
+        typer.Option(
+            "--preview-first", help="Render with `preview` first (to NAME.preview.mp4), then the full render."
+        ),
+    ] = False,
+    preview_size: Annotated[
+        str | None,
+        typer.Option(
+            "--preview-size",
+            metavar="WxH",
+            help="Render at this size first (to NAME.preview.mp4), then the full render.",
+        ),
+    ] = None,
 ) -> None:
     """Render, then re-render whenever the spec, an include or an asset changes. Ctrl-C exits."""
     from scenekit.watch.console import ConsoleWatchEvents
     from scenekit.watch.loop import WatchLoop
 
-    loop = WatchLoop(spec, _with_output(_options(model, cache_dir, allow_outside, var, size), output), ConsoleWatchEvents(out, err),
-                     lambda: RichProgress(out), preview_first=preview_first, preview_size=_frame_size(preview_size, "--preview-size"))
+    loop = WatchLoop(
+        spec,
+        _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output),
+        ConsoleWatchEvents(out, err),
+        lambda: RichProgress(out),
+        preview_first=preview_first,
+        preview_size=_frame_size(preview_size, "--preview-size"),
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         loop.run()
@@ -233,15 +378,21 @@ def watch(
 
 @app.command(cls=_Command)
 def plan(
-    spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
-    size: SizeOpt = None, output: OutputOpt = None,
+    spec: SpecArg,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    allow_outside: OutsideOpt = False,
+    var: VarOpt = None,
+    size: SizeOpt = None,
+    output: OutputOpt = None,
+    speed: SpeedOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Show every node, whether it will run or is cached, and why it runs.
 
     Reasons compare with the last render of the output this command would write (its manifest).
     """
-    prepared = _prepare(spec, _with_output(_options(model, cache_dir, allow_outside, var, size), output))
+    prepared = _prepare(spec, _with_output(_options(model, cache_dir, allow_outside, var, size, speed), output))
     planned = prepared.plan()
     target = prepared.timeline.output_file
     if as_json:
@@ -253,14 +404,23 @@ def plan(
         table.add_row(item.node.id, item.node.op, status, item.reason, item.node.key[:12])
     _print_table(table)
     runs = sum(1 for p in planned if p.status == "run")
-    out.print(f"{runs} of {len(planned)} nodes will run for {_shown(target)} (compared with {_shown(manifest_path(target))})", markup=False)
+    out.print(
+        f"{runs} of {len(planned)} nodes will run for {_shown(target)} (compared with {_shown(manifest_path(target))})",
+        markup=False,
+    )
 
 
 @app.command(cls=_Command)
 def graph(
-    spec: SpecArg, model: ModelOpt = None, cache_dir: CacheOpt = None, allow_outside: OutsideOpt = False, var: VarOpt = None,
+    spec: SpecArg,
+    model: ModelOpt = None,
+    cache_dir: CacheOpt = None,
+    allow_outside: OutsideOpt = False,
+    var: VarOpt = None,
     size: SizeOpt = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", metavar="mermaid|dot", help="Mermaid or Graphviz DOT.")] = "mermaid",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="mermaid|dot", help="Mermaid or Graphviz DOT.")
+    ] = "mermaid",
 ) -> None:
     """Print the render DAG as Mermaid (default) or Graphviz DOT."""
     if fmt not in ("mermaid", "dot"):
@@ -300,12 +460,18 @@ def _profile_info(profile: ModelProfile, mappings: list[ModelsMapping]) -> dict[
         from scenekit.ltx2.settings import ltx2_settings
 
         weights = {"needed": True, "present": False, "where": None, "fetch": f"scenekit fetch {profile.name}"}
-        try:
-            weights.update(present=True, where=resolve_weights(profile.name, ltx2_settings(profile).weights.pipeline, mappings).described)
-        except MissingWeights:
-            pass
-    return {"name": profile.name, "backend": profile.backend, "description": profile.description,
-            "needs": profile.requires.model_dump(), "weights": weights}
+        with contextlib.suppress(MissingWeights):
+            weights.update(
+                present=True,
+                where=resolve_weights(profile.name, ltx2_settings(profile).weights.pipeline, mappings).described,
+            )
+    return {
+        "name": profile.name,
+        "backend": profile.backend,
+        "description": profile.description,
+        "needs": profile.requires.model_dump(),
+        "weights": weights,
+    }
 
 
 def _needs_text(needs: dict[str, Any]) -> str:
@@ -322,13 +488,17 @@ def _weights_text(weights: dict[str, Any]) -> str:
 
 
 @app.command(cls=_Command)
-def fetch(profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profile whose weights to download.")]) -> None:
+def fetch(
+    profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profile whose weights to download.")],
+) -> None:
     """Download a profile's weights into the Hugging Face cache (needs network access)."""
     from scenekit.profiles import available_profiles
 
     found = available_profiles().get(profile)
     if found is None or "ltx2" not in (found.model_extra or {}):
-        err.print(f"error: `{profile}` is not a profile with downloadable weights (see `scenekit profiles`)", markup=False)
+        err.print(
+            f"error: `{profile}` is not a profile with downloadable weights (see `scenekit profiles`)", markup=False
+        )
         raise typer.Exit(EXIT_INVALID_SPEC)
     from huggingface_hub import snapshot_download
 
@@ -339,14 +509,19 @@ def fetch(profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profil
     out.print(f"fetching {ref.repo}@{ref.revision} for {profile} …", markup=False)
     folder = snapshot_download(ref.repo, revision=ref.revision, allow_patterns=settings.hub_files())
     out.print(f"weights for {profile} are in {folder}", markup=False)
-    out.print(f"to keep renders on exactly these weights: `models: {{{profile}: {ref.repo}@{Path(folder).name}}}` "
-              f"(in the spec or in {config_path()})", markup=False)
+    out.print(
+        f"to keep renders on exactly these weights: `models: {{{profile}: {ref.repo}@{Path(folder).name}}}` "
+        f"(in the spec or in {config_path()})",
+        markup=False,
+    )
 
 
 @app.command(cls=_Command)
 def schema(
     check: Annotated[bool, typer.Option("--check", help="Exit 1 if the file on disk is stale.")] = False,
-    output: Annotated[Path, typer.Option(metavar="FILE", help="Where the JSON Schema lives.")] = Path("schemas/scene.schema.json"),
+    output: Annotated[Path, typer.Option(metavar="FILE", help="Where the JSON Schema lives.")] = Path(
+        "schemas/scene.schema.json"
+    ),
 ) -> None:
     """Write (or check) the JSON Schemas generated from the spec models: specs' and, beside it, included files'."""
     from scenekit.spec.schema import schema_files
@@ -355,7 +530,9 @@ def schema(
     if check:
         stale = [str(path) for path, text in files.items() if (path.read_text() if path.exists() else "") != text]
         if stale:
-            err.print(f"{', '.join(stale)} {'is' if len(stale) == 1 else 'are'} stale: run `scenekit schema`", markup=False)
+            err.print(
+                f"{', '.join(stale)} {'is' if len(stale) == 1 else 'are'} stale: run `scenekit schema`", markup=False
+            )
             raise typer.Exit(EXIT_FAILED)
         out.print(f"{', '.join(map(str, files))} are up to date", markup=False)
         return
@@ -365,15 +542,24 @@ def schema(
         out.print(f"wrote {path}", markup=False)
 
 
-CacheSpecArg = Annotated[Path | None, typer.Argument(
-    help="Use the cache of this spec's project (default: the project holding the current folder).",
-    show_default=False, exists=True, dir_okay=False)]
+CacheSpecArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Use the cache of this spec's project (default: the project holding the current folder).",
+        show_default=False,
+        exists=True,
+        dir_okay=False,
+    ),
+]
 
 
 def _store(spec: Path | None, cache_dir: Path | None) -> CacheStore:
     """The cache `render` uses for `spec`, or for a spec in the current folder; says which folder that is."""
     store = cache_store(find_project_root(spec) if spec is not None else folder_project(Path.cwd()), cache_dir)
-    out.print(f"cache {store.root}" + ("" if store.root.is_dir() else " (not there: nothing was rendered into it yet)"), markup=False)
+    out.print(
+        f"cache {store.root}" + ("" if store.root.is_dir() else " (not there: nothing was rendered into it yet)"),
+        markup=False,
+    )
     return store
 
 
@@ -397,18 +583,27 @@ def cache_prune(
     ctx: typer.Context,
     spec: CacheSpecArg = None,
     cache_dir: CacheOpt = None,
-    older_than: Annotated[str | None, typer.Option(metavar="AGE", help="Remove entries unused for this long: 7d, 12h, 30m.")] = None,
-    max_size: Annotated[str | None, typer.Option(
-        metavar="SIZE", help="Remove least recently used entries until the cache fits: 20GB, 500MB.")] = None,
-    keep: Annotated[list[Path] | None, typer.Option(metavar="SPEC", help="Keep every entry this spec's render uses (repeatable).")] = None,
+    older_than: Annotated[
+        str | None, typer.Option(metavar="AGE", help="Remove entries unused for this long: 7d, 12h, 30m.")
+    ] = None,
+    max_size: Annotated[
+        str | None,
+        typer.Option(metavar="SIZE", help="Remove least recently used entries until the cache fits: 20GB, 500MB."),
+    ] = None,
+    keep: Annotated[
+        list[Path] | None, typer.Option(metavar="SPEC", help="Keep every entry this spec's render uses (repeatable).")
+    ] = None,
     everything: Annotated[bool, typer.Option("--all", help="Remove every entry.")] = False,
 ) -> None:
     """Remove entries by age, total size or everything, keeping what `--keep` specs use."""
     from scenekit.cache.prune import parse_age, parse_size_bytes, select_for_pruning
 
     if not (older_than or max_size or everything):
-        err.print(f"{ctx.get_usage()}\nerror: say what to remove: --older-than AGE, --max-size SIZE or --all "
-                  "(--keep only protects entries)", markup=False)
+        err.print(
+            f"{ctx.get_usage()}\nerror: say what to remove: --older-than AGE, --max-size SIZE or --all "
+            "(--keep only protects entries)",
+            markup=False,
+        )
         raise typer.Exit(EXIT_INVALID_SPEC)
     try:
         age = parse_age(older_than) if older_than else None

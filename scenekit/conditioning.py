@@ -26,19 +26,26 @@ def tail_range(clip: ResolvedClip, count: int) -> list[int]:
     return [stop - count, stop]
 
 
-def condition_params(clip: ResolvedClip, timeline: Timeline, frames_of: Callable[[str], str]
-                     ) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, Asset]]:
+def condition_params(
+    clip: ResolvedClip, timeline: Timeline, frames_of: Callable[[str], str]
+) -> tuple[list[dict[str, Any]], dict[str, str], dict[str, Asset]]:
     """The `conditions` parameter of a clip's node, with the inputs (`condN` -> node) and files it needs."""
     entries: list[dict[str, Any]] = []
     inputs: dict[str, str] = {}
     files: dict[str, Asset] = {}
     for index, cond in enumerate(clip.conditions):
         name = f"cond{index}"
-        entry: dict[str, Any] = {"kind": cond.kind, "at": clip.segment_start + cond.at, "strength": cond.strength, "frames": cond.frames}
-        if cond.kind == "clip":
+        entry: dict[str, Any] = {
+            "kind": cond.kind,
+            "at": clip.segment_start + cond.at,
+            "strength": cond.strength,
+            "frames": cond.frames,
+        }
+        if cond.clip is not None:  # a `clip` source
             inputs[name] = frames_of(cond.clip)
             entry["range"] = tail_range(timeline.clip(cond.clip), cond.frames)
         else:
+            assert cond.asset is not None  # image and video sources are files
             files[name] = cond.asset
         entries.append(entry)
     return entries, inputs, files

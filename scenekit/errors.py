@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +35,8 @@ class Location:
     def render(self, base: Path | None = None) -> str:
         file = self.file
         if base is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 file = self.file.relative_to(base)
-            except ValueError:
-                pass
         return f"{file}:{self.line}:{self.column}"
 
 

@@ -72,7 +72,9 @@ def remove_tree(path: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(mode):
-        shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: never follows links inside (rmtree.avoids_symlink_attacks)
+        shutil.rmtree(
+            path, ignore_errors=True
+        )  # fd-based on Linux: never follows links inside (rmtree.avoids_symlink_attacks)
         if os.path.lexists(path):
             log.warning("could not remove all of %s", path)
     else:

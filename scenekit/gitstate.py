@@ -25,12 +25,22 @@ def git_state(spec_file: Path, files: list[Path]) -> dict[str, Any] | None:
     overrides = _neutralised_commands(folder)
     if overrides is None:
         return {"commit": commit.strip(), "dirty": None}
-    status = _git(folder, "status", "--porcelain", "--ignore-submodules=all", "--", *(str(f) for f in files), overrides=overrides)
+    status = _git(
+        folder, "status", "--porcelain", "--ignore-submodules=all", "--", *(str(f) for f in files), overrides=overrides
+    )
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
-_GIT_SAFE = ("--no-pager", "--no-optional-locks", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false",
-             "-c", "diff.external=")
+_GIT_SAFE = (
+    "--no-pager",
+    "--no-optional-locks",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.untrackedCache=false",
+    "-c",
+    "diff.external=",
+)
 _DRIVER_COMMANDS = r"^(filter|diff)\..*\.(clean|smudge|process|required|textconv|command)$"
 
 
@@ -44,7 +54,11 @@ def _neutralised_commands(folder: Path) -> list[str] | None:
     for item in filter(None, listed.split("\0")):
         name = item.partition("\n")[0]
         if "=" in name:
-            log.warning("%s: git config names a driver `%s` that cannot be switched off: not checking for uncommitted changes", folder, name)
+            log.warning(
+                "%s: git config names a driver `%s` that cannot be switched off: not checking for uncommitted changes",
+                folder,
+                name,
+            )
             return None
         overrides += ["-c", f"{name}=false" if name.endswith(".required") else f"{name}="]
     return overrides
@@ -53,10 +67,20 @@ def _neutralised_commands(folder: Path) -> list[str] | None:
 def _git(folder: Path, *args: str, overrides: list[str] | None = None, ok: tuple[int, ...] = (0,)) -> str | None:
     """Run git in `folder` without the system config, git's environment variables and the commands
     a config can name (`overrides` adds `-c` options); its output, or None if it failed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
     try:
-        done = subprocess.run(["git", "-C", str(folder), *_GIT_SAFE, *(overrides or []), *args], check=False, capture_output=True,
-                              text=True, timeout=10, env=env, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            ["git", "-C", str(folder), *_GIT_SAFE, *(overrides or []), *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.debug("git %s: %s", args[0], exc)
         return None

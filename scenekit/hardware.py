@@ -26,11 +26,15 @@ def why_profile_cannot_run(profile: ModelProfile, storage: str) -> str | None:
     needed = profile.requires.min_compute_capability
     if device == "cpu":
         if storage == "nvfp4":
-            return (f"model `{profile.name}` stores weights in NVFP4, which needs an NVIDIA Blackwell GPU "
-                    f"(compute capability {_BLACKWELL:g}+); this render runs on the CPU")
+            return (
+                f"model `{profile.name}` stores weights in NVFP4, which needs an NVIDIA Blackwell GPU "
+                f"(compute capability {_BLACKWELL:g}+); this render runs on the CPU"
+            )
         if profile.requires.gpu and os.environ.get(DEVICE_ENV) != "cpu":
-            return (f"model `{profile.name}` needs a GPU ({profile.requires.vram_gb:g} GB) and none is visible; "
-                    f"set {DEVICE_ENV}=cpu to force the CPU (only sensible with tiny test weights)")
+            return (
+                f"model `{profile.name}` needs a GPU ({profile.requires.vram_gb:g} GB) and none is visible; "
+                f"set {DEVICE_ENV}=cpu to force the CPU (only sensible with tiny test weights)"
+            )
         return None
     import torch
 
@@ -38,11 +42,17 @@ def why_profile_cannot_run(profile: ModelProfile, storage: str) -> str | None:
     have = major + minor / 10
     if storage == "nvfp4":
         if have < _BLACKWELL:
-            return (f"model `{profile.name}` stores weights in NVFP4, which needs an NVIDIA Blackwell GPU "
-                    f"(compute capability {_BLACKWELL:g}+); {torch.cuda.get_device_name()} has {have:g}; use `ltx2-dev-fp8`")
-        return (f"model `{profile.name}` stores weights in NVFP4, and this scenekit version has no NVFP4 kernels "
-                f"yet; use `ltx2-dev-fp8` (half the memory of bf16, runs on {torch.cuda.get_device_name()})")
+            return (
+                f"model `{profile.name}` stores weights in NVFP4, which needs an NVIDIA Blackwell GPU "
+                f"(compute capability {_BLACKWELL:g}+); {torch.cuda.get_device_name()} has {have:g}; use `ltx2-dev-fp8`"
+            )
+        return (
+            f"model `{profile.name}` stores weights in NVFP4, and this scenekit version has no NVFP4 kernels "
+            f"yet; use `ltx2-dev-fp8` (half the memory of bf16, runs on {torch.cuda.get_device_name()})"
+        )
     if needed is not None and have < needed:
-        return (f"model `{profile.name}` needs a GPU of compute capability {needed:g}+; "
-                f"{torch.cuda.get_device_name()} has {have:g}")
+        return (
+            f"model `{profile.name}` needs a GPU of compute capability {needed:g}+; "
+            f"{torch.cuda.get_device_name()} has {have:g}"
+        )
     return None

@@ -24,8 +24,9 @@ def configure_logging(verbosity: int = 0) -> None:
     for handler in [h for h in logger.handlers if isinstance(h, RichHandler)]:
         logger.removeHandler(handler)
     debugging = level <= logging.DEBUG
-    handler = RichHandler(console=Console(stderr=True), show_time=debugging, show_path=debugging, markup=False,
-                          rich_tracebacks=True)
+    handler = RichHandler(
+        console=Console(stderr=True), show_time=debugging, show_path=debugging, markup=False, rich_tracebacks=True
+    )
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)

@@ -25,6 +25,11 @@ class NodeOutput:
         self._folder = folder
         self._held = dict(held or {})
 
+    @classmethod
+    def committed(cls, folder: Path) -> NodeOutput:
+        """The output of an entry already committed in `folder`."""
+        return cls(lambda: folder)
+
     def folder(self) -> Path:
         """The entry's folder in the cache (waits until the entry is committed)."""
         return self._folder()
@@ -86,7 +91,9 @@ class Operation:
 _REGISTRY: dict[str, Operation] = {}
 
 
-def register(name: str, version: int, holds_inputs: bool = True, background: bool = False) -> Callable[[OpFunction], OpFunction]:
+def register(
+    name: str, version: int, holds_inputs: bool = True, background: bool = False
+) -> Callable[[OpFunction], OpFunction]:
     """Decorator that registers an operation under `name` (see `Operation`)."""
 
     def decorate(function: OpFunction) -> OpFunction:
@@ -96,7 +103,13 @@ def register(name: str, version: int, holds_inputs: bool = True, background: boo
     return decorate
 
 
-_MODULES = {"preview.": "scenekit.backends.preview", "stitch": "scenekit.stitch", "ltx2.": "scenekit.ltx2.ops"}
+_MODULES: dict[str, str] = {}
+
+
+def operations_in(prefix: str, module: str) -> None:
+    """Declare that the operations named `prefix...` are registered by `module`, which `get_operation`
+    imports on first use (so heavy modules such as a model family's load only when a node needs them)."""
+    _MODULES[prefix] = module
 
 
 def get_operation(name: str) -> Operation:

@@ -7,9 +7,11 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from scenekit.fsutil import TEMP_NAME_ROOM
+
 #: Bytes the files written beside the output add to its name: the manifest (`NAME.manifest.json` for
-#: `NAME.mp4`) and the temp file it is first written to (`.FILE.PID.tmp`; PIDs have at most 7 digits).
-DERIVED_NAME_ROOM = len(".manifest.json") - len(".mp4") + len("..1234567.tmp")
+#: `NAME.mp4`) and the temp file it is first written to (`.FILE.RANDOM.tmp`).
+DERIVED_NAME_ROOM = len(".manifest.json") - len(".mp4") + TEMP_NAME_ROOM
 
 
 def manifest_path(output: Path) -> Path:
@@ -45,16 +47,22 @@ def output_problem(path: Path, written: str, inputs: Iterable[tuple[Path, str]])
         return f"{ancestor} is a file, so {written} cannot be made inside it", "write the output into a folder"
     longest = _limit(ancestor, "PC_NAME_MAX", 255) - DERIVED_NAME_ROOM
     if len(os.fsencode(path.name)) > longest:
-        message = (f"the file name is {len(os.fsencode(path.name))} bytes; with the files written beside it (its "
-                   f"manifest and temporary files) this file system takes at most {longest}")
+        message = (
+            f"the file name is {len(os.fsencode(path.name))} bytes; with the files written beside it (its "
+            f"manifest and temporary files) this file system takes at most {longest}"
+        )
         return message, f"shorten the file name to at most {longest} bytes"
     path_max = _limit(ancestor, "PC_PATH_MAX", 4096)
     if len(os.fsencode(str(path))) + DERIVED_NAME_ROOM >= path_max:
-        return (f"the path {path} is too long for this file system ({path_max} bytes with the files written beside it)",
-                "write the output into a folder with a shorter path")
+        return (
+            f"the path {path} is too long for this file system ({path_max} bytes with the files written beside it)",
+            "write the output into a folder with a shorter path",
+        )
     for source, what in inputs:
         for target in (path, manifest_path(path)):
             if _same_file(target, source):
-                return (f"writing {target.name} would overwrite {what}, an input of this scene",
-                        "write the output to another file, e.g. renders/NAME.mp4")
+                return (
+                    f"writing {target.name} would overwrite {what}, an input of this scene",
+                    "write the output to another file, e.g. renders/NAME.mp4",
+                )
     return None

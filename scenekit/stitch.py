@@ -56,15 +56,23 @@ def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
     """The segment nodes of the clips, then the stitch node that joins them into the output video."""
     clips = []
     for clip, start in zip(timeline.clips, timeline.starts(), strict=True):
-        clips.append({
-            "range": [clip.segment_start, clip.segment_start + clip.frames],
-            "transition": {"type": clip.transition, "frames": clip.transition_frames},
-            "start": start,
-        })
+        clips.append(
+            {
+                "range": [clip.segment_start, clip.segment_start + clip.frames],
+                "transition": {"type": clip.transition, "frames": clip.transition_frames},
+                "start": start,
+            }
+        )
     width, height = timeline.size
     # segments join only if one encoder build wrote them all: its version is part of their keys
-    video = {"width": width, "height": height, "fps": format_rate(timeline.fps), "crf": timeline.crf, "preset": timeline.preset,
-             "encoder": f"PyAV {av.__version__} libavcodec {av.library_versions['libavcodec']}"}
+    video = {
+        "width": width,
+        "height": height,
+        "fps": format_rate(timeline.fps),
+        "crf": timeline.crf,
+        "preset": timeline.preset,
+        "encoder": f"PyAV {av.__version__} libavcodec {av.library_versions['libavcodec']}",
+    }
     encoding = {"crf": timeline.sources["output.crf"], "preset": timeline.sources["output.preset"]}
     fades = {"in": timeline.fade_in, "out": timeline.fade_out, "total": timeline.total_frames}
     nodes, inputs = [], {}
@@ -75,13 +83,23 @@ def stitch_nodes(timeline: Timeline, frames_nodes: list[str]) -> list[Node]:
         segment_inputs = {"clip": frames_nodes[index]}
         if params["previous"] is not None:
             segment_inputs["previous"] = frames_nodes[index - 1]
-        sources = {"range": f"clips[{clip.index}] length and transitions", "transition": clip.sources["transition"],
-                   "previous": f"clips[{clip.index}].transition", "burnin": f"clips[{clip.index}].id/prompt",
-                   "fade": "output.fade_in/fade_out", **encoding}
+        sources = {
+            "range": f"clips[{clip.index}] length and transitions",
+            "transition": clip.sources["transition"],
+            "previous": f"clips[{clip.index}].transition",
+            "burnin": f"clips[{clip.index}].id/prompt",
+            "fade": "output.fade_in/fade_out",
+            **encoding,
+        }
         nodes.append(Node(f"{clip.id}/segment", SEGMENT, params, segment_inputs, {}, clip.id, sources=sources))
         inputs[f"segment{index}"] = nodes[-1].id
     inputs.update({f"clip{index}": node for index, node in enumerate(frames_nodes)})
-    params = {**video, "frames": timeline.total_frames, "clips": clips, "fade": {"in": fades["in"], "out": fades["out"]}}
+    params = {
+        **video,
+        "frames": timeline.total_frames,
+        "clips": clips,
+        "fade": {"in": fades["in"], "out": fades["out"]},
+    }
     sources = {"clips": "clips (lengths, transitions)", "fade": "output.fade_in/fade_out", **encoding}
     nodes.append(Node(STITCH, STITCH, params, inputs, sources=sources))
     return nodes
@@ -92,8 +110,13 @@ def clip_burnin(clip: ResolvedClip) -> dict[str, str] | None:
     return {"label": clip.id, "caption": clip.prompt} if clip.profile.annotate else None
 
 
-def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: int, fades: dict[str, int],
-                   burnin: dict[str, str] | None = None) -> dict[str, Any] | None:
+def segment_params(
+    video: dict[str, Any],
+    clips: list[dict[str, Any]],
+    index: int,
+    fades: dict[str, int],
+    burnin: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
     """Parameters of clip `index`'s segment (None when the next transition takes all its frames).
 
     `clips` are the stitch's: each clip's generated-frame `range`, incoming `transition` and timeline
@@ -115,8 +138,15 @@ def segment_params(video: dict[str, Any], clips: list[dict[str, Any]], index: in
     fade = None
     if start < fades["in"] or start + length > fades["total"] - fades["out"]:
         fade = {**fades, "start": start}
-    return {**video, "range": [first, last - t_out], "transition": clip["transition"], "previous": previous,
-            "burnin": burnin, "start": start if burnin else None, "fade": fade}
+    return {
+        **video,
+        "range": [first, last - t_out],
+        "transition": clip["transition"],
+        "previous": previous,
+        "burnin": burnin,
+        "start": start if burnin else None,
+        "fade": fade,
+    }
 
 
 def fade_gain(frame: int, fade_in: int, fade_out: int, total: int) -> float:
@@ -151,7 +181,7 @@ def fit_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     picture = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
     canvas = np.zeros((height, width, 3), np.uint8)
     top, left = (height - size[1]) // 2, (width - size[0]) // 2
-    canvas[top:top + size[1], left:left + size[0]] = picture
+    canvas[top : top + size[1], left : left + size[0]] = picture
     return canvas
 
 
@@ -167,8 +197,14 @@ def segment_frames(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> Ite
     overlay = None
     if params["burnin"] is not None:
         frames = range(params["start"], params["start"] + last - first)
-        overlay = Burnin(width, height, Fraction(params["fps"]), frames, label=params["burnin"]["label"],
-                         caption_text=params["burnin"]["caption"])
+        overlay = Burnin(
+            width,
+            height,
+            Fraction(params["fps"]),
+            frames,
+            label=params["burnin"]["label"],
+            caption_text=params["burnin"]["caption"],
+        )
     t_in, fade = params["transition"]["frames"], params["fade"]
     for j, frame in enumerate(iter_output_frames(inputs["clip"], first, last)):
         frame = fit_frame(frame, width, height)
@@ -205,7 +241,9 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tup
         needed = frame_to_sample(stop, source_rate, fps)
         allowed = max(frame_to_sample(1, source_rate, fps), round(SHORT_AUDIO_S * source_rate))
         if samples.shape[1] < needed - allowed:
-            raise ValueError(f"clip{index} audio has {samples.shape[1]} samples at {source_rate} Hz; frames up to {stop} need {needed}")
+            raise ValueError(
+                f"clip{index} audio has {samples.shape[1]} samples at {source_rate} Hz; frames up to {stop} need {needed}"
+            )
         samples = resample(to_channels(samples, AUDIO_CHANNELS), source_rate, rate)
         piece = slice_frames(samples, rate, fps, start, stop)
         first, last = clip["start"], clip["start"] + stop - start
@@ -215,13 +253,13 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tup
         if t_in:
             end = frame_to_sample(first + t_in, rate, fps)
             alpha = transition_alpha(a, end - a, rate, fps, first, t_in)
-            piece[:, :end - a] *= transition_gains(clip["transition"]["type"], alpha)[1]
+            piece[:, : end - a] *= transition_gains(clip["transition"]["type"], alpha)[1]
         following = clips[index + 1]["transition"] if index + 1 < len(clips) else None
         if following and following["frames"]:
             t_out = following["frames"]
             begin = frame_to_sample(last - t_out, rate, fps)
             alpha = transition_alpha(begin, b - begin, rate, fps, last - t_out, t_out)
-            piece[:, begin - a:] *= transition_gains(following["type"], alpha)[0]
+            piece[:, begin - a :] *= transition_gains(following["type"], alpha)[0]
         track[:, a:b] += piece
     fade, total = params["fade"], params["frames"]
     if fade["in"]:
@@ -229,7 +267,9 @@ def timeline_audio(params: dict[str, Any], inputs: dict[str, NodeOutput]) -> tup
         track[:, :end] *= transition_alpha(0, end, rate, fps, 0, fade["in"])
     if fade["out"]:
         begin = frame_to_sample(total - fade["out"], rate, fps)
-        track[:, begin:] *= 1.0 - transition_alpha(begin, track.shape[1] - begin, rate, fps, total - fade["out"], fade["out"])
+        track[:, begin:] *= 1.0 - transition_alpha(
+            begin, track.shape[1] - begin, rate, fps, total - fade["out"], fade["out"]
+        )
     return track, rate
 
 
@@ -244,8 +284,14 @@ def segment(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     fps = Fraction(params["fps"])
     parts = part_count(total, fps)
     ctx.step(0, parts)
-    encode_in_parts(frames, ctx.workdir / SEGMENT_FILE, fps, crf=params["crf"], preset=params["preset"],
-                    progress=lambda done: ctx.step(done, parts))
+    encode_in_parts(
+        frames,
+        ctx.workdir / SEGMENT_FILE,
+        fps,
+        crf=params["crf"],
+        preset=params["preset"],
+        progress=lambda done: ctx.step(done, parts),
+    )
 
 
 @register(STITCH, version=2, holds_inputs=False)  # segment files and clip audio: the clips' frames can go
@@ -253,8 +299,10 @@ def stitch(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Join the segments into the final mp4 without re-encoding them, with an AAC track when any clip has audio."""
     params = node.params
     ctx.step(0, 1)
-    segments = [inputs[name].path(SEGMENT_FILE) for name in sorted((n for n in inputs if n.startswith("segment")),
-                                                                    key=lambda n: int(n.removeprefix("segment")))]
+    segments = [
+        inputs[name].path(SEGMENT_FILE)
+        for name in sorted((n for n in inputs if n.startswith("segment")), key=lambda n: int(n.removeprefix("segment")))
+    ]
     frames = concat_videos(segments, ctx.workdir / VIDEO_FILE, Fraction(params["fps"]), timeline_audio(params, inputs))
     if frames != params["frames"]:
         raise RuntimeError(f"stitch joined {frames} frames, expected {params['frames']}")

@@ -9,15 +9,15 @@ re-rendered context. Generated lengths are snapped to the profile's frame rule a
 
 from __future__ import annotations
 
-import os
-
 import dataclasses
 import difflib
 import itertools
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, overload
 
 import networkx as nx
 
@@ -165,9 +165,17 @@ def total_frames(clips: list[ResolvedClip]) -> int:
 class _Resolver:
     """Collects every semantic issue of a spec while resolving it."""
 
-    def __init__(self, loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None,
-                 size: tuple[int, int] | None):
+    def __init__(
+        self,
+        loaded: LoadedSpec,
+        policy: PathPolicy,
+        profiles: dict[str, ModelProfile],
+        model: str | None,
+        size: tuple[int, int] | None,
+        output_file: Callable[[Path], Path] | None = None,
+    ):
         self.loaded = loaded
+        self.output_file = output_file
         self.spec = loaded.spec
         self.policy = policy
         self.profiles = profiles
@@ -178,6 +186,21 @@ class _Resolver:
     def fail(self, path: FieldPath, message: str, hint: str | None = None) -> None:
         sources = self.loaded.sources
         self.issues.append(SpecIssue(message, sources.locate(path), sources.display(path), hint))
+
+    @overload
+    def setting(self, clip_index: int, clip: Clip, name: Literal["model"]) -> tuple[str | None, FieldPath | None]: ...
+    @overload
+    def setting(
+        self, clip_index: int, clip: Clip, name: Literal["size"]
+    ) -> tuple[tuple[int, int] | None, FieldPath | None]: ...
+    @overload
+    def setting(
+        self, clip_index: int, clip: Clip, name: Literal["fps"]
+    ) -> tuple[Fraction | None, FieldPath | None]: ...
+    @overload
+    def setting(self, clip_index: int, clip: Clip, name: Literal["seed"]) -> tuple[int | None, FieldPath | None]: ...
+    @overload
+    def setting(self, clip_index: int, clip: Clip, name: str) -> tuple[object, FieldPath | None]: ...
 
     def setting(self, clip_index: int, clip: Clip, name: str) -> tuple[object, FieldPath | None]:
         """A clip setting and the field it came from: the clip, `defaults`, or the profile (None)."""
@@ -210,11 +233,22 @@ class _Resolver:
         size = self.resolve_output_size(resolved[0], clips[0])
         if self.issues:
             return None
-        return Timeline(name, resolved, output, self.spec.output.crf, self.spec.output.preset, self.written_sources(), size,
-                        [self.models_mapping()], fade_in, fade_out)
+        return Timeline(
+            name,
+            resolved,
+            output,
+            self.spec.output.crf,
+            self.spec.output.preset,
+            self.written_sources(),
+            size,
+            [self.models_mapping()],
+            fade_in,
+            fade_out,
+        )
 
     def resolve_output_size(self, first: ResolvedClip, written: Clip) -> tuple[int, int]:
         """The output's size: `output.size`, else the first clip's (`--size` sets both); H.264 takes even sides up to a limit."""
+        origin: FieldPath
         if self.size_override is None and self.spec.output.size is not None:
             (width, height), origin, by = self.spec.output.size, ("output", "size"), ""
         else:
@@ -222,8 +256,12 @@ class _Resolver:
             origin = self.setting(0, written, "size")[1] or ("clips", 0)
             by = " (from --size)" if self.size_override is not None else ""
         if width % 2 or height % 2 or max(width, height) > MAX_OUTPUT_SIDE:
-            self.fail(origin, f"the output size {width}x{height}{by} must be even on both sides and at most {MAX_OUTPUT_SIDE} "
-                      "pixels a side (H.264, yuv420p)", f"use {size_hint(width, height, 2, 2, MAX_OUTPUT_SIDE)}")
+            self.fail(
+                origin,
+                f"the output size {width}x{height}{by} must be even on both sides and at most {MAX_OUTPUT_SIDE} "
+                "pixels a side (H.264, yuv420p)",
+                f"use {size_hint(width, height, 2, 2, MAX_OUTPUT_SIDE)}",
+            )
         return width, height
 
     def resolve_fades(self, clips: list[ResolvedClip]) -> tuple[int, int]:
@@ -235,8 +273,12 @@ class _Resolver:
             frames[name] = duration.to_frames(fps) if duration is not None else 0
         if frames["fade_in"] + frames["fade_out"] > total:
             name = "fade_out" if frames["fade_out"] else "fade_in"
-            self.fail(("output", name), f"the fades ({frames['fade_in']} + {frames['fade_out']} frames) are longer than the scene "
-                      f"({total} frames)", "shorten the fades")
+            self.fail(
+                ("output", name),
+                f"the fades ({frames['fade_in']} + {frames['fade_out']} frames) are longer than the scene "
+                f"({total} frames)",
+                "shorten the fades",
+            )
         return frames["fade_in"], frames["fade_out"]
 
     def models_mapping(self) -> ModelsMapping:
@@ -253,8 +295,11 @@ class _Resolver:
             try:
                 self.policy.resolve(str(folder), mapping.base)
             except ValueError as exc:
-                self.fail(("models", profile), str(exc),
-                          f"folders on this machine belong in the user config ({config_path()}), not in the spec")
+                self.fail(
+                    ("models", profile),
+                    str(exc),
+                    f"folders on this machine belong in the user config ({config_path()}), not in the spec",
+                )
 
     def written_sources(self) -> dict[str, str]:
         display = self.loaded.sources.display
@@ -269,10 +314,17 @@ class _Resolver:
                 continue
             first = display(("clips", seen[clip.id], "id"))
             if first == display(("clips", index, "id")):
-                self.fail(("clips", index, "id"), f"duplicate clip id `{clip.id}`: the loop generates it more than once",
-                          "make the id depend on the loop, e.g. `id: \"shot-{{ loop.index }}\"`")
+                self.fail(
+                    ("clips", index, "id"),
+                    f"duplicate clip id `{clip.id}`: the loop generates it more than once",
+                    'make the id depend on the loop, e.g. `id: "shot-{{ loop.index }}"`',
+                )
             else:
-                self.fail(("clips", index, "id"), f"duplicate clip id `{clip.id}` (also {first})", "give every clip its own id")
+                self.fail(
+                    ("clips", index, "id"),
+                    f"duplicate clip id `{clip.id}` (also {first})",
+                    "give every clip its own id",
+                )
 
     def resolve_profile(self, index: int, clip: Clip) -> tuple[ModelProfile | None, FieldPath | None]:
         name, origin = self.setting(index, clip, "model")
@@ -281,7 +333,9 @@ class _Resolver:
         name = name or DEFAULT_PROFILE
         if name not in self.profiles:
             close = difflib.get_close_matches(str(name), list(self.profiles), n=1)
-            hint = (f"did you mean `{close[0]}`? " if close else "") + f"Available: {', '.join(sorted(self.profiles))} (`scenekit profiles` lists them)"
+            hint = (
+                f"did you mean `{close[0]}`? " if close else ""
+            ) + f"Available: {', '.join(sorted(self.profiles))} (`scenekit profiles` lists them)"
             if origin is None:
                 raise SpecError([SpecIssue(f"unknown model profile `{name}` (from --model)", hint=hint)])
             self.fail(origin, f"unknown model profile `{name}`", hint)
@@ -294,7 +348,10 @@ class _Resolver:
         profile, model_origin = self.resolve_profile(index, clip)
         if profile is None:
             return None
-        sources = {"prompt": display(("clips", index, "prompt")), "model": display(model_origin) if model_origin else "--model/default"}
+        sources = {
+            "prompt": display(("clips", index, "prompt")),
+            "model": display(model_origin) if model_origin else "--model/default",
+        }
         size, size_origin = self.setting(index, clip, "size")
         size = size or parse_size(profile.defaults.size)
         fps, fps_origin = self.setting(index, clip, "fps")
@@ -305,102 +362,187 @@ class _Resolver:
         if self.size_override is not None:
             size, size_origin, sources["size"] = self.size_override, None, "--size"
         width, height = size
-        self.check_size(profile, width, height, size_origin or ("clips", index), " (from --size)" if self.size_override else "")
+        self.check_size(
+            profile, width, height, size_origin or ("clips", index), " (from --size)" if self.size_override else ""
+        )
         length_field = ("clips", index, "frames" if clip.frames is not None else "duration")
         sources["frames"] = display(length_field)
-        frames = clip.frames if clip.frames is not None else clip.duration.to_frames(fps)
+        if clip.frames is not None:
+            frames = clip.frames
+        else:
+            assert clip.duration is not None  # a Clip has exactly one of `duration` and `frames`
+            frames = clip.duration.to_frames(fps)
         if frames < 1:
-            self.fail(length_field, f"the clip is {frames} frames long at {float(fps):g} fps", "make it at least one frame long")
+            self.fail(
+                length_field,
+                f"the clip is {frames} frames long at {float(fps):g} fps",
+                "make it at least one frame long",
+            )
         overlap = 0
         if clip.continue_ is not None:
             overlap = clip.overlap if clip.overlap is not None else profile.defaults.overlap
-            sources["overlap"] = display(("clips", index, "overlap")) if clip.overlap is not None else f"profile {profile.name} default"
+            sources["overlap"] = (
+                display(("clips", index, "overlap")) if clip.overlap is not None else f"profile {profile.name} default"
+            )
             step = profile.constraints.overlap_step
             if not profile.constraints.valid_overlap(overlap):
                 below, above = step_neighbours(overlap, step)
-                self.fail(("clips", index, "overlap"), f"overlap must be {step}k+1 frames for model `{profile.name}`; got {overlap}",
-                          f"use {' or '.join(str(n) for n in sorted({below, above}) if n > 0)}")
+                self.fail(
+                    ("clips", index, "overlap"),
+                    f"overlap must be {step}k+1 frames for model `{profile.name}`; got {overlap}",
+                    f"use {' or '.join(str(n) for n in sorted({below, above}) if n > 0)}",
+                )
         transition, transition_frames = self.resolve_transition(index, clip, fps)
         sources["transition"] = display(("clips", index, "transition"))
-        conditions = [c for j, cond in enumerate(clip.conditioning) if (c := self.resolve_condition(index, j, cond, fps, frames)) is not None]
+        conditions = [
+            c
+            for j, cond in enumerate(clip.conditioning)
+            if (c := self.resolve_condition(index, j, cond, fps, frames)) is not None
+        ]
         knobs = self.resolve_knobs(index, clip, profile, sources)
         if len(self.issues) > before:
             return None
         resolved = ResolvedClip(
-            index, clip.id, clip.prompt, profile, width, height, fps, seed if seed is not None else 0, frames,
-            clip.continue_, overlap, transition, transition_frames, conditions, sources, knobs,
-            self.loaded.sources.locate(model_origin) if model_origin else None, self.loaded.sources.locate(("clips", index)),
+            index,
+            clip.id,
+            clip.prompt,
+            profile,
+            width,
+            height,
+            fps,
+            seed if seed is not None else 0,
+            frames,
+            clip.continue_,
+            overlap,
+            transition,
+            transition_frames,
+            conditions,
+            sources,
+            knobs,
+            self.loaded.sources.locate(model_origin) if model_origin else None,
+            self.loaded.sources.locate(("clips", index)),
         )
         for j, cond in enumerate(conditions):
             generated = resolved.segment_start + cond.at
             if not profile.constraints.valid_keyframe(generated):
                 below, above = step_neighbours(generated, profile.constraints.keyframe_step)
-                options = [f - resolved.segment_start for f in (below, above) if 0 <= f - resolved.segment_start < frames]
-                self.fail(("clips", index, "conditioning", j, "frame"),
-                          f"model `{profile.name}` places conditioning on latent frames: frame {cond.at} of this clip "
-                          f"(generated frame {generated}) would land {generated - below} frame(s) earlier",
-                          f"use frame {' or '.join(str(o) for o in options)}" if options else "condition another clip")
+                options = [
+                    f - resolved.segment_start for f in (below, above) if 0 <= f - resolved.segment_start < frames
+                ]
+                self.fail(
+                    ("clips", index, "conditioning", j, "frame"),
+                    f"model `{profile.name}` places conditioning on latent frames: frame {cond.at} of this clip "
+                    f"(generated frame {generated}) would land {generated - below} frame(s) earlier",
+                    f"use frame {' or '.join(str(o) for o in options)}" if options else "condition another clip",
+                )
         if resolved.generated_frames > profile.constraints.max_frames:
-            self.fail(length_field, f"the clip needs {resolved.generated_frames} generated frames; model `{profile.name}` makes at most {profile.constraints.max_frames}",
-                      "split it into clips that continue each other")
+            self.fail(
+                length_field,
+                f"the clip needs {resolved.generated_frames} generated frames; model `{profile.name}` makes at most {profile.constraints.max_frames}",
+                "split it into clips that continue each other",
+            )
             return None
         return resolved
 
-    def resolve_knobs(self, index: int, clip: Clip, profile: ModelProfile, sources: dict[str, str]) -> dict[str, object]:
+    def resolve_knobs(
+        self, index: int, clip: Clip, profile: ModelProfile, sources: dict[str, str]
+    ) -> dict[str, object]:
         """Model-specific settings (steps, guidance, ...) the clip or `defaults` set, checked against the profile."""
         knobs = {}
         for name in KNOBS:
             value, origin = self.setting(index, clip, name)
             if value is None:
                 continue
+            assert origin is not None  # a value set comes with the field it is set in
             if name not in profile.knobs:
                 if self.model_override is None:
                     takes = ", ".join(profile.knobs) or "none of them"
-                    self.fail(origin, f"model `{profile.name}` has no `{name}` setting", f"remove it; `{profile.name}` takes: {takes}")
+                    self.fail(
+                        origin,
+                        f"model `{profile.name}` has no `{name}` setting",
+                        f"remove it; `{profile.name}` takes: {takes}",
+                    )
                 continue
             knobs[name] = value
             sources[name] = self.loaded.sources.display(origin)
         return knobs
 
-    def check_size(self, profile: ModelProfile, width: int, height: int, origin: FieldPath, written_by: str = "") -> None:
+    def check_size(
+        self, profile: ModelProfile, width: int, height: int, origin: FieldPath, written_by: str = ""
+    ) -> None:
         rules = profile.constraints
         hint = f"use {size_hint(width, height, rules.size_multiple, rules.min_side, rules.max_side)}"
         if width % rules.size_multiple or height % rules.size_multiple:
-            self.fail(origin, f"size {width}x{height}{written_by} is not a multiple of {rules.size_multiple} for model "
-                      f"`{profile.name}`", hint)
+            self.fail(
+                origin,
+                f"size {width}x{height}{written_by} is not a multiple of {rules.size_multiple} for model "
+                f"`{profile.name}`",
+                hint,
+            )
         elif not (rules.min_side <= min(width, height) and max(width, height) <= rules.max_side):
-            self.fail(origin, f"size {width}x{height}{written_by} is outside {rules.min_side}..{rules.max_side} pixels per side "
-                      f"for model `{profile.name}`", hint)
+            self.fail(
+                origin,
+                f"size {width}x{height}{written_by} is outside {rules.min_side}..{rules.max_side} pixels per side "
+                f"for model `{profile.name}`",
+                hint,
+            )
 
-    def resolve_transition(self, index: int, clip: Clip, fps: Fraction) -> tuple[Literal["cut", "crossfade", "fade"], int]:
+    def resolve_transition(
+        self, index: int, clip: Clip, fps: Fraction
+    ) -> tuple[Literal["cut", "crossfade", "fade"], int]:
         spec = clip.transition
         if spec is None or spec.type == "cut":
             if spec is not None and spec.duration is not None and spec.duration.to_frames(fps) > 0:
-                self.fail(("clips", index, "transition", "duration"), "a cut has no duration", "remove `duration`, or use crossfade or fade")
+                self.fail(
+                    ("clips", index, "transition", "duration"),
+                    "a cut has no duration",
+                    "remove `duration`, or use crossfade or fade",
+                )
             return "cut", 0
         if index == 0:
-            self.fail(("clips", index, "transition"), f"the first clip cannot enter with a {spec.type}: there is no clip before it",
-                      "remove the transition from the first clip")
+            self.fail(
+                ("clips", index, "transition"),
+                f"the first clip cannot enter with a {spec.type}: there is no clip before it",
+                "remove the transition from the first clip",
+            )
             return "cut", 0
         frames = (spec.duration or DEFAULT_TRANSITION).to_frames(fps)
         if frames < 1:
-            self.fail(("clips", index, "transition", "duration"), f"a {spec.type} needs at least one frame", "give it a duration such as 0.5s")
+            self.fail(
+                ("clips", index, "transition", "duration"),
+                f"a {spec.type} needs at least one frame",
+                "give it a duration such as 0.5s",
+            )
         return spec.type, frames
 
-    def resolve_condition(self, index: int, j: int, cond: Conditioning, fps: Fraction, frames: int) -> ResolvedCondition | None:
+    def resolve_condition(
+        self, index: int, j: int, cond: Conditioning, fps: Fraction, frames: int
+    ) -> ResolvedCondition | None:
         path = ("clips", index, "conditioning", j)
         at = self.frame_position(path + ("frame",), cond.frame, fps, frames)
         if cond.clip is not None:
-            return ResolvedCondition("clip", at, cond.strength, cond.frames or 1, clip=cond.clip) if at is not None else None
-        kind = "image" if cond.image is not None else "video"
-        written = cond.image if cond.image is not None else cond.video
+            return (
+                ResolvedCondition("clip", at, cond.strength, cond.frames or 1, clip=cond.clip)
+                if at is not None
+                else None
+            )
+        kind: Literal["image", "video"]
+        if cond.image is not None:
+            kind, written = "image", cond.image
+        else:
+            assert cond.video is not None  # a Conditioning has exactly one source, and it is not a clip here
+            kind, written = "video", cond.video
         try:
             path_on_disk = self.policy.resolve(written, self.loaded.path.parent)
         except ValueError as exc:
             self.fail(path + (kind,), str(exc))
             return None
         if not path_on_disk.is_file():
-            self.fail(path + (kind,), f"{kind} not found: {written}", f"check the path; it is relative to {self.loaded.path.parent.name}/")
+            self.fail(
+                path + (kind,),
+                f"{kind} not found: {written}",
+                f"check the path; it is relative to {self.loaded.path.parent.name}/",
+            )
             return None
         try:
             if kind == "image":
@@ -410,14 +552,20 @@ class _Resolver:
                 available = check_video(path_on_disk, cond.frames)
                 count = cond.frames or available
                 if count > available:
-                    self.fail(path + ("frames",), f"{written} has {available} frames; {count} requested", f"use at most {available}")
+                    self.fail(
+                        path + ("frames",),
+                        f"{written} has {available} frames; {count} requested",
+                        f"use at most {available}",
+                    )
                     return None
         except ValueError as exc:
             self.fail(path + (kind,), str(exc), "use a PNG/JPEG image or an mp4/mkv/webm video")
             return None
         if at is None:
             return None
-        return ResolvedCondition(kind, at, cond.strength, count, asset=Asset(written, path_on_disk, cached_sha256(path_on_disk)))
+        return ResolvedCondition(
+            kind, at, cond.strength, count, asset=Asset(written, path_on_disk, cached_sha256(path_on_disk))
+        )
 
     def frame_position(self, path: FieldPath, value: int | str, fps: Fraction, frames: int) -> int | None:
         if isinstance(value, str):
@@ -429,7 +577,11 @@ class _Resolver:
         else:
             position = value + frames if value < 0 else value
         if not 0 <= position < frames:
-            self.fail(path, f"frame {value} is outside the clip (frames 0..{frames - 1})", f"use a frame between 0 and {frames - 1}, or -1 for the last")
+            self.fail(
+                path,
+                f"frame {value} is outside the clip (frames 0..{frames - 1})",
+                f"use a frame between 0 and {frames - 1}, or -1 for the last",
+            )
             return None
         return position
 
@@ -440,35 +592,53 @@ class _Resolver:
             if source is not None:
                 self.check_continuation(clip, source)
         for j, cond in enumerate(clip.conditions):
-            if cond.kind == "clip":
+            if cond.clip is not None:  # a `clip` source
                 source = self.referenced(base + ("conditioning", j, "clip"), clip, cond.clip, by_id)
                 if source is not None and cond.frames > source.frames:
-                    self.fail(base + ("conditioning", j, "frames"), f"clip `{source.id}` has {source.frames} frames; {cond.frames} requested",
-                              f"use at most {source.frames}")
+                    self.fail(
+                        base + ("conditioning", j, "frames"),
+                        f"clip `{source.id}` has {source.frames} frames; {cond.frames} requested",
+                        f"use at most {source.frames}",
+                    )
 
-    def referenced(self, path: FieldPath, clip: ResolvedClip, target: str, by_id: dict[str, ResolvedClip]) -> ResolvedClip | None:
+    def referenced(
+        self, path: FieldPath, clip: ResolvedClip, target: str, by_id: dict[str, ResolvedClip]
+    ) -> ResolvedClip | None:
         if target == clip.id:
             self.fail(path, f"clip `{clip.id}` refers to itself", "refer to another clip")
             return None
         if target not in by_id:
             close = difflib.get_close_matches(target, list(by_id), n=1)
-            self.fail(path, f"unknown clip `{target}`", f"did you mean `{close[0]}`?" if close else f"clip ids: {', '.join(by_id)}")
+            self.fail(
+                path,
+                f"unknown clip `{target}`",
+                f"did you mean `{close[0]}`?" if close else f"clip ids: {', '.join(by_id)}",
+            )
             return None
         return by_id[target]
 
     def check_continuation(self, clip: ResolvedClip, source: ResolvedClip) -> None:
         base = ("clips", clip.index)
         if (clip.width, clip.height, clip.fps) != (source.width, source.height, source.fps):
-            self.fail(base + ("continue",), f"clip `{clip.id}` ({clip.width}x{clip.height} @ {float(clip.fps):g} fps) cannot continue `{source.id}` "
-                      f"({source.width}x{source.height} @ {float(source.fps):g} fps)", "give both clips the same size and fps")
+            self.fail(
+                base + ("continue",),
+                f"clip `{clip.id}` ({clip.width}x{clip.height} @ {float(clip.fps):g} fps) cannot continue `{source.id}` "
+                f"({source.width}x{source.height} @ {float(source.fps):g} fps)",
+                "give both clips the same size and fps",
+            )
         elif clip.overlap > source.frames:
             longest = step_neighbours(source.frames, clip.profile.constraints.overlap_step)[0]
-            self.fail(base + ("overlap",), f"overlap {clip.overlap} is longer than clip `{source.id}` ({source.frames} frames)",
-                      f"use overlap {longest}" if longest > 0 else f"lengthen `{source.id}`")
+            self.fail(
+                base + ("overlap",),
+                f"overlap {clip.overlap} is longer than clip `{source.id}` ({source.frames} frames)",
+                f"use overlap {longest}" if longest > 0 else f"lengthen `{source.id}`",
+            )
         elif clip.transition_frames > clip.overlap:
-            self.fail(base + ("transition", "duration"),
-                      f"a {clip.transition} into a continued clip blends over its {clip.overlap} context frames; it is {clip.transition_frames} frames",
-                      f"shorten the transition to at most {clip.overlap} frames, or raise `overlap`")
+            self.fail(
+                base + ("transition", "duration"),
+                f"a {clip.transition} into a continued clip blends over its {clip.overlap} context frames; it is {clip.transition_frames} frames",
+                f"shorten the transition to at most {clip.overlap} frames, or raise `overlap`",
+            )
 
     def check_drift_references(self, clips: list[ResolvedClip], written: list[Clip]) -> None:
         """`drift_control` matches a clip to its chain's first clip in the clip's latent space: the first clip
@@ -480,11 +650,13 @@ class _Resolver:
             while root.continues is not None:
                 root = next(c for c in clips if c.id == root.continues)
             if root.profile.backend != clip.profile.backend:
-                self.fail(self.setting(clip.index, written[clip.index], "drift_control")[1] or ("clips", clip.index),
-                          f"drift_control pulls clip `{clip.id}` towards the latents of its chain's first clip, `{root.id}`, "
-                          f"but model `{root.profile.name}` makes `{root.id}` without {clip.profile.backend} latents",
-                          f"remove drift_control, or make `{root.id}` with a model of the `{clip.profile.backend}` backend "
-                          f"(like `{clip.profile.name}`)")
+                self.fail(
+                    self.setting(clip.index, written[clip.index], "drift_control")[1] or ("clips", clip.index),
+                    f"drift_control pulls clip `{clip.id}` towards the latents of its chain's first clip, `{root.id}`, "
+                    f"but model `{root.profile.name}` makes `{root.id}` without {clip.profile.backend} latents",
+                    f"remove drift_control, or make `{root.id}` with a model of the `{clip.profile.backend}` backend "
+                    f"(like `{clip.profile.name}`)",
+                )
 
     def check_cycles(self, clips: list[ResolvedClip]) -> None:
         graph = nx.DiGraph()
@@ -500,30 +672,48 @@ class _Resolver:
         chain = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
         first = next(c for c in clips if c.id == cycle[0][0])
         field = "continue" if first.continues == cycle[0][1] else "conditioning"
-        self.fail(("clips", first.index, field), f"clips depend on each other in a cycle: {chain}", "break the cycle: a clip can only build on clips that do not build on it")
+        self.fail(
+            ("clips", first.index, field),
+            f"clips depend on each other in a cycle: {chain}",
+            "break the cycle: a clip can only build on clips that do not build on it",
+        )
 
     def check_timeline(self, clips: list[ResolvedClip], written: list[Clip]) -> None:
         first = clips[0]
         for clip in clips[1:]:
             if clip.fps != first.fps:
-                self.fail(("clips", clip.index, "fps"), f"all clips share one frame rate; this clip has {float(clip.fps):g} fps, `{first.id}` has {float(first.fps):g}",
-                          "set `fps` once under `defaults`")
+                self.fail(
+                    ("clips", clip.index, "fps"),
+                    f"all clips share one frame rate; this clip has {float(clip.fps):g} fps, `{first.id}` has {float(first.fps):g}",
+                    "set `fps` once under `defaults`",
+                )
         for previous, clip in itertools.pairwise(clips):
             path = ("clips", clip.index, "transition", "duration")
             if clip.transition_frames > previous.frames:
-                self.fail(path, f"the {clip.transition} ({clip.transition_frames} frames) is longer than the clip before it, "
-                          f"`{previous.id}` ({previous.frames} frames)", "shorten the transition")
+                self.fail(
+                    path,
+                    f"the {clip.transition} ({clip.transition_frames} frames) is longer than the clip before it, "
+                    f"`{previous.id}` ({previous.frames} frames)",
+                    "shorten the transition",
+                )
             elif clip.transition_frames > clip.frames:
-                self.fail(path, f"the {clip.transition} ({clip.transition_frames} frames) is longer than the clip itself ({clip.frames} frames)",
-                          "shorten the transition")
+                self.fail(
+                    path,
+                    f"the {clip.transition} ({clip.transition_frames} frames) is longer than the clip itself ({clip.frames} frames)",
+                    "shorten the transition",
+                )
         if self.issues:
             return
-        for clip, following in zip(clips, clips[1:] + [None]):
+        for clip, following in zip(clips, clips[1:] + [None], strict=True):
             t_in, t_out = clip.transition_frames, following.transition_frames if following else 0
             if t_in + t_out > clip.frames:
                 length = "frames" if written[clip.index].frames is not None else "duration"
-                self.fail(("clips", clip.index, length), f"clip `{clip.id}` ({clip.frames} frames) is shorter than its transitions in and out "
-                          f"({t_in} + {t_out} frames)", "lengthen the clip or shorten the transitions")
+                self.fail(
+                    ("clips", clip.index, length),
+                    f"clip `{clip.id}` ({clip.frames} frames) is shorter than its transitions in and out "
+                    f"({t_in} + {t_out} frames)",
+                    "lengthen the clip or shorten the transitions",
+                )
 
     def resolve_output(self, clips: list[ResolvedClip]) -> Path | None:
         """The output file: an .mp4 inside the project, writable, overwriting none of the scene's inputs."""
@@ -534,10 +724,20 @@ class _Resolver:
             self.fail(("output", "file"), str(exc))
             return None
         if path.suffix.lower() != ".mp4":
-            self.fail(("output", "file"), f"the output must be an .mp4 file; got {written}", "end the file name with .mp4")
+            self.fail(
+                ("output", "file"), f"the output must be an .mp4 file; got {written}", "end the file name with .mp4"
+            )
             return None
+        final = self.output_file(path) if self.output_file is not None else path  # --output, or tagged by overrides
+        if final != path:
+            path, written = final, str(final)
         inputs = [(spec_file, f"the spec file {spec_file.name}") for spec_file in self.loaded.files]
-        inputs += [(c.asset.path, f"{c.asset.written} (clip `{clip.id}`)") for clip in clips for c in clip.conditions if c.asset]
+        inputs += [
+            (c.asset.path, f"{c.asset.written} (clip `{clip.id}`)")
+            for clip in clips
+            for c in clip.conditions
+            if c.asset
+        ]
         problem = output_problem(path, written, inputs)
         if problem is not None:
             self.fail(("output", "file"), *problem)
@@ -545,22 +745,31 @@ class _Resolver:
         return path
 
 
-def resolve_timeline(loaded: LoadedSpec, policy: PathPolicy, profiles: dict[str, ModelProfile], model: str | None = None,
-                     size: tuple[int, int] | None = None) -> Timeline:
-    """Decide every clip's settings and lengths (`model` and `size` override every clip's); raises
-    SpecError with every located issue.
+def resolve_timeline(
+    loaded: LoadedSpec,
+    policy: PathPolicy,
+    profiles: dict[str, ModelProfile],
+    model: str | None = None,
+    size: tuple[int, int] | None = None,
+    output_file: Callable[[Path], Path] | None = None,
+) -> Timeline:
+    """Decide every clip's settings and lengths (`model` and `size` override every clip's; `output_file`
+    maps the spec's output to the file this render writes, which is checked like it); raises SpecError
+    with every located issue.
 
     With an override the spec as written is checked too (its clips' own models, sizes and settings),
     so a spec that renders with `--model preview` or a smaller `--size` is ready for the real render.
     """
-    resolver = _Resolver(loaded, policy, profiles, model, size)
+    resolver = _Resolver(loaded, policy, profiles, model, size, output_file)
     timeline, issues = resolver.resolve(), resolver.issues
     if model is not None or size is not None:
         as_written = _Resolver(loaded, policy, profiles, None, None)
         as_written.resolve()
         flags = " and ".join(flag for flag, value in (("--model", model), ("--size", size)) if value is not None)
         note = f" (the real render, without {flags}, would stop here)"
-        issues = issues + [dataclasses.replace(i, message=i.message + note) for i in as_written.issues if i not in issues]
+        issues = issues + [
+            dataclasses.replace(i, message=i.message + note) for i in as_written.issues if i not in issues
+        ]
     if issues:
         raise SpecError(list(dict.fromkeys(issues)))  # clips sharing a `defaults` value share its issue
     assert timeline is not None

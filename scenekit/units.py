@@ -30,6 +30,7 @@ class Duration:
     def __str__(self) -> str:
         if self.frames is not None:
             return f"{self.frames}f"
+        assert self.seconds is not None
         return f"{float(self.seconds):g}s"
 
 

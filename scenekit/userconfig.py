@@ -31,9 +31,11 @@ class RuntimeConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     speed: Literal["auto", "eager", "compiled", "fp8"] | None = Field(
-        None, description="speed policy of every render (default: each profile's)")
+        default=None, description="speed policy of every render (default: each profile's)"
+    )
     memory: Literal["auto", "resident", "offload"] | None = Field(
-        None, description="memory policy of every render (default: auto)")
+        default=None, description="memory policy of every render (default: auto)"
+    )
 
 
 class UserConfig(BaseModel):

@@ -108,7 +108,8 @@ def _from_hub_cache(profile: str, ref: WeightsRef, looked: list[str]) -> Weights
         return WeightsSource(snapshot, f"Hugging Face cache {ref.repo}@{ref.revision}", f"{ref.repo}@{snapshot.name}")
     looked.append(f"Hugging Face cache: {ref.repo}@{ref.revision}")
     raise MissingWeights(
-        f"no weights for model profile `{profile}`; looked in: " + "; ".join(looked)
+        f"no weights for model profile `{profile}`; looked in: "
+        + "; ".join(looked)
         + f". Fetch them with `scenekit fetch {profile}` (or `hf download {ref.repo} --revision {ref.revision}`), "
         f"or name a folder holding them in `models: {{{profile}: /path/to/folder}}` (in the spec or in {config_path()}) "
         f"or in ${MODELS_ENV}/{profile}."

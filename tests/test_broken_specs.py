@@ -103,10 +103,20 @@ def _tree(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() + ("/" if p.is_dir() else "") for p in root.rglob("*")}
 
 
-def test_corpus_is_large_enough():
-    assert len(CASES) >= 30
-    assert sum(1 for case in CASES if case.xfail is None) >= 30, "at least 30 cases must pass as they are"
+def test_every_corpus_file_is_a_distinct_case():
+    assert sorted(p.name for p in BROKEN.iterdir() if p.is_file()) == [case.name for case in CASES], "only *.yaml cases"
     assert len({case.name.split("-", 1)[0] for case in CASES}) == len(CASES), "case numbers must be unique"
+    bodies = [case.path.read_bytes().split(b"\n", 1)[-1] for case in CASES]
+    assert len(set(bodies)) == len(bodies), "two cases hold the same spec"
+    assert sum(1 for case in CASES if case.xfail is None) >= 30, "at least 30 cases must pass as they are"
+
+
+def test_the_case_check_rejects_a_valid_spec(runner: CliRunner, tmp_path: Path):
+    """The check the corpus runs must fail for a spec that renders: it is not vacuous."""
+    case = Case(EXAMPLE, EXAMPLE.name, 1, 1, None, "error", (), None)
+    result = runner.invoke(app, ["validate", str(EXAMPLE)])
+    with pytest.raises(AssertionError):
+        _check_result(case, EXAMPLE, result)
 
 
 @pytest.mark.parametrize("case", _params())
@@ -163,7 +173,9 @@ def test_validate_exits_2_for_a_broken_spec(corpus_copy: Path, runner: CliRunner
     spec = corpus_copy / "broken" / "24-overlap-not-8k-plus-1.yaml"
     result = runner.invoke(app, ["validate", str(spec)])
     assert result.exit_code == 2, result.output
-    assert re.search(r"24-overlap-not-8k-plus-1\.yaml:10:14: error: clips\[1\]\.overlap: overlap must be 8k\+1", result.stderr), result.output
+    assert re.search(
+        r"24-overlap-not-8k-plus-1\.yaml:10:14: error: clips\[1\]\.overlap: overlap must be 8k\+1", result.stderr
+    ), result.output
     assert "ok:" not in result.stdout
 
 
@@ -174,7 +186,9 @@ def test_validate_accepts_the_example(runner: CliRunner):
     assert " error: " not in result.output
 
 
-def test_the_ltx2_example_is_valid_without_weights_and_plans_as_an_animatic(runner: CliRunner, monkeypatch, tmp_path: Path):
+def test_the_ltx2_example_is_valid_without_weights_and_plans_as_an_animatic(
+    runner: CliRunner, monkeypatch, tmp_path: Path
+):
     monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
     monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Project
 
 from scenekit.cache import CacheStore
 from scenekit.errors import RenderError
 from scenekit.fsutil import atomic_copy, atomic_write_text
 from scenekit.hashing import file_sha256
+
+from conftest import Project
 
 SCENE = """
     scenekit: 1
@@ -47,7 +48,8 @@ def test_a_render_never_writes_through_links_planted_at_the_old_temp_names(proje
 
 
 def test_atomic_writes_create_their_temp_file_exclusively_and_replace_a_link_at_the_target(
-        tmp_path: Path, outside: Path, monkeypatch):
+    tmp_path: Path, outside: Path, monkeypatch
+):
     """A link planted at the very name the temp file is about to get is not written through, nor is
     a link at the target: the rename replaces the link itself."""
     import secrets
@@ -71,7 +73,9 @@ def test_stale_work_cleanup_does_not_follow_a_linked_tmp_folder(project: Project
     project.cache.mkdir()
     (project.cache / "tmp").symlink_to(outside, target_is_directory=True)
     project.render()
-    assert sorted(p.name for p in outside.iterdir()) == sorted([f"{'0' * 64}.99999999.deadbeef", "precious.txt", "removed.junk.1"])
+    assert sorted(p.name for p in outside.iterdir()) == sorted(
+        [f"{'0' * 64}.99999999.deadbeef", "precious.txt", "removed.junk.1"]
+    )
     assert (project.cache / "tmp").is_dir() and not (project.cache / "tmp").is_symlink()
 
 

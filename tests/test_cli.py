@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import Project, read_video
 from typer.testing import CliRunner
 
 from scenekit import __version__
 from scenekit.cli import app
 from scenekit.profiles import available_profiles
 from scenekit.spec.schema import schema_text
+
+from conftest import Project, read_video
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = """
@@ -82,7 +83,7 @@ def test_cache_info_and_prune(project: Project):
 
 
 def test_invalid_spec_exits_2_without_traceback(project: Project):
-    project.write(SCENE.replace("prompt: \"second\"", "promt: \"second\""))
+    project.write(SCENE.replace('prompt: "second"', 'promt: "second"'))
     result = run("render", project.spec, "--cache-dir", project.cache)
     assert result.exit_code == 2
     assert "scene.yaml:5:" in result.output and "did you mean `prompt`?" in result.output
@@ -115,8 +116,17 @@ def test_profiles_say_what_each_needs_and_whether_its_weights_are_here(weights_f
     assert found["preview"]["weights"] == {"needed": False, "present": True, "where": None, "fetch": None}
     assert found["ltx2-distilled"]["needs"]["gpu"] and found["ltx2-distilled"]["needs"]["vram_gb"] > 0
     assert found["ltx2-distilled"]["weights"] == {
-        "needed": True, "present": True, "where": "$SCENEKIT_MODELS/ltx2-distilled", "fetch": "scenekit fetch ltx2-distilled"}
-    assert found["ltx2-dev"]["weights"] == {"needed": True, "present": False, "where": None, "fetch": "scenekit fetch ltx2-dev"}
+        "needed": True,
+        "present": True,
+        "where": "$SCENEKIT_MODELS/ltx2-distilled",
+        "fetch": "scenekit fetch ltx2-distilled",
+    }
+    assert found["ltx2-dev"]["weights"] == {
+        "needed": True,
+        "present": False,
+        "where": None,
+        "fetch": "scenekit fetch ltx2-dev",
+    }
 
     rows = table_rows(run("profiles").output)
     assert rows["preview"][:2] == ["CPUonly", "builtin"]
@@ -138,8 +148,14 @@ def table_rows(text: str) -> dict[str, list[str]]:
 
 def scenekit(*args: object, cwd: Path | None = None) -> str:
     """Run the installed command with its output piped, at 60 columns; its stdout."""
-    done = subprocess.run([sys.executable, "-m", "scenekit", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "COLUMNS": "60"}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "scenekit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "60"},
+        check=True,
+    )
     return done.stdout
 
 
@@ -165,15 +181,21 @@ def test_size_renders_every_clip_at_another_size_beside_the_output(project: Proj
     assert frames.shape[1:] == (96, 128, 3)
     assert json.loads((project.root / "out.128x96.manifest.json").read_text())["output"]["width"] == 128
     assert not (project.root / "out.mp4").exists() and not (project.root / "out.manifest.json").exists()
-    assert json.loads(run("plan", project.spec, "--json", "--cache-dir", project.cache).output)["nodes"][0]["status"] == "run"
+    assert (
+        json.loads(run("plan", project.spec, "--json", "--cache-dir", project.cache).output)["nodes"][0]["status"]
+        == "run"
+    )
 
 
 def test_model_and_size_overrides_never_replace_the_real_output(project: Project):
     project.write(SCENE)
     assert run("render", project.spec, "--cache-dir", project.cache).exit_code == 0
     real = (project.root / "out.mp4").read_bytes(), (project.root / "out.manifest.json").read_bytes()
-    for args, written in [(["--model", "preview"], "out.preview"), (["--size", "128x96"], "out.128x96"),
-                          (["--model", "preview", "--size", "128x96"], "out.preview.128x96")]:
+    for args, written in [
+        (["--model", "preview"], "out.preview"),
+        (["--size", "128x96"], "out.128x96"),
+        (["--model", "preview", "--size", "128x96"], "out.preview.128x96"),
+    ]:
         result = run("render", project.spec, "--cache-dir", project.cache, *args)
         assert result.exit_code == 0, result.output
         assert f"wrote {written}.mp4" in result.output.replace(str(project.root) + os.sep, "")
@@ -190,6 +212,13 @@ def test_output_option_names_the_file_whatever_the_overrides(project: Project):
     assert not list(project.root.glob("out*"))
     bad = run("render", project.spec, "--cache-dir", project.cache, "--output", project.root / "look.mkv")
     assert bad.exit_code == 2 and "--output" in bad.output
+
+
+def test_an_output_option_whose_manifest_would_overwrite_the_spec_is_caught_before_rendering(project: Project):
+    spec = project.write(SCENE, "clip.manifest.json")  # a spec may have any name; writing clip.mp4 would replace it
+    result = run("render", spec, "--cache-dir", project.cache, "--output", project.root / "clip.mp4")
+    assert result.exit_code == 2 and "would overwrite the spec file clip.manifest.json" in result.output, result.output
+    assert not project.cache.exists() and not (project.root / "clip.mp4").exists()
 
 
 def test_plan_explains_against_the_manifest_of_the_output_it_would_write(project: Project):
@@ -264,5 +293,8 @@ def test_prune_without_criteria_says_what_it_needs(project: Project):
     for args in ([], ["--keep", project.spec]):
         pruned = run("cache", "prune", "--cache-dir", project.cache, *args)
         assert pruned.exit_code == 2, pruned.output
-        assert "Usage: scenekit cache prune" in pruned.output and "--older-than AGE, --max-size SIZE or --all" in pruned.output
+        assert (
+            "Usage: scenekit cache prune" in pruned.output
+            and "--older-than AGE, --max-size SIZE or --all" in pruned.output
+        )
     assert "5 entries" in run("cache", "info", "--cache-dir", project.cache).output

@@ -12,10 +12,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from conftest import Project
-
 from scenekit.cache import CacheStore, StagedEntry
 from scenekit.cache.locks import KeyLock
+
+from conftest import Project
 
 SCENE = """
     scenekit: 1
@@ -47,8 +47,15 @@ KEY = "ab" * 32
 def test_concurrent_renders_of_one_spec_on_a_cold_cache_all_succeed_and_compute_each_node_once(project: Project):
     project.write(SCENE)
     go = project.root / "go"
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(project.spec), str(project.cache), f"p{i}", str(go)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(project.spec), str(project.cache), f"p{i}", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
     for worker in workers:
         assert worker.stdout.readline() == "ready\n", worker.communicate()[1]
     go.touch()  # all start rendering at once

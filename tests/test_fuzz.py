@@ -30,32 +30,124 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 _EXAMPLES = int(os.environ.get("SCENEKIT_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
-    max_examples=_EXAMPLES or 150, deadline=None, derandomize=not _EXAMPLES, database=None,
+    max_examples=_EXAMPLES or 150,
+    deadline=None,
+    derandomize=not _EXAMPLES,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 TEMPLATES = [
-    "{{ 1/0 }}", "{{ 1 + 'a' }}", "{{ cycler() }}", "{{ range(1, 10, 0)|list }}", "{{ 'abc'|truncate(1) }}",
-    "{% include 'x' %}", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "{{ 10 ** 5000 }}", "{{ 'a' * 10**9 }}",
-    "{{ 7 ** (10**9) }}", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-    "{{ nope }}", "{{ ''.__class__ }}", "{{ style", "{% for %}", "{{ style|upper }}", "{{ loop.index }}",
-    "{{ '%*d' % (3, 1) }}", "{{ '{:>99999999}'.format(1) }}", "{{ range(3) }}", "{{ {}.x.y }}", "{{ [1][5] }}",
-    "{{ 'x' ~ 2 ** 64 }}", "{% set x = [1] * 10 %}{{ x|sum }}", "{{ lipsum() }}", "{{ 9.9e999 }}", "{{ 1e308 * 10 }}",
+    "{{ 1/0 }}",
+    "{{ 1 + 'a' }}",
+    "{{ cycler() }}",
+    "{{ range(1, 10, 0)|list }}",
+    "{{ 'abc'|truncate(1) }}",
+    "{% include 'x' %}",
+    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "{{ 10 ** 5000 }}",
+    "{{ 'a' * 10**9 }}",
+    "{{ 7 ** (10**9) }}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{{ nope }}",
+    "{{ ''.__class__ }}",
+    "{{ style",
+    "{% for %}",
+    "{{ style|upper }}",
+    "{{ loop.index }}",
+    "{{ '%*d' % (3, 1) }}",
+    "{{ '{:>99999999}'.format(1) }}",
+    "{{ range(3) }}",
+    "{{ {}.x.y }}",
+    "{{ [1][5] }}",
+    "{{ 'x' ~ 2 ** 64 }}",
+    "{% set x = [1] * 10 %}{{ x|sum }}",
+    "{{ lipsum() }}",
+    "{{ 9.9e999 }}",
+    "{{ 1e308 * 10 }}",
 ]
 YAML_PIECES = [
-    ":", " ", "\n", "\t", "- ", "[", "]", "{", "}", ",", "#", "&a ", "*a", "!!float ", "!!int ", "!!omap ", "!!str ",
-    "!!binary ", "!!set ", "? ", "|\n", ">\n", "'", '"', "<<: ", "%YAML 1.2\n", "---\n", "...\n", "\\x00", "\ufeff",
-    "1" * 5000, "[" * 100, "{{ ", " }}", "{% ", "9" * 30, ".nan", "-.inf", "0x1F", "0o17", "1_000", "~", "null",
-    "2001-12-14", "=", "\u2028", "\ud7ff",
+    ":",
+    " ",
+    "\n",
+    "\t",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "#",
+    "&a ",
+    "*a",
+    "!!float ",
+    "!!int ",
+    "!!omap ",
+    "!!str ",
+    "!!binary ",
+    "!!set ",
+    "? ",
+    "|\n",
+    ">\n",
+    "'",
+    '"',
+    "<<: ",
+    "%YAML 1.2\n",
+    "---\n",
+    "...\n",
+    "\\x00",
+    "\ufeff",
+    "1" * 5000,
+    "[" * 100,
+    "{{ ",
+    " }}",
+    "{% ",
+    "9" * 30,
+    ".nan",
+    "-.inf",
+    "0x1F",
+    "0o17",
+    "1_000",
+    "~",
+    "null",
+    "2001-12-14",
+    "=",
+    "\u2028",
+    "\ud7ff",
 ]
 RAW_VALUES = [
-    "!!float x", "!!int 1.5", "!!omap x", "!!bool x", "!!set x", "!!binary x", "!!timestamp x", "!!str [1]", "!!map [1]",
-    "!!seq {a: 1}", "!!null x", "!!pairs x", "!!float 1e999", "1" * 5000, "[" * 80 + "]" * 80, "*nowhere", "&a [*a]",
-    "!custom x", "!!python/name:os.system x", "{? [a, b]: 1}", "[!!str {a: 1}]", "2001-12-14", ".nan", "0o777",
+    "!!float x",
+    "!!int 1.5",
+    "!!omap x",
+    "!!bool x",
+    "!!set x",
+    "!!binary x",
+    "!!timestamp x",
+    "!!str [1]",
+    "!!map [1]",
+    "!!seq {a: 1}",
+    "!!null x",
+    "!!pairs x",
+    "!!float 1e999",
+    "1" * 5000,
+    "[" * 80 + "]" * 80,
+    "*nowhere",
+    "&a [*a]",
+    "!custom x",
+    "!!python/name:os.system x",
+    "{? [a, b]: 1}",
+    "[!!str {a: 1}]",
+    "2001-12-14",
+    ".nan",
+    "0o777",
 ]
 """YAML written as it is, in place of a value (what a Python value dumped to YAML cannot be)."""
 ODD_VALUES = st.one_of(
-    st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.booleans(), st.none(), st.text(max_size=12),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=12),
     st.sampled_from(TEMPLATES),
     st.sampled_from(["5s", "0s", "1e9s", "12f", "-1", "768x512", "0x0", "30000/1001", "a" * 300]),
     st.lists(st.integers(min_value=-3, max_value=3), max_size=3),
@@ -106,7 +198,7 @@ def test_mutated_yaml_text_checks_or_fails_located(playground: Path, data: st.Da
         at = data.draw(st.integers(0, len(text)), label="at")
         cut = data.draw(st.integers(0, 8), label="cut")
         piece = data.draw(st.one_of(st.sampled_from(YAML_PIECES), st.text(max_size=4)), label="piece")
-        text = text[:at] + piece.encode("utf-8", "surrogatepass") + text[at + cut:]
+        text = text[:at] + piece.encode("utf-8", "surrogatepass") + text[at + cut :]
     spec = _copy_of(seed, playground).with_name("fuzzed.yaml")
     spec.write_bytes(text)
     _assert_checks_or_fails_located(spec)
@@ -147,7 +239,9 @@ def _mutated(document: Any, data: st.DataObject, raw: list[str]) -> Any:
         return _replaced(document, path, value)
     parent = _get(document, path[:-1])
     if kind == "add" and isinstance(parent, dict):
-        parent[data.draw(st.sampled_from(["promt", "for", "clip", "transition", "include", "vars", "x"]), label="key")] = 1
+        parent[
+            data.draw(st.sampled_from(["promt", "for", "clip", "transition", "include", "vars", "x"]), label="key")
+        ] = 1
     elif kind == "rename" and isinstance(parent, dict):
         parent[str(path[-1])[:-1] or "x"] = parent.pop(path[-1])
     elif kind == "remove" and isinstance(parent, dict | list):
@@ -180,8 +274,14 @@ def test_the_command_line_exits_2_on_a_template_bomb(tmp_path: Path):
     (tmp_path / "scenekit.toml").write_text("")
     spec = tmp_path / "bomb.yaml"
     spec.write_text("scenekit: 1\nclips:\n  - {id: a, prompt: \"{{ 'a' * 10**9 }}\", frames: 9}\n")
-    result = subprocess.run([sys.executable, "-m", "scenekit", "validate", str(spec)], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "scenekit", "validate", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     assert "bomb.yaml:3:21: error: clips[0].prompt: template: repeating a value" in result.stderr
     assert "Traceback" not in result.stderr

@@ -10,9 +10,7 @@ import time
 
 from conftest import Project, read_video
 
-CLIPS = "\n".join(
-    f"  - {{id: shot{i}, prompt: 'shot number {i}', duration: 2s}}" for i in range(6)
-)
+CLIPS = "\n".join(f"  - {{id: shot{i}, prompt: 'shot number {i}', duration: 2s}}" for i in range(6))
 SCENE = f"""scenekit: 1
 defaults: {{size: 768x512, fps: 24}}
 clips:
@@ -25,7 +23,8 @@ def test_sigkill_midway_then_rerun_resumes_from_cache(project: Project):
     project.spec.write_text(SCENE)
     process = subprocess.Popen(
         [sys.executable, "-m", "scenekit", "render", str(project.spec), "--cache-dir", str(project.cache)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while not list(project.cache.glob("objects/*/*/entry.json")):
@@ -52,7 +51,9 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_leaves_nothing_half_written(proj
     project.spec.write_text(SCENE)
     process = subprocess.Popen(
         [sys.executable, "-m", "scenekit", "render", str(project.spec), "--cache-dir", str(project.cache)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not list(project.cache.glob("objects/*/*/entry.json")):

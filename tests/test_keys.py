@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import Project
-
 from scenekit.graph.nodes import Node, canonical_json
+
+from conftest import Project
 
 SCENE = """
     scenekit: 1
@@ -67,4 +67,7 @@ def test_key_order_comments_and_formatting_of_the_spec_do_not_change_keys(projec
     before = keys(SCENE)
     assert keys(REORDERED) == before
     reseeded = keys(SCENE.replace("seed: 3", "seed: 4"))  # control: a real change changes the keys
-    assert reseeded["arrival/generate"] != before["arrival/generate"] and reseeded["beam/generate"] != before["beam/generate"]
+    assert (
+        reseeded["arrival/generate"] != before["arrival/generate"]
+        and reseeded["beam/generate"] != before["beam/generate"]
+    )

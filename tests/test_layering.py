@@ -1,29 +1,65 @@
-"""Package layering: the graph layer does not reach up into the engine, watch mode or the command line."""
+"""Package layering: imports go one way, from the command line down to media and files.
+
+cli, watch, progress
+engine                      (plan, execute, manifest, session)
+graph                       (compile: expands clips through the backends)
+backends, ltx2, preview, stitch, conditioning
+timeline, spec, profiles, weights
+ops, runtime, cache, media, fsutil, hashing, errors, units
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 import scenekit
 
 PACKAGE = Path(scenekit.__file__).parent
-ABOVE_GRAPH = ("scenekit.engine", "scenekit.watch", "scenekit.cli", "scenekit.progress")
+BOTTOM = ("errors", "units", "fsutil", "hashing", "media", "cache", "runtime", "output_file")
+FORBIDDEN = {
+    # layer: the scenekit modules it must never import
+    **{
+        name: ("spec", "timeline", "graph", "engine", "backends", "ltx2", "preview", "stitch", "ops", "cli", "watch")
+        for name in BOTTOM
+    },
+    "ops": ("spec", "timeline", "engine", "backends", "ltx2", "preview", "stitch", "cli", "watch"),
+    "spec": ("timeline", "graph", "engine", "backends", "ltx2", "preview", "stitch", "cache", "cli", "watch"),
+    "timeline": ("graph", "engine", "backends", "ltx2", "preview", "stitch", "cli", "watch"),
+    "backends": ("engine", "cli", "watch", "progress"),
+    "ltx2": ("engine", "backends", "cli", "watch", "progress"),
+    "preview": ("engine", "backends", "stitch", "cli", "watch", "progress"),
+    "stitch": ("engine", "preview", "backends", "ltx2", "cli", "watch", "progress"),
+    "graph": ("engine", "cli", "watch", "progress"),
+    "engine": ("cli", "watch", "progress"),
+}
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, and every `scenekit.*` module it names in a string (lazy imports)."""
     modules = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             modules.add(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("scenekit."):
+            modules.add(node.value)
     return modules
 
 
-def test_graph_does_not_import_the_layers_above_it():
-    files = sorted((PACKAGE / "graph").glob("*.py"))
-    assert any(f.name == "export.py" for f in files)
+def _files(layer: str) -> list[Path]:
+    folder = PACKAGE / layer
+    return sorted(folder.glob("*.py")) if folder.is_dir() else [PACKAGE / f"{layer}.py"]
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_no_layer_imports_the_layers_above_it(layer: str):
+    files = _files(layer)
+    assert files and all(path.is_file() for path in files)
+    above = tuple(f"scenekit.{name}" for name in FORBIDDEN[layer])
     for path in files:
-        wrong = {m for m in imported_modules(path) if m.startswith(ABOVE_GRAPH)}
-        assert not wrong, f"{path.name} imports {sorted(wrong)}"
+        wrong = {m for m in imported_modules(path) if m in above or m.startswith(tuple(f"{a}." for a in above))}
+        assert not wrong, f"{path.relative_to(PACKAGE)} imports {sorted(wrong)}"

@@ -6,10 +6,11 @@ import logging
 import os
 
 import pytest
-from conftest import Project
 from rich.logging import RichHandler
 
 from scenekit.logs import configure_logging
+
+from conftest import Project
 
 SCENE = """
     scenekit: 1
@@ -30,10 +31,17 @@ def scenekit_logger():
     logger.setLevel(level)
 
 
-@pytest.mark.parametrize(("verbosity", "setting", "level"), [
-    (0, None, logging.WARNING), (1, None, logging.INFO), (2, None, logging.DEBUG),
-    (0, "debug", logging.DEBUG), (0, "INFO", logging.INFO), (2, "warning", logging.DEBUG),
-])
+@pytest.mark.parametrize(
+    ("verbosity", "setting", "level"),
+    [
+        (0, None, logging.WARNING),
+        (1, None, logging.INFO),
+        (2, None, logging.DEBUG),
+        (0, "debug", logging.DEBUG),
+        (0, "INFO", logging.INFO),
+        (2, "warning", logging.DEBUG),
+    ],
+)
 def test_the_more_verbose_of_v_and_scenekit_log_wins(scenekit_logger, monkeypatch, verbosity, setting, level):
     if setting is None:
         monkeypatch.delenv("SCENEKIT_LOG", raising=False)

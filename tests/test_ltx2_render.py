@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import Project, read_video
 from scenekit.cli import app
 from scenekit.ltx2.tiny import build_tiny_profile_weights
 from scenekit.runtime.speed import Numerics
+
+from conftest import Project, read_video
 
 EAGER = Numerics("float32", compiled=False)
 
@@ -61,12 +62,18 @@ def test_three_ltx2_clips_render_with_audio_and_cache(ltx: Project):
     ltx.write(SCENE)
     graph = ltx.prepare().graph
     assert [n.id for n in graph.ordered() if n.clip == "arrival"] == [
-        "arrival/prompt", "arrival/stage1", "arrival/upsample", "arrival/stage2", "arrival/decode", "arrival/segment"]
+        "arrival/prompt",
+        "arrival/stage1",
+        "arrival/upsample",
+        "arrival/stage2",
+        "arrival/decode",
+        "arrival/segment",
+    ]
     assert graph.node("keeper/stage1").inputs["context"] == "arrival/decode"
     assert graph.node("keeper/stage1").inputs["reference"] == "arrival/stage1"
     assert graph.node("arrival/stage1").params["width"] == 128  # stage 1 at half size
     result = ltx.render()
-    frames, fps, _ = read_video(result.output)
+    frames, _, _ = read_video(result.output)
     assert frames.shape == (17 + 16 + 17 - 4, 256, 256, 3)
     with av.open(str(result.output)) as container:
         assert len(container.streams.audio) == 1
@@ -187,7 +194,10 @@ def test_dev_profile_runs_guided_stage_then_lora_refine(ltx: Project):
     """)
     graph = ltx.prepare().graph
     assert graph.node("one/stage1").params["guidance"]["cfg"] == 4
-    assert graph.node("one/stage2").params["lora"] == {"file": "ltx-2-19b-distilled-lora-384.safetensors", "strength": 0.6}
+    assert graph.node("one/stage2").params["lora"] == {
+        "file": "ltx-2-19b-distilled-lora-384.safetensors",
+        "strength": 0.6,
+    }
     assert graph.node("one/prompt").params["negative_prompt"] == "blur"
     frames, _, _ = read_video(ltx.render().output)
     assert frames.shape == (17, 256, 256, 3)
@@ -203,10 +213,14 @@ def test_lora_in_the_published_format_loads_into_transformer_and_connectors(mode
     lora = "ltx-2-19b-distilled-lora-384.safetensors"
     published = load_file(str(models / "ltx2-dev-fp8" / lora))
     assert all(k.startswith(("diffusion_model.", "text_embedding_projection.")) for k in published)
-    pipe = ModelPool().pipeline(models / "ltx2-dev-fp8", None, {"compute": "float32", "storage": "float32"}, EAGER, lora)
+    pipe = ModelPool().pipeline(
+        models / "ltx2-dev-fp8", None, {"compute": "float32", "storage": "float32"}, EAGER, lora
+    )
     to_q, projection = pipe.transformer.transformer_blocks[0].attn1.to_q, pipe.connectors.text_proj_in
-    assert torch.equal(to_q.lora_A["ltx_2_19b_distilled_lora_384"].weight,
-                       published["diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight"])
+    assert torch.equal(
+        to_q.lora_A["ltx_2_19b_distilled_lora_384"].weight,
+        published["diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight"],
+    )
     x_q, x_p = torch.randn(3, to_q.in_features), torch.randn(3, projection.in_features)
     base_q, base_p = to_q.base_layer(x_q), projection.base_layer(x_p)
     ModelPool.use_lora(pipe, None)
@@ -236,7 +250,9 @@ def test_single_file_transformers_load_from_the_published_format_with_fp8_scales
     expected = published[f"{key}.weight"].float() * published[f"{key}.weight_scale"].float()
     assert torch.equal(to_q.weight.float(), expected.to(torch.float8_e4m3fn).float())
     in_folder = ModelPool().transformer(folder, None, {"compute": "float32", "storage": "float32"}, EAGER)
-    assert not torch.allclose(in_folder.transformer_blocks[0].attn1.to_q.weight, expected, atol=1e-3)  # the file's, not transformer/
+    assert not torch.allclose(
+        in_folder.transformer_blocks[0].attn1.to_q.weight, expected, atol=1e-3
+    )  # the file's, not transformer/
 
 
 def test_a_checkpoint_file_brings_its_own_text_connectors(models: Path, monkeypatch):
@@ -269,39 +285,47 @@ def test_a_missing_lora_is_reported_before_any_work(project: Project, models: Pa
         models: {{ltx2-dev-fp8: {weights}}}
         clips: [{{id: a, prompt: x, frames: 17, model: ltx2-dev-fp8, size: 256x256}}]
     """)
-    result = CliRunner().invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache), "--allow-outside"])
+    result = CliRunner().invoke(
+        app, ["render", str(project.spec), "--cache-dir", str(project.cache), "--allow-outside"]
+    )
     assert result.exit_code == 2
     assert "LoRA ltx-2-19b-distilled-lora-384.safetensors, which is not in" in result.output
     assert "scenekit fetch ltx2-dev-fp8" in result.output and not project.cache.exists()
 
 
-def test_clips_of_one_profile_run_together_and_a_full_gpu_loads_each_transformer_once(ltx: Project, models: Path, monkeypatch):
+def test_clips_of_one_profile_run_together_and_a_full_gpu_loads_each_transformer_once(
+    ltx: Project, models: Path, monkeypatch
+):
     """With no room for two transformers the pool evicts; the order makes that cost one load per profile."""
     import shutil
 
-    from scenekit.ltx2.tiny import build_tiny_transformer_file
     from scenekit.engine.events import SilentEvents
     from scenekit.engine.session import render
     from scenekit.ltx2 import pool
+    from scenekit.ltx2.tiny import build_tiny_transformer_file
 
     class Recorder(SilentEvents):
-        started: list[str] = []
+        def __init__(self) -> None:
+            self.started: list[str] = []
 
         def node_started(self, node, position, total):
             self.started.append(node.id)
 
     loads: list[str] = []
     real_load = pool.load_transformer_file
-    monkeypatch.setattr(pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k))
+    monkeypatch.setattr(
+        pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k)
+    )
     monkeypatch.setattr(pool.ModelPool, "_free_gpu_bytes", lambda self: 0)  # a GPU with no room to spare
     pool.POOL.clear()
     weights = ltx.root / "weights"  # one snapshot for both profiles, as on the hub
     shutil.copytree(models / "ltx2-distilled", weights)
     build_tiny_transformer_file(weights, "ltx-2-19b-distilled-fp8.safetensors", seed=2, fp8=True)
     ltx.write(SCENE.replace("clips:", "models: {ltx2-distilled: weights, ltx2-distilled-fp8: weights}\n    clips:", 1))
-    render(ltx.prepare(), Recorder())
+    recorder = Recorder()
+    render(ltx.prepare(), recorder)
     assert loads == ["ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-fp8.safetensors"]
-    order = Recorder.started
+    order = recorder.started
     assert sorted(order[:3]) == ["arrival/prompt", "beam/prompt", "keeper/prompt"]  # one text-encoder session
     sampling = [n.split("/")[0] for n in order if "/stage" in n]
     assert sampling == ["arrival", "arrival", "keeper", "keeper", "beam", "beam"]
@@ -316,14 +340,23 @@ def test_models_stay_loaded_across_renders_in_one_process(ltx: Project, monkeypa
 
     loads: list[str] = []
     real_load = pool.load_transformer_file
-    monkeypatch.setattr(pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k))
+    monkeypatch.setattr(
+        pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k)
+    )
     pool.POOL.clear()
     ltx.write(SCENE)
     ltx.render()
     assert sorted(loads) == ["ltx-2-19b-distilled-fp8.safetensors", "ltx-2-19b-distilled.safetensors"]
     ltx.write(SCENE.replace("The beam sweeps the sea", "The beam sweeps the fog"))
-    assert sorted(ltx.render().ran) == ["beam/decode", "beam/prompt", "beam/segment", "beam/stage1", "beam/stage2", "beam/upsample",
-                                        "stitch"]
+    assert sorted(ltx.render().ran) == [
+        "beam/decode",
+        "beam/prompt",
+        "beam/segment",
+        "beam/stage1",
+        "beam/stage2",
+        "beam/upsample",
+        "stitch",
+    ]
     assert len(loads) == 2  # nothing loaded again
     pool.POOL.clear()
 
@@ -346,18 +379,21 @@ def test_the_user_config_says_where_weights_are(project: Project, models: Path, 
 
     config_dir = tmp_path / "config"
     shutil.copytree(models / "ltx2-distilled", config_dir / "weights" / "distilled")
-    weights = weights_named_by_config(project, monkeypatch, config_dir / "config.yaml",
-                                      "models:\n  ltx2-distilled: weights/distilled\n")  # relative to the file
+    weights = weights_named_by_config(
+        project, monkeypatch, config_dir / "config.yaml", "models:\n  ltx2-distilled: weights/distilled\n"
+    )  # relative to the file
     assert weights == str((config_dir / "weights" / "distilled").resolve())
     result = CliRunner().invoke(app, ["profiles"])
     assert result.exit_code == 0 and "found" in result.output
     # the spec's own mapping wins
     project.write(f"""
         scenekit: 1
-        models: {{ltx2-distilled: {models / 'ltx2-distilled-fp8'}}}
+        models: {{ltx2-distilled: {models / "ltx2-distilled-fp8"}}}
         clips: [{{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}}]
     """)
-    assert project.prepare(allow_outside=True).graph.node("a/stage1").meta["weights"] == str(models / "ltx2-distilled-fp8")
+    assert project.prepare(allow_outside=True).graph.node("a/stage1").meta["weights"] == str(
+        models / "ltx2-distilled-fp8"
+    )
 
 
 def test_an_invalid_user_config_is_a_located_error(project: Project, monkeypatch, tmp_path: Path):
@@ -393,7 +429,8 @@ def test_fetch_downloads_only_what_the_profile_needs_and_says_how_to_pin_it(monk
 
 
 def test_weights_from_the_hugging_face_cache_are_pinned_to_the_snapshot_and_complete(
-        project: Project, models: Path, monkeypatch, tmp_path: Path):
+    project: Project, models: Path, monkeypatch, tmp_path: Path
+):
     """A hub snapshot (laid out as `huggingface_hub` caches it) is found offline; node keys name its commit;
     a snapshot without the profile's checkpoint file is an error, never a silent fall back to `transformer/`."""
     import shutil
@@ -425,7 +462,7 @@ def test_weights_from_the_hugging_face_cache_are_pinned_to_the_snapshot_and_comp
 def test_a_spec_may_not_point_at_weights_outside_its_project(project: Project, models: Path):
     project.write(f"""
         scenekit: 1
-        models: {{ltx2-distilled: {models / 'ltx2-distilled'}}}
+        models: {{ltx2-distilled: {models / "ltx2-distilled"}}}
         clips: [{{id: a, prompt: x, frames: 9, model: ltx2-distilled, size: 256x256}}]
     """)
     result = CliRunner().invoke(app, ["validate", str(project.spec)])
@@ -439,7 +476,9 @@ def test_a_weights_folder_may_start_with_a_tilde(project: Project, models: Path,
     (home / "models").mkdir(parents=True)
     (home / "models" / "distilled").symlink_to(models / "ltx2-distilled")
     monkeypatch.setenv("HOME", str(home))
-    weights = weights_named_by_config(project, monkeypatch, tmp_path / "config.yaml", "models: {ltx2-distilled: ~/models/distilled}\n")
+    weights = weights_named_by_config(
+        project, monkeypatch, tmp_path / "config.yaml", "models: {ltx2-distilled: ~/models/distilled}\n"
+    )
     assert weights == str((home / "models" / "distilled").resolve())
 
 
@@ -478,7 +517,6 @@ def test_a_lora_file_is_read_once_however_many_nodes_use_it(ltx: Project, monkey
     ltx.render()
     assert len(reads) == 1  # transformer and connector layers from one read, not again for the second clip
     pool.POOL.clear()
-
 
 
 def test_drift_control_in_a_render_pulls_the_continuation_towards_the_chain_start(ltx: Project):

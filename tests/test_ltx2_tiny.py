@@ -40,18 +40,37 @@ MSL = TINY_MAX_SEQUENCE_LENGTH
 PROMPT = "a red ball bounces on a wooden floor"
 NEGATIVE = "blurry, distorted"
 FULL_GUIDANCE = dict(
-    cfg=3.0, stg=1.0, stg_blocks=TINY_STG_BLOCKS, rescale=0.7, modality=3.0,
-    audio_cfg=7.0, audio_stg=1.0, audio_rescale=0.7, audio_modality=3.0,
+    cfg=3.0,
+    stg=1.0,
+    stg_blocks=TINY_STG_BLOCKS,
+    rescale=0.7,
+    modality=3.0,
+    audio_cfg=7.0,
+    audio_stg=1.0,
+    audio_rescale=0.7,
+    audio_modality=3.0,
 )
 # The same settings as LTX2Pipeline.__call__ keywords, for direct calls.
 FULL_GUIDANCE_KWARGS = dict(
-    guidance_scale=3.0, stg_scale=1.0, spatio_temporal_guidance_blocks=TINY_STG_BLOCKS, guidance_rescale=0.7,
-    modality_scale=3.0, audio_guidance_scale=7.0, audio_stg_scale=1.0, audio_guidance_rescale=0.7,
+    guidance_scale=3.0,
+    stg_scale=1.0,
+    spatio_temporal_guidance_blocks=TINY_STG_BLOCKS,
+    guidance_rescale=0.7,
+    modality_scale=3.0,
+    audio_guidance_scale=7.0,
+    audio_stg_scale=1.0,
+    audio_guidance_rescale=0.7,
     audio_modality_scale=3.0,
 )
 NO_GUIDANCE_KWARGS = dict(
-    guidance_scale=1.0, stg_scale=0.0, spatio_temporal_guidance_blocks=[], guidance_rescale=0.0,
-    modality_scale=1.0, audio_guidance_scale=1.0, audio_stg_scale=0.0, audio_guidance_rescale=0.0,
+    guidance_scale=1.0,
+    stg_scale=0.0,
+    spatio_temporal_guidance_blocks=[],
+    guidance_rescale=0.0,
+    modality_scale=1.0,
+    audio_guidance_scale=1.0,
+    audio_stg_scale=0.0,
+    audio_guidance_rescale=0.0,
     audio_modality_scale=1.0,
 )
 
@@ -160,7 +179,10 @@ def test_tiny_build_is_deterministic(tmp_path):
 
 def test_encode_prompt_shapes(embeds, embeds_positive):
     assert set(embeds) == {
-        "prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds", "negative_prompt_attention_mask"
+        "prompt_embeds",
+        "prompt_attention_mask",
+        "negative_prompt_embeds",
+        "negative_prompt_attention_mask",
     }
     assert embeds["prompt_embeds"].shape == (1, MSL, 32 * 3)  # hidden 32 x (2 layers + embeddings)
     assert embeds["prompt_attention_mask"].shape == (1, MSL)
@@ -171,8 +193,16 @@ def test_encode_prompt_shapes(embeds, embeds_positive):
 def test_one_stage_text_to_video(pipe, embeds):
     steps = []
     lat = recipe.sample_latents(
-        pipe, embeds, width=64, height=64, num_frames=9, frame_rate=24.0, seed=1, num_inference_steps=3,
-        guidance=FULL_GUIDANCE, on_step=lambda done, total: steps.append((done, total)),
+        pipe,
+        embeds,
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=24.0,
+        seed=1,
+        num_inference_steps=3,
+        guidance=FULL_GUIDANCE,
+        on_step=lambda done, total: steps.append((done, total)),
     )
     assert steps == [(1, 3), (2, 3), (3, 3)]
     assert lat["video"].shape == (1, 8, 2, 2, 2)  # [B, C, (9-1)/8+1, 64/32, 64/32]
@@ -184,7 +214,14 @@ def test_one_stage_text_to_video(pipe, embeds):
     assert audio.dtype == np.float32 and audio.shape == (2, (4 * 9 - 3) * 240)
     assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
     again = recipe.sample_latents(
-        pipe, embeds, width=64, height=64, num_frames=9, frame_rate=24.0, seed=1, num_inference_steps=3,
+        pipe,
+        embeds,
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=24.0,
+        seed=1,
+        num_inference_steps=3,
         guidance=FULL_GUIDANCE,
     )
     assert torch.equal(again["video"], lat["video"]) and torch.equal(again["audio"], lat["audio"])
@@ -216,9 +253,16 @@ def test_explicit_zero_audio_stg_is_kept(pipe, embeds):
     assert not torch.equal(video_only_stg["video"], no_stg["video"])
     # Calling the pipeline with a plain audio_stg_scale=0.0 silently uses the video value instead.
     naive = pipe(
-        **embeds, width=64, height=64, num_frames=9, frame_rate=24.0, num_inference_steps=2,
+        **embeds,
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=24.0,
+        num_inference_steps=2,
         **{**NO_GUIDANCE_KWARGS, "stg_scale": 1.0, "spatio_temporal_guidance_blocks": [1]},
-        generator=torch.Generator().manual_seed(2), output_type="latent", return_dict=False,
+        generator=torch.Generator().manual_seed(2),
+        output_type="latent",
+        return_dict=False,
     )
     assert torch.equal(naive[1], both_stg["audio"])
 
@@ -245,8 +289,14 @@ def test_stg_needs_the_perturbed_attention_processor(tiny_dirs, embeds):
 def test_split_steps_equal_direct_call(pipe, embeds):
     settings = dict(width=64, height=64, num_frames=9, frame_rate=24.0, num_inference_steps=3)
     video, audio = pipe(
-        prompt=PROMPT, negative_prompt=NEGATIVE, **settings, **FULL_GUIDANCE_KWARGS, max_sequence_length=MSL,
-        generator=torch.Generator().manual_seed(7), output_type="np", return_dict=False,
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        **settings,
+        **FULL_GUIDANCE_KWARGS,
+        max_sequence_length=MSL,
+        generator=torch.Generator().manual_seed(7),
+        output_type="np",
+        return_dict=False,
     )
     lat = recipe.sample_latents(pipe, embeds, **settings, seed=7, guidance=FULL_GUIDANCE)
     frames, samples, _ = recipe.decode(pipe, lat, seed=7)
@@ -259,8 +309,13 @@ def test_split_steps_equal_direct_call_in_bfloat16(tiny_dirs):
     bf16 = _load(tiny_dirs[0], dtype=torch.bfloat16)
     settings = dict(width=64, height=64, num_frames=9, frame_rate=24.0, num_inference_steps=3)
     video, audio = bf16(
-        prompt=PROMPT, **settings, **NO_GUIDANCE_KWARGS, max_sequence_length=MSL,
-        generator=torch.Generator().manual_seed(7), output_type="np", return_dict=False,
+        prompt=PROMPT,
+        **settings,
+        **NO_GUIDANCE_KWARGS,
+        max_sequence_length=MSL,
+        generator=torch.Generator().manual_seed(7),
+        output_type="np",
+        return_dict=False,
     )
     embeds = recipe.encode_prompt(bf16, PROMPT, None, max_sequence_length=MSL)
     frames, samples, _ = recipe.decode(bf16, recipe.sample_latents(bf16, embeds, **settings, seed=7), seed=7)
@@ -278,11 +333,16 @@ def test_embeddings_without_padding_give_the_same_video(pipe):
     restored = recipe.expand_embeds(compact)
     assert restored.keys() == embeds.keys()
     noisy = dict(embeds)  # whatever the padding positions hold (real Gemma leaves values there), nothing changes
-    for name, mask_name in (("prompt_embeds", "prompt_attention_mask"), ("negative_prompt_embeds", "negative_prompt_attention_mask")):
+    for name, mask_name in (
+        ("prompt_embeds", "prompt_attention_mask"),
+        ("negative_prompt_embeds", "negative_prompt_attention_mask"),
+    ):
         padded = ~embeds[mask_name].bool()
         noisy[name] = embeds[name].clone()
         noisy[name][padded] = torch.randn(noisy[name][padded].shape, generator=torch.Generator().manual_seed(1))
-    settings = dict(width=64, height=64, num_frames=9, frame_rate=24.0, num_inference_steps=2, seed=7, guidance=FULL_GUIDANCE)
+    settings = dict(
+        width=64, height=64, num_frames=9, frame_rate=24.0, num_inference_steps=2, seed=7, guidance=FULL_GUIDANCE
+    )
     full = recipe.sample_latents(pipe, noisy, **settings)
     again = recipe.sample_latents(pipe, restored, **settings)
     assert torch.equal(full["video"], again["video"]) and torch.equal(full["audio"], again["audio"])
@@ -295,8 +355,14 @@ def test_split_steps_equal_direct_call_with_conditions(pipe, embeds):
     cond_pipe.set_progress_bar_config(disable=True)
     video, audio = cond_pipe(
         conditions=[LTX2VideoCondition(frames=clip, index=0), LTX2VideoCondition(frames=image, index=2, strength=0.8)],
-        prompt=PROMPT, negative_prompt=NEGATIVE, **settings, **FULL_GUIDANCE_KWARGS, max_sequence_length=MSL,
-        generator=torch.Generator().manual_seed(5), output_type="np", return_dict=False,
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        **settings,
+        **FULL_GUIDANCE_KWARGS,
+        max_sequence_length=MSL,
+        generator=torch.Generator().manual_seed(5),
+        output_type="np",
+        return_dict=False,
     )
     lat = recipe.sample_latents(
         pipe, embeds, **settings, seed=5, guidance=FULL_GUIDANCE, conditions=[(clip, 0, 1.0), (image, 9, 0.8)]
@@ -357,14 +423,29 @@ def test_image_condition_at_later_frame(pipe, embeds):
 
 def test_continuation_from_previous_clip(pipe, embeds):
     lat_prev = recipe.sample_latents(
-        pipe, embeds, width=64, height=64, num_frames=17, frame_rate=24.0, seed=8, num_inference_steps=2,
+        pipe,
+        embeds,
+        width=64,
+        height=64,
+        num_frames=17,
+        frame_rate=24.0,
+        seed=8,
+        num_inference_steps=2,
         guidance=FULL_GUIDANCE,
     )
     previous, _, _ = recipe.decode(pipe, lat_prev, seed=8)
     tail = previous[-9:]
     lat = recipe.sample_latents(
-        pipe, embeds, width=64, height=64, num_frames=25, frame_rate=24.0, seed=9, num_inference_steps=2,
-        guidance=FULL_GUIDANCE, conditions=[(tail, 0, 1.0)],
+        pipe,
+        embeds,
+        width=64,
+        height=64,
+        num_frames=25,
+        frame_rate=24.0,
+        seed=9,
+        num_inference_steps=2,
+        guidance=FULL_GUIDANCE,
+        conditions=[(tail, 0, 1.0)],
     )
     assert lat["video"].shape == (1, 8, 4, 2, 2)
     assert lat["audio"].shape == (1, 2, 26, 4)  # round(25 / 24 * 25)
@@ -380,7 +461,14 @@ def test_continuation_from_previous_clip(pipe, embeds):
 
 def test_two_stage_distilled_refine(pipe, upsample_pipe, embeds, embeds_positive):
     stage1 = recipe.sample_latents(
-        pipe, embeds, width=32, height=32, num_frames=9, frame_rate=24.0, seed=4, num_inference_steps=3,
+        pipe,
+        embeds,
+        width=32,
+        height=32,
+        num_frames=9,
+        frame_rate=24.0,
+        seed=4,
+        num_inference_steps=3,
         guidance=FULL_GUIDANCE,
     )
     assert stage1["video"].shape == (1, 8, 2, 1, 1)
@@ -389,9 +477,19 @@ def test_two_stage_distilled_refine(pipe, upsample_pipe, embeds, embeds_positive
     sigmas = STAGE_2_DISTILLED_SIGMA_VALUES
     steps = []
     stage2 = recipe.sample_latents(
-        pipe, embeds_positive, width=64, height=64, num_frames=9, frame_rate=24.0, seed=4, sigmas=sigmas,
-        latents={"video": up, "audio": stage1["audio"]}, noise_scale=sigmas[0], guidance=None,
-        use_dynamic_shifting=False, on_step=lambda done, total: steps.append(done),
+        pipe,
+        embeds_positive,
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=24.0,
+        seed=4,
+        sigmas=sigmas,
+        latents={"video": up, "audio": stage1["audio"]},
+        noise_scale=sigmas[0],
+        guidance=None,
+        use_dynamic_shifting=False,
+        on_step=lambda done, total: steps.append(done),
     )
     assert steps == [1, 2, 3]
     assert stage2["video"].shape == (1, 8, 2, 2, 2) and stage2["audio"].shape == stage1["audio"].shape
@@ -401,9 +499,18 @@ def test_two_stage_distilled_refine(pipe, upsample_pipe, embeds, embeds_positive
 
     # Same as calling the pipelines directly, with the distilled scheduler swapped in.
     direct_stage1 = pipe(
-        prompt=PROMPT, negative_prompt=NEGATIVE, width=32, height=32, num_frames=9, frame_rate=24.0,
-        num_inference_steps=3, **FULL_GUIDANCE_KWARGS, max_sequence_length=MSL,
-        generator=torch.Generator().manual_seed(4), output_type="latent", return_dict=False,
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        width=32,
+        height=32,
+        num_frames=9,
+        frame_rate=24.0,
+        num_inference_steps=3,
+        **FULL_GUIDANCE_KWARGS,
+        max_sequence_length=MSL,
+        generator=torch.Generator().manual_seed(4),
+        output_type="latent",
+        return_dict=False,
     )
     direct_up = upsample_pipe(latents=direct_stage1[0], output_type="latent", return_dict=False)[0]
     distilled = FlowMatchEulerDiscreteScheduler.from_config(
@@ -412,9 +519,20 @@ def test_two_stage_distilled_refine(pipe, upsample_pipe, embeds, embeds_positive
     stage2_pipe = LTX2Pipeline(**{**pipe.components, "scheduler": distilled})
     stage2_pipe.set_progress_bar_config(disable=True)
     video, direct_audio = stage2_pipe(
-        prompt=PROMPT, width=64, height=64, num_frames=9, frame_rate=24.0, sigmas=sigmas, noise_scale=sigmas[0],
-        latents=direct_up, audio_latents=direct_stage1[1], **NO_GUIDANCE_KWARGS, max_sequence_length=MSL,
-        generator=torch.Generator().manual_seed(4), output_type="np", return_dict=False,
+        prompt=PROMPT,
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=24.0,
+        sigmas=sigmas,
+        noise_scale=sigmas[0],
+        latents=direct_up,
+        audio_latents=direct_stage1[1],
+        **NO_GUIDANCE_KWARGS,
+        max_sequence_length=MSL,
+        generator=torch.Generator().manual_seed(4),
+        output_type="np",
+        return_dict=False,
     )
     assert np.array_equal(frames, _to_uint8(video[0]))
     np.testing.assert_allclose(audio, direct_audio[0].numpy(), atol=1e-6, rtol=0)
@@ -423,25 +541,59 @@ def test_two_stage_distilled_refine(pipe, upsample_pipe, embeds, embeds_positive
 def test_two_stage_refine_with_image_condition(pipe, upsample_pipe, embeds, embeds_positive):
     image = _image(21)
     stage1 = recipe.sample_latents(
-        pipe, embeds, width=32, height=32, num_frames=9, frame_rate=24.0, seed=6, num_inference_steps=2,
-        guidance=FULL_GUIDANCE, conditions=[(image, 0, 1.0)], image_crf=0,
+        pipe,
+        embeds,
+        width=32,
+        height=32,
+        num_frames=9,
+        frame_rate=24.0,
+        seed=6,
+        num_inference_steps=2,
+        guidance=FULL_GUIDANCE,
+        conditions=[(image, 0, 1.0)],
+        image_crf=0,
     )
     up = recipe.upsample_latents(upsample_pipe, stage1["video"])
     sigmas = STAGE_2_DISTILLED_SIGMA_VALUES
     stage2 = recipe.sample_latents(
-        pipe, embeds_positive, width=64, height=64, num_frames=9, frame_rate=24.0, seed=6, sigmas=sigmas,
-        latents={"video": up, "audio": stage1["audio"]}, noise_scale=sigmas[0], use_dynamic_shifting=False,
-        conditions=[(image, 0, 1.0)], image_crf=0,
+        pipe,
+        embeds_positive,
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=24.0,
+        seed=6,
+        sigmas=sigmas,
+        latents={"video": up, "audio": stage1["audio"]},
+        noise_scale=sigmas[0],
+        use_dynamic_shifting=False,
+        conditions=[(image, 0, 1.0)],
+        image_crf=0,
     )
     torch.testing.assert_close(stage2["video"][:, :, :1], _raw_latents(pipe, image[None]), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="do not match"):
         recipe.sample_latents(
-            pipe, embeds_positive, width=32, height=32, num_frames=9, frame_rate=24.0, seed=6, sigmas=sigmas,
-            latents={"video": up, "audio": stage1["audio"]}, noise_scale=sigmas[0],
+            pipe,
+            embeds_positive,
+            width=32,
+            height=32,
+            num_frames=9,
+            frame_rate=24.0,
+            seed=6,
+            sigmas=sigmas,
+            latents={"video": up, "audio": stage1["audio"]},
+            noise_scale=sigmas[0],
         )
     with pytest.raises(ValueError, match="noise_scale"):
         recipe.sample_latents(
-            pipe, embeds_positive, width=64, height=64, num_frames=9, frame_rate=24.0, seed=6, sigmas=sigmas,
+            pipe,
+            embeds_positive,
+            width=64,
+            height=64,
+            num_frames=9,
+            frame_rate=24.0,
+            seed=6,
+            sigmas=sigmas,
             latents={"video": up, "audio": stage1["audio"]},
         )
 
@@ -475,7 +627,14 @@ def test_fp8_storage_float32_compute(tiny_dirs, embeds):
     pipe = _load(tiny_dirs[0])
     pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
     lat = recipe.sample_latents(
-        pipe, embeds, width=64, height=64, num_frames=9, frame_rate=24.0, seed=1, num_inference_steps=2,
+        pipe,
+        embeds,
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=24.0,
+        seed=1,
+        num_inference_steps=2,
         guidance=FULL_GUIDANCE,
     )
     assert torch.float8_e4m3fn in {p.dtype for p in pipe.transformer.parameters()}
@@ -490,8 +649,16 @@ def test_fp8_storage_bfloat16_pipeline_with_condition(tiny_dirs):
     embeds = recipe.encode_prompt(pipe, PROMPT, NEGATIVE, max_sequence_length=MSL)
     assert embeds["prompt_embeds"].dtype == torch.bfloat16
     lat = recipe.sample_latents(
-        pipe, embeds, width=64, height=64, num_frames=9, frame_rate=24.0, seed=1, num_inference_steps=2,
-        guidance=FULL_GUIDANCE, conditions=[(_image(5), 0, 1.0)],
+        pipe,
+        embeds,
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=24.0,
+        seed=1,
+        num_inference_steps=2,
+        guidance=FULL_GUIDANCE,
+        conditions=[(_image(5), 0, 1.0)],
     )
     # The condition pipeline shares the modules without re-casting them (from_pipe would up-cast to float32).
     assert pipe.vae.dtype == torch.bfloat16

@@ -23,7 +23,9 @@ def test_renaming_a_clip_reruns_only_what_shows_its_id_and_says_so(project: Proj
     runs = project.planned_runs()
     assert set(runs) == {"zz/segment", "stitch"}  # the preview draws the clip id into the segment
     assert "clips[0].id" in runs["zz/segment"]
-    assert not any(word in runs["zz/segment"] for word in ("transition", "start", "length", "input", "clips[1]", "clips[3]"))
+    assert not any(
+        word in runs["zz/segment"] for word in ("transition", "start", "length", "input", "clips[1]", "clips[3]")
+    )
     assert runs["stitch"] == "input zz/segment changed"
 
 

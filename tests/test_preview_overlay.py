@@ -8,13 +8,14 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from conftest import Project
 from PIL import ImageFont
 
 from scenekit.media.overlay import ELLIPSIS, Burnin, wrap
 from scenekit.node_media import FRAMES_FILE
 from scenekit.ops import NodeOutput
 from scenekit.stitch import blend, segment_frames, segment_params
+
+from conftest import Project
 
 WIDTH, HEIGHT = 128, 96
 VIDEO = {"width": WIDTH, "height": HEIGHT, "fps": "12", "crf": 18, "preset": "ultrafast"}
@@ -27,8 +28,10 @@ def held(colour: tuple[int, int, int], count: int) -> NodeOutput:
 
 
 def test_a_crossfade_blends_the_pictures_and_burns_in_only_the_incoming_clips_text():
-    clips = [{"range": [0, 12], "transition": {"type": "cut", "frames": 0}, "start": 0},
-             {"range": [0, 12], "transition": {"type": "crossfade", "frames": 4}, "start": 8}]
+    clips = [
+        {"range": [0, 12], "transition": {"type": "cut", "frames": 0}, "start": 0},
+        {"range": [0, 12], "transition": {"type": "crossfade", "frames": 4}, "start": 8},
+    ]
     burnin = {"label": "beam", "caption": "The beam sweeps over a stormy sea"}
     params = segment_params(VIDEO, clips, 1, {"in": 0, "out": 0, "total": 20}, burnin)
     red, blue = (200, 30, 30), (30, 30, 200)

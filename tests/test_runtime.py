@@ -8,37 +8,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Project, read_video
 from scenekit.ltx2.tiny import build_tiny_profile_weights
 from scenekit.runtime import memory
 from scenekit.runtime.speed import FP8_ROWWISE, Machine, Numerics, SpeedUnavailable, resolve_numerics
+
+from conftest import Project, read_video
 
 CPU = Machine("cpu")
 HOPPER = Machine("cuda", 9.0, has_torchao=True)
 AMPERE = Machine("cuda", 8.0, has_torchao=True)
 
 
-@pytest.mark.parametrize(("speed", "storage", "machine", "expected"), [
-    ("auto", "bfloat16", CPU, Numerics("bfloat16", compiled=False)),
-    ("auto", "float8_e4m3fn", CPU, Numerics("bfloat16", compiled=False)),
-    ("auto", "bfloat16", HOPPER, Numerics("bfloat16", compiled=True)),
-    ("auto", "float8_e4m3fn", HOPPER, Numerics(FP8_ROWWISE, compiled=True)),
-    ("auto", "float8_e4m3fn", AMPERE, Numerics("bfloat16", compiled=True)),
-    ("auto", "float8_e4m3fn", Machine("cuda", 9.0, has_torchao=False), Numerics("bfloat16", compiled=True)),
-    ("eager", "float8_e4m3fn", HOPPER, Numerics("bfloat16", compiled=False)),
-    ("compiled", "bfloat16", AMPERE, Numerics("bfloat16", compiled=True)),
-    ("fp8", "bfloat16", HOPPER, Numerics(FP8_ROWWISE, compiled=True)),
-])
+@pytest.mark.parametrize(
+    ("speed", "storage", "machine", "expected"),
+    [
+        ("auto", "bfloat16", CPU, Numerics("bfloat16", compiled=False)),
+        ("auto", "float8_e4m3fn", CPU, Numerics("bfloat16", compiled=False)),
+        ("auto", "bfloat16", HOPPER, Numerics("bfloat16", compiled=True)),
+        ("auto", "float8_e4m3fn", HOPPER, Numerics(FP8_ROWWISE, compiled=True)),
+        ("auto", "float8_e4m3fn", AMPERE, Numerics("bfloat16", compiled=True)),
+        ("auto", "float8_e4m3fn", Machine("cuda", 9.0, has_torchao=False), Numerics("bfloat16", compiled=True)),
+        ("eager", "float8_e4m3fn", HOPPER, Numerics("bfloat16", compiled=False)),
+        ("compiled", "bfloat16", AMPERE, Numerics("bfloat16", compiled=True)),
+        ("fp8", "bfloat16", HOPPER, Numerics(FP8_ROWWISE, compiled=True)),
+    ],
+)
 def test_speed_policies_resolve_by_machine_and_storage(speed, storage, machine, expected):
     assert resolve_numerics(speed, "bfloat16", storage, machine) == expected
 
 
-@pytest.mark.parametrize(("speed", "machine", "reason"), [
-    ("compiled", CPU, "needs a GPU"),
-    ("fp8", AMPERE, "compute capability 8"),
-    ("fp8", Machine("cuda", 9.0, has_torchao=False), "torchao is not installed"),
-    ("fastest", HOPPER, "unknown speed"),
-])
+@pytest.mark.parametrize(
+    ("speed", "machine", "reason"),
+    [
+        ("compiled", CPU, "needs a GPU"),
+        ("fp8", AMPERE, "compute capability 8"),
+        ("fp8", Machine("cuda", 9.0, has_torchao=False), "torchao is not installed"),
+        ("fastest", HOPPER, "unknown speed"),
+    ],
+)
 def test_a_speed_this_machine_cannot_run_says_why(speed, machine, reason):
     with pytest.raises(SpeedUnavailable, match=reason):
         resolve_numerics(speed, "bfloat16", "bfloat16", machine)
@@ -103,8 +110,11 @@ def _streams_blocks(model) -> bool:
     """Whether diffusers' group offloading moves `model`'s blocks."""
     from diffusers.hooks import HookRegistry
 
-    return any(isinstance(registry := getattr(block, "_diffusers_hook", None), HookRegistry)
-               and registry.get_hook("group_offloading") is not None for block in model.transformer_blocks)
+    return any(
+        isinstance(registry := getattr(block, "_diffusers_hook", None), HookRegistry)
+        and registry.get_hook("group_offloading") is not None
+        for block in model.transformer_blocks
+    )
 
 
 def test_auto_offloads_only_what_does_not_fit():
@@ -116,3 +126,13 @@ def test_auto_offloads_only_what_does_not_fit():
     memory.use_memory_policy("offload")
     assert memory.choose_placement("transformer", 1 * gb, 100 * gb) == "offload"
     memory.use_memory_policy("auto")
+
+
+def test_the_command_line_refuses_an_unknown_speed_or_memory_policy(ltx: Project):
+    from typer.testing import CliRunner
+
+    from scenekit.cli import app
+
+    for option in ("--speed", "--memory"):
+        result = CliRunner().invoke(app, ["render", str(ltx.spec), "--cache-dir", str(ltx.cache), option, "fastest"])
+        assert result.exit_code == 2 and f"{option}: unknown value 'fastest'" in result.output, result.output

@@ -52,16 +52,19 @@ def _at(issue: SpecIssue) -> tuple[str, int, int]:
 
 
 # Whatever Python raises while a template renders is an issue at the string's field.
-@pytest.mark.parametrize(("expression", "message"), [
-    ("{{ 1/0 }}", "ZeroDivisionError: division by zero"),
-    ("{{ 1 + 'a' }}", "TypeError: unsupported operand"),
-    ("{{ cycler() }}", "RuntimeError: at least one item"),
-    ("{{ range(1, 10, 0)|list }}", "range() arg 3 must not be zero"),
-    ("{{ 'abc'|truncate(1) }}", "AssertionError"),
-    ("{% include 'x' %}", "no loader"),
-    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError"),
-    ("{{ shots.append(1) }}", "unsafe"),
-])
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("{{ 1/0 }}", "ZeroDivisionError: division by zero"),
+        ("{{ 1 + 'a' }}", "TypeError: unsupported operand"),
+        ("{{ cycler() }}", "RuntimeError: at least one item"),
+        ("{{ range(1, 10, 0)|list }}", "range() arg 3 must not be zero"),
+        ("{{ 'abc'|truncate(1) }}", "AssertionError"),
+        ("{% include 'x' %}", "no loader"),
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "RecursionError"),
+        ("{{ shots.append(1) }}", "unsafe"),
+    ],
+)
 def test_a_template_that_raises_is_an_issue_at_its_field(project: Project, expression: str, message: str):
     issue = _only_issue(project, _prompt_spec(expression, "vars: {shots: [a]}\n"))
     assert _at(issue) == ("scene.yaml", 6, 13)
@@ -83,25 +86,40 @@ def test_a_loop_expression_that_raises_is_an_issue_at_for(project: Project):
 
 
 # Templates that would run for minutes or take gigabytes stop at a cap, which the message names.
-@pytest.mark.parametrize(("expression", "message"), [
-    ("{{ 'a' * 10**9 }}", "would make more than 1,000,000 characters"),
-    ("{{ 7 ** (10**9) }}", "more than 4,000 digits"),
-    ("{{ 10 ** 5000 }}", "more than 4,000 digits"),
-    ("{{ (10**3000) * (10**3000) }}", "more than 4,000 digits"),
-    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "more than 1,000,000 operations"),
-    ("{% for i in range(99999) %}{% for j in shots %}{% for k in shots %}{% endfor %}{% endfor %}{% endfor %}", "operations"),
-    ("{{ 'a'.center(10**9) }}", "`center` could make about 1,000,000,000 characters"),
-    ("{{ 'a'|indent(10**9, true) }}", "`|indent` could make"),
-    ("{% set a = 'a' * 1000000 %}{{ a.replace('a', a) }}", "`replace` could make"),
-    ("{% set a = ['a' * 1000000] * 1000 %}{{ a|join }}", "more than 1,000,000 characters"),
-    ("{{ '{:>999999999}'.format(1) }}", "format width or precision of 999999999"),
-    ("{{ '%0999999999d' % 1 }}", "format width or precision of 999999999"),
-    ("{{ '%0999999999d'|format(1) }}", "format width or precision of 999999999"),
-    ("{{ '%*d' % (10**9, 1) }}", "taken from an argument"),
-    ("{% set ns = namespace(s='a') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "value of more than 1,000,000"),
-    ("{% for i in range(2000) %}{{ 'a' * 1000 }}{% endfor %}", "rendered string is longer than 1,000,000"),
-    ("{% set ns = namespace(s=[]) %}{% for i in range(3000) %}{% set ns.s = ns.s + [i] %}{% endfor %}", "operations"),
-])
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("{{ 'a' * 10**9 }}", "would make more than 1,000,000 characters"),
+        ("{{ 7 ** (10**9) }}", "more than 4,000 digits"),
+        ("{{ 10 ** 5000 }}", "more than 4,000 digits"),
+        ("{{ (10**3000) * (10**3000) }}", "more than 4,000 digits"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "more than 1,000,000 operations",
+        ),
+        (
+            "{% for i in range(99999) %}{% for j in shots %}{% for k in shots %}{% endfor %}{% endfor %}{% endfor %}",
+            "operations",
+        ),
+        ("{{ 'a'.center(10**9) }}", "`center` could make about 1,000,000,000 characters"),
+        ("{{ 'a'|indent(10**9, true) }}", "`|indent` could make"),
+        ("{% set a = 'a' * 1000000 %}{{ a.replace('a', a) }}", "`replace` could make"),
+        ("{% set a = ['a' * 1000000] * 1000 %}{{ a|join }}", "more than 1,000,000 characters"),
+        ("{{ '{:>999999999}'.format(1) }}", "format width or precision of 999999999"),
+        ("{{ '%0999999999d' % 1 }}", "format width or precision of 999999999"),
+        ("{{ '%0999999999d'|format(1) }}", "format width or precision of 999999999"),
+        ("{{ '%*d' % (10**9, 1) }}", "taken from an argument"),
+        (
+            "{% set ns = namespace(s='a') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "value of more than 1,000,000",
+        ),
+        ("{% for i in range(2000) %}{{ 'a' * 1000 }}{% endfor %}", "rendered string is longer than 1,000,000"),
+        (
+            "{% set ns = namespace(s=[]) %}{% for i in range(3000) %}{% set ns.s = ns.s + [i] %}{% endfor %}",
+            "operations",
+        ),
+    ],
+)
 def test_a_template_over_a_cap_stops_quickly_with_an_issue(project: Project, expression: str, message: str):
     vars_line = "vars: {shots: [" + ", ".join(["x"] * 300) + "]}\n"
     issue = _only_issue(project, _prompt_spec(expression, vars_line))
@@ -130,27 +148,37 @@ def test_templates_may_still_format_large_numbers(project: Project):
 
 
 def test_loops_together_make_at_most_1000_clips(project: Project):
-    loops = "".join(f"  - for: i in range(1000)\n    clip: {{id: 'c{k}-{{{{ i }}}}', prompt: x, frames: 9}}\n" for k in range(100))
+    loops = "".join(
+        f"  - for: i in range(1000)\n    clip: {{id: 'c{k}-{{{{ i }}}}', prompt: x, frames: 9}}\n" for k in range(100)
+    )
     issue = _only_issue(project, HEAD + "clips:\n" + loops)
     assert (issue.field, _at(issue)) == ("clips[1].for", ("scene.yaml", 6, 10))
-    assert issue.message == "the loop makes 1,000 clips and 1,000 come before it: a spec may have at most 1,000 clips (written and generated by loops)"
+    assert (
+        issue.message
+        == "the loop makes 1,000 clips and 1,000 come before it: a spec may have at most 1,000 clips (written and generated by loops)"
+    )
 
 
 def test_one_loop_over_a_long_range_stops_counting_past_the_cap(project: Project):
-    issue = _only_issue(project, HEAD + "clips:\n  - for: i in range(100000)\n    clip: {id: 'c{{ i }}', prompt: x, frames: 9}\n")
+    issue = _only_issue(
+        project, HEAD + "clips:\n  - for: i in range(100000)\n    clip: {id: 'c{{ i }}', prompt: x, frames: 9}\n"
+    )
     assert issue.message.startswith("the loop makes more than 1,000 clips")
 
 
 # YAML: values their tags cannot take, nesting and size caps.
-@pytest.mark.parametrize(("value", "message"), [
-    ("!!float x", "'x' cannot be read as !!float: could not convert"),
-    ("!!int 1.5", "'1.5' cannot be read as !!int"),
-    ("!!omap x", "'x' cannot be read as !!omap"),
-    ("!!set x", "'x' cannot be read as !!set"),
-    ("!!bool x", "'x' cannot be read as !!bool"),
-    ("!!binary x", "YAML value: failed to decode base64"),
-    ("1" * 5000, "cannot be read as !!int: Exceeds the limit (4300 digits)"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!float x", "'x' cannot be read as !!float: could not convert"),
+        ("!!int 1.5", "'1.5' cannot be read as !!int"),
+        ("!!omap x", "'x' cannot be read as !!omap"),
+        ("!!set x", "'x' cannot be read as !!set"),
+        ("!!bool x", "'x' cannot be read as !!bool"),
+        ("!!binary x", "YAML value: failed to decode base64"),
+        ("1" * 5000, "cannot be read as !!int: Exceeds the limit (4300 digits)"),
+    ],
+)
 def test_a_value_its_tag_cannot_take_is_an_issue_at_the_value(project: Project, value: str, message: str):
     issue = _only_issue(project, f"name: x\nscenekit: {value}\n")
     assert _at(issue) == ("scene.yaml", 2, 11)
@@ -164,7 +192,9 @@ def test_a_character_yaml_does_not_allow_is_located(project: Project):
     assert "a character YAML does not allow (U+0000)" in issue.message
 
 
-@pytest.mark.parametrize(("text", "column"), [("- &a [*a]\n", 7), ("scenekit: 1\nclips: [&c {id: a, conditioning: [*c]}]\n", 35)])
+@pytest.mark.parametrize(
+    ("text", "column"), [("- &a [*a]\n", 7), ("scenekit: 1\nclips: [&c {id: a, conditioning: [*c]}]\n", 35)]
+)
 def test_an_alias_inside_the_value_it_names_is_an_issue(project: Project, text: str, column: int):
     issue = _only_issue(project, text)
     assert _at(issue)[2] == column
@@ -204,7 +234,9 @@ def test_a_spec_and_its_includes_share_the_size_cap(project: Project):
     comment = "#" + "x" * (MAX_SPEC_BYTES // 2) + "\n"
     project.write(comment + "vars: {a: 1}\n", "shared/one.yaml")
     project.write(comment + "vars: {b: 1}\n", "shared/two.yaml")
-    issue = _only_issue(project, HEAD + "include: [shared/one.yaml, shared/two.yaml]\nclips: [{id: a, prompt: x, frames: 9}]\n")
+    issue = _only_issue(
+        project, HEAD + "include: [shared/one.yaml, shared/two.yaml]\nclips: [{id: a, prompt: x, frames: 9}]\n"
+    )
     assert _at(issue) == ("two.yaml", 1, 1)
     assert f"at most {MAX_SPEC_BYTES:,} bytes together" in issue.message
 
@@ -213,15 +245,30 @@ def test_a_spec_and_its_includes_share_the_size_cap(project: Project):
 LONG = "a" * 300
 
 
-@pytest.mark.parametrize(("entry", "field", "line", "column"), [
-    (f"include: [{LONG}.yaml]\n", "include[0]", 3, 11),
-    ("include: ['a\\0b.yaml']\n", "include[0]", 3, 11),
-    (f"output: {{file: {LONG}.mp4}}\n", "output.file", 3, 16),
-    (f"clips:\n  - {{id: b, prompt: x, frames: 9, conditioning: [{{image: {LONG}.png}}]}}\n", "clips[1].conditioning[0].image", 5, 58),
-    (f"clips:\n  - {{id: b, prompt: x, frames: 9, conditioning: [{{video: {LONG}.mp4}}]}}\n", "clips[1].conditioning[0].video", 5, 58),
-    (f"models: {{preview: {LONG}}}\n", "models.preview", 3, 19),
-])
-def test_a_path_the_system_cannot_look_up_is_an_issue_at_the_path(project: Project, entry: str, field: str, line: int, column: int):
+@pytest.mark.parametrize(
+    ("entry", "field", "line", "column"),
+    [
+        (f"include: [{LONG}.yaml]\n", "include[0]", 3, 11),
+        ("include: ['a\\0b.yaml']\n", "include[0]", 3, 11),
+        (f"output: {{file: {LONG}.mp4}}\n", "output.file", 3, 16),
+        (
+            f"clips:\n  - {{id: b, prompt: x, frames: 9, conditioning: [{{image: {LONG}.png}}]}}\n",
+            "clips[1].conditioning[0].image",
+            5,
+            58,
+        ),
+        (
+            f"clips:\n  - {{id: b, prompt: x, frames: 9, conditioning: [{{video: {LONG}.mp4}}]}}\n",
+            "clips[1].conditioning[0].video",
+            5,
+            58,
+        ),
+        (f"models: {{preview: {LONG}}}\n", "models.preview", 3, 19),
+    ],
+)
+def test_a_path_the_system_cannot_look_up_is_an_issue_at_the_path(
+    project: Project, entry: str, field: str, line: int, column: int
+):
     text = HEAD + entry + "clips:\n  - {id: a, prompt: x, frames: 9}\n"
     if entry.startswith("clips:"):
         text = HEAD + "clips:\n  - {id: a, prompt: x, frames: 9}\n" + entry.removeprefix("clips:\n")
@@ -249,8 +296,11 @@ def test_the_schema_tells_clips_from_loops_by_for():
     schema = json.loads(schema_text())
     items = schema["properties"]["clips"]["items"]
     assert "oneOf" not in items and "anyOf" not in items
-    assert items == {"if": {"type": "object", "required": ["for"]}, "then": {"$ref": "#/$defs/ClipLoop"},
-                     "else": {"$ref": "#/$defs/Clip"}}
+    assert items == {
+        "if": {"type": "object", "required": ["for"]},
+        "then": {"$ref": "#/$defs/ClipLoop"},
+        "else": {"$ref": "#/$defs/Clip"},
+    }
     assert schema["$defs"]["Clip"]["additionalProperties"] is False
     template = schema["$defs"]["ClipLoop"]["properties"]["clip"]
     assert template["additionalProperties"] is False

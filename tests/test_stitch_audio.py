@@ -38,7 +38,9 @@ def tone(frequency: float, rate: int, count: int) -> np.ndarray:
     return np.stack([wave, wave]).astype(np.float32)
 
 
-def make_entry(root: Path, name: str, colour: tuple[int, int, int], generated: int, frequency: float | None, rate: int = 24000) -> Path:
+def make_entry(
+    root: Path, name: str, colour: tuple[int, int, int], generated: int, frequency: float | None, rate: int = 24000
+) -> Path:
     """A fake clip cache entry: `generated` flat frames, and a tone covering them exactly when `frequency` is set."""
     folder = root / name
     folder.mkdir()
@@ -49,13 +51,17 @@ def make_entry(root: Path, name: str, colour: tuple[int, int, int], generated: i
     return folder
 
 
-def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path], fade_in: int = 0, fade_out: int = 0) -> Path:
+def run_stitch(
+    tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path], fade_in: int = 0, fade_out: int = 0
+) -> Path:
     """Run the segment and stitch ops directly on hand-made clip entries, with params laid out as
     `stitch_nodes` lays them out."""
     entries, position = [], 0
     for clip in clips:
         position -= clip["t"]
-        entries.append({"range": clip["range"], "transition": {"type": clip["type"], "frames": clip["t"]}, "start": position})
+        entries.append(
+            {"range": clip["range"], "transition": {"type": clip["type"], "frames": clip["t"]}, "start": position}
+        )
         position += clip["range"][1] - clip["range"][0]
     video = {"width": WIDTH, "height": HEIGHT, "fps": "24", "crf": 18, "preset": "ultrafast"}
     outputs = {f"clip{i}": NodeOutput(lambda folder=folder: folder) for i, folder in enumerate(folders)}
@@ -69,11 +75,17 @@ def run_stitch(tmp_path: Path, clips: list[dict[str, Any]], folders: list[Path],
         inputs = {"clip": outputs[f"clip{index}"]}
         if params["previous"] is not None:
             inputs["previous"] = outputs[f"clip{index - 1}"]
-        segment(Node(f"segment{index}", SEGMENT, params, {}), inputs, SimpleNamespace(workdir=workdir, step=lambda done, total: None))
+        segment(
+            Node(f"segment{index}", SEGMENT, params, {}),
+            inputs,
+            SimpleNamespace(workdir=workdir, step=lambda done, total: None),
+        )
         outputs[f"segment{index}"] = NodeOutput(lambda folder=workdir: folder)
     workdir = tmp_path / "stitch"
     workdir.mkdir()
-    node = Node(STITCH, STITCH, {**video, "frames": position, "clips": entries, "fade": {"in": fade_in, "out": fade_out}}, {})
+    node = Node(
+        STITCH, STITCH, {**video, "frames": position, "clips": entries, "fade": {"in": fade_in, "out": fade_out}}, {}
+    )
     stitch(node, outputs, SimpleNamespace(workdir=workdir, step=lambda done, total: None))
     return workdir / VIDEO_FILE
 
@@ -93,7 +105,7 @@ def read_back(path: Path) -> tuple[int, np.ndarray | None, int | None]:
 def window(audio: np.ndarray, rate: int, frame: float, half_seconds: float) -> np.ndarray:
     centre = round(frame / float(FPS) * rate)
     half = round(half_seconds * rate)
-    return audio[0, centre - half:centre + half]
+    return audio[0, centre - half : centre + half]
 
 
 def spectrum(signal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,11 +131,56 @@ def rms(signal: np.ndarray) -> float:
 # c (2500 Hz, 48 kHz source) | cut | d (no audio) | cut | e (660 Hz).
 # The tones are chosen so that a clip's audio shifted by a frame (or by b's 6 trimmed frames) is out of phase.
 SCENE = [
-    {"name": "a", "colour": (200, 40, 40), "generated": 40, "range": [0, 36], "type": "cut", "t": 0, "tone": 440.0, "rate": 24000},
-    {"name": "b", "colour": (40, 200, 40), "generated": 48, "range": [6, 42], "type": "crossfade", "t": 12, "tone": 1010.0, "rate": 24000},
-    {"name": "c", "colour": (40, 40, 200), "generated": 36, "range": [0, 36], "type": "fade", "t": 12, "tone": 2500.0, "rate": 48000},
-    {"name": "d", "colour": (120, 120, 120), "generated": 30, "range": [0, 30], "type": "cut", "t": 0, "tone": None, "rate": 24000},
-    {"name": "e", "colour": (200, 200, 40), "generated": 24, "range": [0, 24], "type": "cut", "t": 0, "tone": 660.0, "rate": 24000},
+    {
+        "name": "a",
+        "colour": (200, 40, 40),
+        "generated": 40,
+        "range": [0, 36],
+        "type": "cut",
+        "t": 0,
+        "tone": 440.0,
+        "rate": 24000,
+    },
+    {
+        "name": "b",
+        "colour": (40, 200, 40),
+        "generated": 48,
+        "range": [6, 42],
+        "type": "crossfade",
+        "t": 12,
+        "tone": 1010.0,
+        "rate": 24000,
+    },
+    {
+        "name": "c",
+        "colour": (40, 40, 200),
+        "generated": 36,
+        "range": [0, 36],
+        "type": "fade",
+        "t": 12,
+        "tone": 2500.0,
+        "rate": 48000,
+    },
+    {
+        "name": "d",
+        "colour": (120, 120, 120),
+        "generated": 30,
+        "range": [0, 30],
+        "type": "cut",
+        "t": 0,
+        "tone": None,
+        "rate": 24000,
+    },
+    {
+        "name": "e",
+        "colour": (200, 200, 40),
+        "generated": 24,
+        "range": [0, 24],
+        "type": "cut",
+        "t": 0,
+        "tone": 660.0,
+        "rate": 24000,
+    },
 ]
 STARTS = [0, 24, 48, 84, 114]
 TOTAL = 138
@@ -207,8 +264,8 @@ def test_each_clip_plays_its_own_tone_in_place(scene: tuple[int, np.ndarray, int
         first = frame_to_sample(round(middle) - 3, rate, FPS)
         count = frame_to_sample(6, rate, FPS)
         offset = frame_to_sample(clip["range"][0], rate, FPS) - frame_to_sample(start, rate, FPS)
-        reference = tone(clip["tone"], rate, first + offset + count)[0, first + offset:]
-        got = audio[0, first:first + count]
+        reference = tone(clip["tone"], rate, first + offset + count)[0, first + offset :]
+        got = audio[0, first : first + count]
         correlation = float(np.dot(got, reference) / np.sqrt(np.dot(got, got) * np.dot(reference, reference)))
         assert correlation > 0.99, (clip["name"], correlation)
 
@@ -227,21 +284,31 @@ def test_fade_dips_to_silence(scene: tuple[int, np.ndarray, int, Path]) -> None:
     body = rms(window(audio, rate, 42, 0.1))  # clip b, before the fade (timeline frames 48..59)
     assert rms(window(audio, rate, 54, 0.01)) < 0.05 * body
     early, late = window(audio, rate, 50, 0.04), window(audio, rate, 58, 0.04)
-    assert dominant(early, rate) == pytest.approx(1010.0, abs=30) and dominant(late, rate) == pytest.approx(2500.0, abs=30)
+    assert dominant(early, rate) == pytest.approx(1010.0, abs=30) and dominant(late, rate) == pytest.approx(
+        2500.0, abs=30
+    )
 
 
 def test_clip_without_audio_is_silent(scene: tuple[int, np.ndarray, int, Path]) -> None:
     _, audio, rate, _ = scene
     assert rms(window(audio, rate, 99, 0.5)) < 1e-3  # clip d: timeline frames 84..113
     cut = frame_to_sample(114, rate, FPS)  # clip e starts with a cut: the tone starts right there
-    assert rms(audio[0, cut - round(0.03 * rate):cut - round(0.005 * rate)]) < 0.05 * AMPLITUDE
-    assert rms(audio[0, cut + round(0.005 * rate):cut + round(0.03 * rate)]) > 0.5 * AMPLITUDE
+    assert rms(audio[0, cut - round(0.03 * rate) : cut - round(0.005 * rate)]) < 0.05 * AMPLITUDE
+    assert rms(audio[0, cut + round(0.005 * rate) : cut + round(0.03 * rate)]) > 0.5 * AMPLITUDE
 
 
 def test_common_rate_is_kept(tmp_path: Path) -> None:
     clips = [
         {"name": "a", "colour": (200, 40, 40), "generated": 12, "range": [0, 12], "type": "cut", "t": 0, "tone": 440.0},
-        {"name": "b", "colour": (40, 40, 200), "generated": 12, "range": [0, 12], "type": "crossfade", "t": 4, "tone": 1000.0},
+        {
+            "name": "b",
+            "colour": (40, 40, 200),
+            "generated": 12,
+            "range": [0, 12],
+            "type": "crossfade",
+            "t": 4,
+            "tone": 1000.0,
+        },
     ]
     folders = [make_entry(tmp_path, c["name"], c["colour"], c["generated"], c["tone"]) for c in clips]
     frames, audio, rate = read_back(run_stitch(tmp_path, clips, folders))

@@ -9,11 +9,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import Project
 from typer.testing import CliRunner, Result
 
 from scenekit.cli import app
 from scenekit.errors import SpecError
+
+from conftest import Project
 
 
 def run(*args: object) -> Result:
@@ -41,7 +42,9 @@ def png_declaring(path: Path, width: int, height: int, data: bytes = b"") -> Pat
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -58,12 +61,17 @@ IMAGE_SCENE = """
 """
 
 
-@pytest.mark.parametrize(("width", "height", "data", "message"), [
-    (40000, 40000, b"", "more than any model can use"),  # Pillow refuses it as a decompression bomb
-    (9000, 9000, b"", "is 9000x9000 pixels, more than any model can use"),  # under Pillow's limit, over ours
-    (64, 64, b"\0" * 100, "picture.png is a corrupt image"),  # the header is fine, the pixels are cut short
-])
-def test_an_image_too_large_or_corrupt_is_a_located_error(project: Project, width: int, height: int, data: bytes, message: str):
+@pytest.mark.parametrize(
+    ("width", "height", "data", "message"),
+    [
+        (40000, 40000, b"", "more than any model can use"),  # Pillow refuses it as a decompression bomb
+        (9000, 9000, b"", "is 9000x9000 pixels, more than any model can use"),  # under Pillow's limit, over ours
+        (64, 64, b"\0" * 100, "picture.png is a corrupt image"),  # the header is fine, the pixels are cut short
+    ],
+)
+def test_an_image_too_large_or_corrupt_is_a_located_error(
+    project: Project, width: int, height: int, data: bytes, message: str
+):
     png_declaring(project.root / "assets" / "picture.png", width, height, data)
     project.write(IMAGE_SCENE)
     error = the_error(validate(project))
@@ -87,14 +95,17 @@ OUTPUT_SCENE = """
 """
 
 
-@pytest.mark.parametrize(("output", "message"), [
-    ("{file: out.mp4, size: 16384x16384}", "at most 8192 pixels a side"),
-    ("{file: out.mp4, size: 100000x100000}", "at most 8192 pixels a side"),
-    ("{file: folder.mp4}", "folder.mp4 is a folder"),
-    ("{file: " + "a" * 240 + ".mp4}", "with the files written beside it"),
-    ("{file: assets/clip.mp4}", "would overwrite assets/clip.mp4 (clip `one`), an input of this scene"),
-    ("{file: spec.mp4}", "would overwrite the spec file spec.manifest.json"),
-])
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("{file: out.mp4, size: 16384x16384}", "at most 8192 pixels a side"),
+        ("{file: out.mp4, size: 100000x100000}", "at most 8192 pixels a side"),
+        ("{file: folder.mp4}", "folder.mp4 is a folder"),
+        ("{file: " + "a" * 240 + ".mp4}", "with the files written beside it"),
+        ("{file: assets/clip.mp4}", "would overwrite assets/clip.mp4 (clip `one`), an input of this scene"),
+        ("{file: spec.mp4}", "would overwrite the spec file spec.manifest.json"),
+    ],
+)
 def test_an_output_that_cannot_be_written_is_a_located_error(project: Project, output: str, message: str):
     from fractions import Fraction
 
@@ -181,11 +192,14 @@ LTX_SCENE = """
 """
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ("size: 512x512", "size: size 288x256 is not a multiple of 64 for model `ltx2-distilled`"),
-    ("frames: 17", "needs 305 generated frames; model `ltx2-distilled` makes at most 257"),
-    ("frame: 0", "model `ltx2-distilled` places conditioning on latent frames: frame 3"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("size: 512x512", "size: size 288x256 is not a multiple of 64 for model `ltx2-distilled`"),
+        ("frames: 17", "needs 305 generated frames; model `ltx2-distilled` makes at most 257"),
+        ("frame: 0", "model `ltx2-distilled` places conditioning on latent frames: frame 3"),
+    ],
+)
 def test_previewing_a_spec_checks_the_rules_of_its_clips_own_models(project: Project, change: str, message: str):
     project.image("assets/picture.png", (200, 40, 40))
     replacement = {"size: 512x512": "size: 288x256", "frames: 17": "frames: 300", "frame: 0": "frame: 3"}[change]
@@ -211,13 +225,29 @@ HINTED = [
     ("scenekit: 1\nclips: [{id: a, prompt: x, frames: 9, size: {value}}]\n", "20x5000"),
     ("scenekit: 1\nclips: [{id: a, prompt: x, frames: 9, size: 64x64}]\noutput: {size: {value}}\n", "101x99"),
     ("scenekit: 1\nclips: [{id: a, prompt: x, frames: 9, size: 64x64}]\noutput: {size: {value}}\n", "100000x50000"),
-    ("scenekit: 1\nclips:\n  - {id: a, prompt: x, frames: 40}\n  - {id: b, prompt: y, frames: 9, continue: a, overlap: {value}}\n", "12"),
-    ("scenekit: 1\nclips:\n  - {id: a, prompt: x, frames: 12}\n  - {id: b, prompt: y, frames: 9, continue: a, overlap: {value}}\n", "17"),
-    (("scenekit: 1\nclips: [{id: a, prompt: x, frames: 40, model: ltx2-distilled, size: 256x256, "
-      "conditioning: [{image: p.png, frame: {value}}]}]\n"), "3"),
-    (("scenekit: 1\nclips:\n  - {id: a, prompt: x, frames: 40, model: ltx2-distilled, size: 256x256}\n"
-      "  - {id: b, prompt: y, frames: 30, model: ltx2-distilled, size: 256x256, continue: a, overlap: 17, "
-      "transition: {type: crossfade, duration: 4f}, conditioning: [{image: p.png, frame: {value}}]}\n"), "1"),
+    (
+        "scenekit: 1\nclips:\n  - {id: a, prompt: x, frames: 40}\n  - {id: b, prompt: y, frames: 9, continue: a, overlap: {value}}\n",
+        "12",
+    ),
+    (
+        "scenekit: 1\nclips:\n  - {id: a, prompt: x, frames: 12}\n  - {id: b, prompt: y, frames: 9, continue: a, overlap: {value}}\n",
+        "17",
+    ),
+    (
+        (
+            "scenekit: 1\nclips: [{id: a, prompt: x, frames: 40, model: ltx2-distilled, size: 256x256, "
+            "conditioning: [{image: p.png, frame: {value}}]}]\n"
+        ),
+        "3",
+    ),
+    (
+        (
+            "scenekit: 1\nclips:\n  - {id: a, prompt: x, frames: 40, model: ltx2-distilled, size: 256x256}\n"
+            "  - {id: b, prompt: y, frames: 30, model: ltx2-distilled, size: 256x256, continue: a, overlap: 17, "
+            "transition: {type: crossfade, duration: 4f}, conditioning: [{image: p.png, frame: {value}}]}\n"
+        ),
+        "1",
+    ),
 ]
 
 

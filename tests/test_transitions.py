@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from conftest import Project, read_video
 
 SCENE = """
@@ -34,7 +35,9 @@ def test_crossfade_mixes_the_clips_in_even_steps(project: Project):
     assert red[0] - red[1] > 100 and blue[1] - blue[0] > 100
     for j in range(T):  # within 15 levels: the clips' own gentle motion moves them by up to ~12; a frame off is ~20
         alpha = (j + 1) / (T + 1)
-        assert np.abs(mixed[start + j] - (red * (1 - alpha) + blue * alpha)).max() < 15, f"crossfade frame {j}: {mixed[start + j]}"
+        assert np.abs(mixed[start + j] - (red * (1 - alpha) + blue * alpha)).max() < 15, (
+            f"crossfade frame {j}: {mixed[start + j]}"
+        )
 
 
 @pytest.mark.parametrize("transition", ["cut", f"{{type: fade, duration: {T}f}}"])

@@ -9,8 +9,18 @@ from scenekit.units import format_rate, parse_duration, parse_fps, parse_size
 
 @pytest.mark.parametrize(
     ("text", "fps", "frames"),
-    [("5s", 24, 120), ("500ms", 24, 12), (2.5, 24, 60), ("2.5", 24, 60), ("12f", 24, 12), ("1m", 24, 1440),
-     ("0.5s", 25, 13), ("0.02s", 25, 1), (".5", 30, 15), ("4s", Fraction(30000, 1001), 120)],
+    [
+        ("5s", 24, 120),
+        ("500ms", 24, 12),
+        (2.5, 24, 60),
+        ("2.5", 24, 60),
+        ("12f", 24, 12),
+        ("1m", 24, 1440),
+        ("0.5s", 25, 13),
+        ("0.02s", 25, 1),
+        (".5", 30, 15),
+        ("4s", Fraction(30000, 1001), 120),
+    ],
 )
 def test_durations_become_exact_frame_counts(text, fps, frames):
     assert parse_duration(text).to_frames(Fraction(fps)) == frames
@@ -39,9 +49,13 @@ def test_sizes():
 
 @pytest.mark.parametrize(
     ("options", "written"),
-    [(RenderOptions(), "x.mp4"), (RenderOptions(model="preview"), "x.preview.mp4"), (RenderOptions(size=(384, 256)), "x.384x256.mp4"),
-     (RenderOptions(model="ltx2-dev", size=(384, 256)), "x.ltx2-dev.384x256.mp4"),
-     (RenderOptions(model="preview", size=(384, 256), output_variant="preview"), "x.preview.mp4")],
+    [
+        (RenderOptions(), "x.mp4"),
+        (RenderOptions(model="preview"), "x.preview.mp4"),
+        (RenderOptions(size=(384, 256)), "x.384x256.mp4"),
+        (RenderOptions(model="ltx2-dev", size=(384, 256)), "x.ltx2-dev.384x256.mp4"),
+        (RenderOptions(model="preview", size=(384, 256), output_variant="preview"), "x.preview.mp4"),
+    ],
 )
 def test_overridden_renders_go_beside_the_output(options: RenderOptions, written: str):
     assert options.output_file(Path("/r/x.mp4")) == Path("/r") / written

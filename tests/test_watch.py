@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Project
 
 from scenekit.engine.events import SilentEvents
 from scenekit.engine.session import RenderOptions
 from scenekit.graph.nodes import Node
 from scenekit.watch.loop import WatchLoop
+
+from conftest import Project
 
 SCENE = """
     scenekit: 1
@@ -102,7 +103,15 @@ def save(path: Path, text: str) -> None:
 
 def test_edit_rerenders_only_that_clip_and_the_segments_it_shows_in(project: Project, watching):
     recorder = watching()
-    assert recorder.wait_for("rendered")[0][2] == ["a/generate", "a/segment", "b/generate", "b/segment", "c/generate", "c/segment", "stitch"]
+    assert recorder.wait_for("rendered")[0][2] == [
+        "a/generate",
+        "a/segment",
+        "b/generate",
+        "b/segment",
+        "c/generate",
+        "c/segment",
+        "stitch",
+    ]
     save(project.spec, project.spec.read_text().replace('"second"', '"second take"'))
     recorder.wait_for("rendered", 2)
     reruns = ["b/generate", "b/segment", "c/segment", "stitch"]  # c crossfades in from b
@@ -143,8 +152,12 @@ def test_a_failed_write_is_reported_and_the_next_save_renders_again(project: Pro
 
 def test_ctrl_c_stops_watching_with_exit_130(project: Project):
     project.write(SCENE)
-    process = subprocess.Popen([sys.executable, "-m", "scenekit", "watch", str(project.spec), "--cache-dir", str(project.cache)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scenekit", "watch", str(project.spec), "--cache-dir", str(project.cache)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not (project.root / "out.manifest.json").exists():
         assert process.poll() is None and time.monotonic() < deadline
@@ -180,7 +193,15 @@ def edit_while_first_clip_renders(project: Project, watching, old: str, new: str
 def test_change_during_render_cancels_stale_node_and_restarts(project: Project, watching):
     recorder = edit_while_first_clip_renders(project, watching, '"first"', '"first, edited"')
     assert recorder.of("cancelled") == [("cancelled", "render")]
-    assert recorder.of("rendered")[0][2] == ["a/generate", "a/segment", "b/generate", "b/segment", "c/generate", "c/segment", "stitch"]
+    assert recorder.of("rendered")[0][2] == [
+        "a/generate",
+        "a/segment",
+        "b/generate",
+        "b/segment",
+        "c/generate",
+        "c/segment",
+        "stitch",
+    ]
     assert not list((project.cache / "tmp").iterdir())
     assert len(list(project.cache.glob("objects/*/*/entry.json"))) == 7  # nothing from the cancelled node
 
@@ -189,13 +210,24 @@ def test_change_elsewhere_during_render_lets_the_running_node_finish(project: Pr
     recorder = edit_while_first_clip_renders(project, watching, '"third"', '"third, edited"')
     assert recorder.of("cancelled") == [("cancelled", "render")]
     assert recorder.started.count("a/generate") == 1  # kept running, then taken from the cache
-    assert recorder.of("rendered")[0][2] == ["a/segment", "b/generate", "b/segment", "c/generate", "c/segment", "stitch"]
+    assert recorder.of("rendered")[0][2] == [
+        "a/segment",
+        "b/generate",
+        "b/segment",
+        "c/generate",
+        "c/segment",
+        "stitch",
+    ]
 
 
-def test_preview_first_renders_preview_then_full_with_separate_outputs_and_keys(project: Project, watching, monkeypatch):
+def test_preview_first_renders_preview_then_full_with_separate_outputs_and_keys(
+    project: Project, watching, monkeypatch
+):
     profiles = project.root / "profiles"
     profiles.mkdir()
-    (profiles / "sharp.yaml").write_text("name: sharp\nbackend: preview\nversion: 1\nconstraints: {size_multiple: 32, frame_step: 8}\n")
+    (profiles / "sharp.yaml").write_text(
+        "name: sharp\nbackend: preview\nversion: 1\nconstraints: {size_multiple: 32, frame_step: 8}\n"
+    )
     monkeypatch.setenv("SCENEKIT_PROFILE_PATH", str(profiles))
     recorder = watching(SCENE.replace("fps: 12}", "fps: 12, model: sharp}"), preview_first=True)
     recorder.wait_for("state")

@@ -37,8 +37,9 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, Weight
         return reason
     precision = settings.precision
     try:
-        numerics = resolve_numerics(timeline.speed or settings.speed, precision.compute, precision.storage,
-                                    this_machine(compute_device()))
+        numerics = resolve_numerics(
+            timeline.speed or settings.speed, precision.compute, precision.storage, this_machine(compute_device())
+        )
     except SpeedUnavailable as exc:
         return f"model `{clip.profile.name}`: {exc}"
     try:
@@ -46,14 +47,24 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, Weight
     except MissingWeights as exc:
         return str(exc)
     transformer = settings.weights.transformer
-    if transformer is not None and weights.hub is not None and not (weights.folder / transformer.file).is_file():
+    transformer_file = transformer.file if transformer is not None else None
+    if transformer_file is not None and weights.hub is not None and not (weights.folder / transformer_file).is_file():
         # in the hub snapshot `transformer/` is another variant: never fall back to it
-        return (f"model `{clip.profile.name}` needs {transformer.file}, which is not in the snapshot {weights.folder}; "
-                f"`scenekit fetch {clip.profile.name}` downloads it")
+        return (
+            f"model `{clip.profile.name}` needs {transformer_file}, which is not in the snapshot {weights.folder}; "
+            f"`scenekit fetch {clip.profile.name}` downloads it"
+        )
     lora = settings.weights.distilled_lora
-    if lora is not None and any(stage.lora for stage in settings.stages) and not (weights.folder / lora.file).is_file():
-        return (f"model `{clip.profile.name}` refines with the LoRA {lora.file}, which is not in {weights.folder}; "
-                f"`scenekit fetch {clip.profile.name}` downloads it")
+    lora_file = lora.file if lora is not None else None
+    if (
+        lora_file is not None
+        and any(stage.lora for stage in settings.stages)
+        and not (weights.folder / lora_file).is_file()
+    ):
+        return (
+            f"model `{clip.profile.name}` refines with the LoRA {lora_file}, which is not in {weights.folder}; "
+            f"`scenekit fetch {clip.profile.name}` downloads it"
+        )
     return settings, weights, numerics
 
 
@@ -83,9 +94,11 @@ class Ltx2Backend:
             if previous is not None and stage.scale > settings.stages[number - 2].scale:
                 previous = self._upsample_node(clip, settings, weights, previous)
                 nodes.append(previous)
-            previous = self._stage_node(clip, timeline, settings, weights, numerics, stage, number, prompt, previous,
-                                        frames_of)
+            previous = self._stage_node(
+                clip, timeline, settings, weights, numerics, stage, number, prompt, previous, frames_of
+            )
             nodes.append(previous)
+        assert previous is not None, f"profile {clip.profile.name} has no sampling stage"
         decode = self._decode_node(clip, settings, weights, previous)
         nodes.append(decode)
         return ClipNodes(nodes, decode.id)
@@ -99,14 +112,34 @@ class Ltx2Backend:
             "max_sequence_length": settings.max_sequence_length,
             "precision": settings.precision.compute,
         }
-        sources = {"prompt": clip.sources["prompt"], "negative_prompt": clip.sources.get("negative_prompt", "negative_prompt")}
-        return Node(f"{clip.id}/prompt", ENCODE_PROMPT, params, {}, {}, clip.id,
-                    weights.identity("text_encoder", "tokenizer"), sources,
-                    meta={"weights": str(weights.folder), "model": f"text encoder in {weights.folder}"})
+        sources = {
+            "prompt": clip.sources["prompt"],
+            "negative_prompt": clip.sources.get("negative_prompt", "negative_prompt"),
+        }
+        return Node(
+            f"{clip.id}/prompt",
+            ENCODE_PROMPT,
+            params,
+            {},
+            {},
+            clip.id,
+            weights.identity("text_encoder", "tokenizer"),
+            sources,
+            meta={"weights": str(weights.folder), "model": f"text encoder in {weights.folder}"},
+        )
 
     def _stage_node(
-        self, clip: ResolvedClip, timeline: Timeline, settings: Ltx2Settings, weights: WeightsSource, numerics: Numerics,
-        stage: Stage, number: int, prompt: Node, previous: Node | None, frames_of: FramesOf,
+        self,
+        clip: ResolvedClip,
+        timeline: Timeline,
+        settings: Ltx2Settings,
+        weights: WeightsSource,
+        numerics: Numerics,
+        stage: Stage,
+        number: int,
+        prompt: Node,
+        previous: Node | None,
+        frames_of: FramesOf,
     ) -> Node:
         conditions, cond_inputs, files = condition_params(clip, timeline, frames_of)
         inputs: dict[str, str] = {"prompt": prompt.id, **cond_inputs}
@@ -143,7 +176,7 @@ class Ltx2Backend:
                 inputs["reference"] = f"{_chain_root(clip, timeline).id}/stage1"
                 params["drift_control"] = drift
         transformer = settings.weights.transformer
-        if transformer and (weights.folder / transformer.file).exists():
+        if transformer is not None and transformer.file is not None and (weights.folder / transformer.file).exists():
             parts = [transformer.file]  # the checkpoint holds the transformer and its text connectors
         else:
             parts = ["transformer", "connectors"]
@@ -151,18 +184,39 @@ class Ltx2Backend:
             parts.append(params["lora"]["file"])
         identity = weights.identity(*parts)
         sources = {
-            "width": clip.sources["size"], "height": clip.sources["size"], "frames": clip.sources["frames"],
-            "fps": clip.sources["fps"], "seed": clip.sources["seed"], "steps": clip.sources.get("steps", f"profile {clip.profile.name}"),
-            "guidance": "guidance settings", "conditions": f"clips[{clip.index}].conditioning",
-            "context": clip.sources.get("overlap", "continue"), "drift_control": clip.sources.get("drift_control", "drift_control"),
-            "sigmas": f"profile {clip.profile.name}", "noise_scale": f"profile {clip.profile.name}",
-            "precision": f"profile {clip.profile.name}", "numerics": "speed policy", "lora": f"profile {clip.profile.name}", "crf": f"profile {clip.profile.name}",
+            "width": clip.sources["size"],
+            "height": clip.sources["size"],
+            "frames": clip.sources["frames"],
+            "fps": clip.sources["fps"],
+            "seed": clip.sources["seed"],
+            "steps": clip.sources.get("steps", f"profile {clip.profile.name}"),
+            "guidance": "guidance settings",
+            "conditions": f"clips[{clip.index}].conditioning",
+            "context": clip.sources.get("overlap", "continue"),
+            "drift_control": clip.sources.get("drift_control", "drift_control"),
+            "sigmas": f"profile {clip.profile.name}",
+            "noise_scale": f"profile {clip.profile.name}",
+            "precision": f"profile {clip.profile.name}",
+            "numerics": "speed policy",
+            "lora": f"profile {clip.profile.name}",
+            "crf": f"profile {clip.profile.name}",
         }
         runtime = _runtime(weights, settings)
-        runtime["model"] = (f"transformer {runtime['transformer_file'] or ''} {settings.precision.storage} "
-                            f"({numerics.label}) in {weights.folder}")
-        return Node(f"{clip.id}/stage{number}", SAMPLE, params, inputs, files, clip.id, f"{identity}:{settings.precision.storage}",
-                    sources, meta=runtime)
+        runtime["model"] = (
+            f"transformer {runtime['transformer_file'] or ''} {settings.precision.storage} "
+            f"({numerics.label}) in {weights.folder}"
+        )
+        return Node(
+            f"{clip.id}/stage{number}",
+            SAMPLE,
+            params,
+            inputs,
+            files,
+            clip.id,
+            f"{identity}:{settings.precision.storage}",
+            sources,
+            meta=runtime,
+        )
 
     def _guidance(self, clip: ResolvedClip, settings: Ltx2Settings) -> dict[str, Any]:
         guidance = settings.guidance.model_dump()
@@ -173,30 +227,60 @@ class Ltx2Backend:
             guidance["stg_blocks"] = []
         return guidance
 
-    def _upsample_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, previous: Node) -> Node:
+    def _upsample_node(
+        self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, previous: Node
+    ) -> Node:
         params = {"factor": 2, "precision": previous.params["precision"]["compute"]}
         subfolder = settings.weights.upsampler_folder
-        return Node(f"{clip.id}/upsample", UPSAMPLE, params, {"latents": previous.id}, {}, clip.id,
-                    weights.identity(subfolder, "vae"), {}, meta={"weights": str(weights.folder), "upsampler": subfolder})
+        return Node(
+            f"{clip.id}/upsample",
+            UPSAMPLE,
+            params,
+            {"latents": previous.id},
+            {},
+            clip.id,
+            weights.identity(subfolder, "vae"),
+            {},
+            meta={"weights": str(weights.folder), "upsampler": subfolder},
+        )
 
     def _decode_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, latents: Node) -> Node:
         params = {
-            "width": clip.width, "height": clip.height, "frames": clip.generated_frames, "fps": format_rate(clip.fps),
-            "seed": clip.seed, "timestep": settings.decode.timestep, "noise_scale": settings.decode.noise_scale,
+            "width": clip.width,
+            "height": clip.height,
+            "frames": clip.generated_frames,
+            "fps": format_rate(clip.fps),
+            "seed": clip.seed,
+            "timestep": settings.decode.timestep,
+            "noise_scale": settings.decode.noise_scale,
             "precision": settings.precision.compute,
         }
         sources = {"seed": clip.sources["seed"], "width": clip.sources["size"], "height": clip.sources["size"]}
-        return Node(f"{clip.id}/decode", DECODE, params, {"latents": latents.id}, {}, clip.id,
-                    weights.identity("vae", "audio_vae", "vocoder"), sources, meta={"weights": str(weights.folder)})
+        return Node(
+            f"{clip.id}/decode",
+            DECODE,
+            params,
+            {"latents": latents.id},
+            {},
+            clip.id,
+            weights.identity("vae", "audio_vae", "vocoder"),
+            sources,
+            meta={"weights": str(weights.folder)},
+        )
 
 
 def _runtime(weights: WeightsSource, settings: Ltx2Settings) -> dict[str, Any]:
     """Where the weights are, for ops that load the sampling pipeline (not part of keys)."""
     transformer, lora = settings.weights.transformer, settings.weights.distilled_lora
     uses_lora = any(stage.lora for stage in settings.stages)
-    return {"weights": str(weights.folder), "transformer_file": transformer.file if transformer else None,
-            "lora_file": lora.file if lora is not None and uses_lora else None}
+    return {
+        "weights": str(weights.folder),
+        "transformer_file": transformer.file if transformer else None,
+        "lora_file": lora.file if lora is not None and uses_lora else None,
+    }
 
 
 def _cfg(clip: ResolvedClip, settings: Ltx2Settings) -> float:
-    return float(clip.knobs.get("guidance", settings.guidance.cfg))
+    guidance = clip.knobs.get("guidance", settings.guidance.cfg)
+    assert isinstance(guidance, int | float)  # the `guidance` setting is a number
+    return float(guidance)

@@ -30,9 +30,14 @@ class PreviewBackend:
     def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
         conditions, inputs, files = condition_params(clip, timeline, frames_of)
         sources = {
-            "prompt": clip.sources["prompt"], "width": clip.sources["size"], "height": clip.sources["size"],
-            "fps": clip.sources["fps"], "seed": clip.sources["seed"], "frames": clip.sources["frames"],
-            "conditions": f"clips[{clip.index}].conditioning", "context": clip.sources.get("overlap", "continue"),
+            "prompt": clip.sources["prompt"],
+            "width": clip.sources["size"],
+            "height": clip.sources["size"],
+            "fps": clip.sources["fps"],
+            "seed": clip.sources["seed"],
+            "frames": clip.sources["frames"],
+            "conditions": f"clips[{clip.index}].conditioning",
+            "context": clip.sources.get("overlap", "continue"),
         }
         params: dict[str, Any] = {
             "prompt": clip.prompt,
@@ -61,13 +66,23 @@ def generate(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None
     params = node.params
     width, height, total = params["width"], params["height"], params["frames"]
     conditions = [
-        Condition(frames=np.stack([fit_image(f, width, height) for f in condition_frames(node, index, inputs)]),
-                  at=entry["at"], strength=entry["strength"])
+        Condition(
+            frames=np.stack([fit_image(f, width, height) for f in condition_frames(node, index, inputs)]),
+            at=entry["at"],
+            strength=entry["strength"],
+        )
         for index, entry in enumerate(params["conditions"])
     ]
     fps = Fraction(params["fps"])
     frames = draw_clip(
-        prompt=params["prompt"], width=width, height=height, fps=float(fps), num_frames=total, seed=params["seed"],
-        context=context_frames(node, inputs), conditions=conditions, on_frame=lambda i: ctx.step(i + 1, total),
+        prompt=params["prompt"],
+        width=width,
+        height=height,
+        fps=float(fps),
+        num_frames=total,
+        seed=params["seed"],
+        context=context_frames(node, inputs),
+        conditions=conditions,
+        on_frame=lambda i: ctx.step(i + 1, total),
     )
     keep_frames(ctx, frames, fps)

@@ -61,7 +61,9 @@ class KeyLock:
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise
-                self.path.unlink(missing_ok=True)  # a link planted in place of the lock file: remove it, never follow it
+                self.path.unlink(
+                    missing_ok=True
+                )  # a link planted in place of the lock file: remove it, never follow it
 
 
 def _names(path: Path, fd: int) -> bool:

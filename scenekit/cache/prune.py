@@ -30,8 +30,13 @@ def parse_size_bytes(text: str) -> int:
 
 
 def select_for_pruning(
-    entries: list[EntryInfo], *, kept: set[str], everything: bool = False,
-    older_than: float | None = None, max_size: int | None = None, now: float | None = None,
+    entries: list[EntryInfo],
+    *,
+    kept: set[str],
+    everything: bool = False,
+    older_than: float | None = None,
+    max_size: int | None = None,
+    now: float | None = None,
 ) -> list[EntryInfo]:
     """Entries to remove: all, those unused for `older_than` seconds, then least recently used beyond `max_size`."""
     now = time.time() if now is None else now

@@ -60,7 +60,9 @@ class CacheStore:
     def has(self, key: str) -> bool:
         """Whether an entry is stored (not yet verified), reached without following a link."""
         folder = self.entry_dir(key)
-        return all(is_real_dir(p) for p in (folder.parent.parent, folder.parent, folder)) and is_real_file(folder / ENTRY_FILE)
+        return all(is_real_dir(p) for p in (folder.parent.parent, folder.parent, folder)) and is_real_file(
+            folder / ENTRY_FILE
+        )
 
     def open(self, key: str) -> Path | None:
         """The folder of a verified entry, or None if absent or corrupt (a corrupt entry is removed)."""
@@ -68,7 +70,9 @@ class CacheStore:
             return None
         if self._verify(key):
             return self._touch(key)
-        with self._locked(key, f"corrupt entry {key[:12]}"):  # its node may be running again elsewhere now: look again under the lock
+        with self._locked(
+            key, f"corrupt entry {key[:12]}"
+        ):  # its node may be running again elsewhere now: look again under the lock
             if not self.has(key):
                 return None
             if self._verify(key):
@@ -144,13 +148,21 @@ class CacheStore:
         files = {}  # no fsync: a torn entry after a crash fails its checksum and is recomputed
         for path in sorted(staged.workdir.iterdir()):
             files[path.name] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
-        entry = {"key": staged.key, "op": staged.op, "node": staged.node, "created": time.time(),
-                 "seconds": round(time.time() - staged.started, 3), "files": files}
+        entry = {
+            "key": staged.key,
+            "op": staged.op,
+            "node": staged.node,
+            "created": time.time(),
+            "seconds": round(time.time() - staged.started, 3),
+            "files": files,
+        }
         (staged.workdir / ENTRY_FILE).write_text(json.dumps(entry, indent=1))
         target = self.entry_dir(staged.key)
         self._own_dir("objects", staged.key[:2])
         if os.path.lexists(target):
-            if self.has(staged.key) and self._verify(staged.key):  # committed by a process that did not wait for the lock: keep it, others may be reading it
+            if self.has(staged.key) and self._verify(
+                staged.key
+            ):  # committed by a process that did not wait for the lock: keep it, others may be reading it
                 return target
             self._drop_corrupt(staged.key)
         try:
@@ -207,7 +219,9 @@ class CacheStore:
             path = path / part
             if not is_real_dir(path):
                 if os.path.lexists(path):
-                    log.warning("%s in the cache is a link or a file, not a folder: removed it (not what it points to)", path)
+                    log.warning(
+                        "%s in the cache is a link or a file, not a folder: removed it (not what it points to)", path
+                    )
                     path.unlink(missing_ok=True)
                 path.mkdir(exist_ok=True)
         return path

@@ -69,7 +69,7 @@ class _Context:
 class Execution:
     """The target's cache folder and the seconds of every node that ran."""
 
-    output: Path | None = None
+    output: Path
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -87,12 +87,18 @@ class Executor:
     background; `run` returns once every entry is committed.
     """
 
-    def __init__(self, render_graph: RenderGraph, cache: CacheStore, events: RenderEvents, cancellation: Cancellation | None = None):
+    def __init__(
+        self,
+        render_graph: RenderGraph,
+        cache: CacheStore,
+        events: RenderEvents,
+        cancellation: Cancellation | None = None,
+    ):
         self.graph = render_graph
         self.cache = cache
         self.events = events
         self.cancellation = cancellation or Cancellation()
-        self.result = Execution()
+        self.seconds: dict[str, float] = {}  # of every node that ran
         self._outputs: dict[str, NodeOutput] = {}
         self._corrupt: Counter[str] = Counter()
         self._to_run = 0
@@ -115,9 +121,9 @@ class Executor:
             finally:
                 writer.close()
             output = self._outputs.get(target.id)
-            self.result.output = output.folder() if output is not None else self.cache.open(target.key)
-            if self.result.output is not None:
-                return self.result
+            folder = output.folder() if output is not None else self.cache.open(target.key)
+            if folder is not None:
+                return Execution(folder, self.seconds)
             self._count_corrupt(target)  # the target's entry turned out corrupt: it runs again
 
     def _run_pending(self, writer: EntryWriter) -> None:
@@ -148,10 +154,15 @@ class Executor:
                 while pending:
                     collect([future for future in running if future.done()])
                     busy = {node.id for node in running.values()}
-                    ready = [self.graph.node(n) for n in pending
-                             if n not in busy and not any(dep in pending for dep in self.graph.node(n).inputs.values())]
+                    ready = [
+                        self.graph.node(n)
+                        for n in pending
+                        if n not in busy and not any(dep in pending for dep in self.graph.node(n).inputs.values())
+                    ]
                     main = [node for node in ready if not get_operation(node.op).background]
-                    side = sorted((node for node in ready if get_operation(node.op).background), key=lambda n: order[n.id])
+                    side = sorted(
+                        (node for node in ready if get_operation(node.op).background), key=lambda n: order[n.id]
+                    )
                     if not main and not side:
                         collect(wait(running, return_when=FIRST_COMPLETED).done)
                         continue
@@ -164,7 +175,7 @@ class Executor:
                         continue
                     staged = self._claim(node)
                     if isinstance(staged, Path):  # another render computed it while this one waited for its lock
-                        finish(node, NodeOutput(lambda folder=staged: folder))
+                        finish(node, NodeOutput.committed(staged))
                         continue
                     self._start(node, staged, writer)
                     if get_operation(node.op).background:
@@ -197,21 +208,25 @@ class Executor:
             if folder is None:
                 self._count_corrupt(self.graph.node(dep))
                 return None
-            inputs[name] = NodeOutput(lambda folder=folder: folder)
+            inputs[name] = NodeOutput.committed(folder)
         return inputs
 
     def _count_corrupt(self, node: Node) -> None:
         """Note that `node`'s entry came back corrupt; a RenderError once it did so too often."""
         self._corrupt[node.id] += 1
         if self._corrupt[node.id] > MAX_CORRUPT_RETRIES:
-            raise RenderError(f"{node.id}: its cache entry {self.cache.entry_dir(node.key)} is still corrupt after "
-                              f"{MAX_CORRUPT_RETRIES} attempts to recompute it (is the cache's disk failing, or read-only?)")
+            raise RenderError(
+                f"{node.id}: its cache entry {self.cache.entry_dir(node.key)} is still corrupt after "
+                f"{MAX_CORRUPT_RETRIES} attempts to recompute it (is the cache's disk failing, or read-only?)"
+            )
 
     def _claim(self, node: Node) -> StagedEntry | Path:
         """A work folder holding the node's key lock, or its entry if another render committed it
         while this one waited for the lock (the wait ends early if the render is cancelled)."""
         try:
-            return self.cache.claim(node.key, op=node.op, node=node.id, waiting=lambda: self.cancellation.check_before(node))
+            return self.cache.claim(
+                node.key, op=node.op, node=node.id, waiting=lambda: self.cancellation.check_before(node)
+            )
         except OSError as exc:
             raise RenderError(f"{node.id}: the cache at {self.cache.root} is not usable: {exc}") from exc
 
@@ -227,7 +242,9 @@ class Executor:
         self._to_run = max(self._to_run, self._started)
         self.events.node_started(node, self._started, self._to_run)
 
-    def _execute(self, node: Node, inputs: dict[str, NodeOutput], staged: StagedEntry, writer: EntryWriter) -> NodeOutput:
+    def _execute(
+        self, node: Node, inputs: dict[str, NodeOutput], staged: StagedEntry, writer: EntryWriter
+    ) -> NodeOutput:
         """Run a node's operation in its work folder; its entry is committed in the background."""
         operation = get_operation(node.op)
         started = time.perf_counter()
@@ -240,6 +257,6 @@ class Executor:
                 raise
             raise RenderError(f"{node.id} ({node.op}) failed: {exc}") from exc
         seconds = time.perf_counter() - started
-        self.result.seconds[node.id] = seconds
+        self.seconds[node.id] = seconds
         self.events.node_finished(node, seconds)
         return NodeOutput(writer.submit(staged, context.writes), context.held)

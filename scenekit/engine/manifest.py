@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from scenekit import __version__
-from scenekit.engine.plan import PlannedNode, node_slots
+from scenekit.engine.plan import PlannedNode
 from scenekit.gitstate import git_state
 from scenekit.graph.compile import RenderGraph
 from scenekit.ops import get_operation
+from scenekit.output_file import manifest_path
 from scenekit.spec.loader import LoadedSpec
 from scenekit.timeline import Timeline
 from scenekit.units import format_rate
@@ -23,11 +24,6 @@ from scenekit.units import format_rate
 log = logging.getLogger(__name__)
 
 _PACKAGES = ("av", "numpy", "pillow", "torch", "diffusers", "transformers", "pydantic")
-
-
-def manifest_path(output_file: Path) -> Path:
-    """`renders/x.mp4` -> `renders/x.manifest.json`."""
-    return output_file.with_suffix(".manifest.json")
 
 
 def read_previous_nodes(output_file: Path) -> dict[str, dict[str, Any]]:
@@ -39,28 +35,37 @@ def read_previous_nodes(output_file: Path) -> dict[str, dict[str, Any]]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("%s: not a readable manifest (%s: %s); the plan cannot name what changed", path, exc.__class__.__name__, exc)
+        log.warning(
+            "%s: not a readable manifest (%s: %s); the plan cannot name what changed", path, exc.__class__.__name__, exc
+        )
         return {}
 
 
 def build_manifest(
-    *, root: Path, loaded: LoadedSpec, asset_files: list[Path], timeline: Timeline, render_graph: RenderGraph,
-    plan: list[PlannedNode], seconds: dict[str, float], output_sha256: str,
+    *,
+    root: Path,
+    loaded: LoadedSpec,
+    asset_files: list[Path],
+    timeline: Timeline,
+    render_graph: RenderGraph,
+    plan: list[PlannedNode],
+    seconds: dict[str, float],
+    output_sha256: str,
 ) -> dict[str, Any]:
     """Everything needed to trace and explain a render; the spec files as they were read for it."""
     spec_file, spec_files = loaded.path, loaded.files
-    slots = node_slots(render_graph)
     nodes = []
     for planned in plan:
         node = planned.node
         record = node.record()
-        record.update({
-            "status": "ran" if node.id in seconds else "cached",
-            "seconds": round(seconds.get(node.id, 0.0), 3),
-            "slot": slots[node.id],
-            "op_version": get_operation(node.op).version,
-            "input_keys": {name: render_graph.node(dep).key for name, dep in node.inputs.items()},
-        })
+        record.update(
+            {
+                "status": "ran" if node.id in seconds else "cached",
+                "seconds": round(seconds.get(node.id, 0.0), 3),
+                "op_version": get_operation(node.op).version,
+                "input_keys": {name: render_graph.node(dep).key for name, dep in node.inputs.items()},
+            }
+        )
         nodes.append(record)
     width, height = timeline.size
 
@@ -79,9 +84,13 @@ def build_manifest(
             "git": git_state(spec_file, spec_files + asset_files),
         },
         "output": {
-            "file": shown(timeline.output_file), "sha256": output_sha256, "frames": timeline.total_frames,
-            "fps": format_rate(timeline.fps), "duration_s": float(timeline.total_frames / timeline.fps),
-            "width": width, "height": height,
+            "file": shown(timeline.output_file),
+            "sha256": output_sha256,
+            "frames": timeline.total_frames,
+            "fps": format_rate(timeline.fps),
+            "duration_s": float(timeline.total_frames / timeline.fps),
+            "width": width,
+            "height": height,
         },
         "profiles": {c.profile.name: c.profile.identity for c in timeline.clips},
         "seeds": {c.id: c.seed for c in timeline.clips},

@@ -22,7 +22,14 @@ class PlannedNode:
 
     def to_json(self) -> dict[str, Any]:
         node = self.node
-        return {"id": node.id, "op": node.op, "clip": node.clip, "key": node.key, "status": self.status, "reason": self.reason}
+        return {
+            "id": node.id,
+            "op": node.op,
+            "clip": node.clip,
+            "key": node.key,
+            "status": self.status,
+            "reason": self.reason,
+        }
 
 
 def make_plan(render_graph: RenderGraph, cache: CacheStore, previous: dict[str, dict[str, Any]]) -> list[PlannedNode]:
@@ -37,16 +44,6 @@ def make_plan(render_graph: RenderGraph, cache: CacheStore, previous: dict[str, 
             continue
         plan.append(PlannedNode(node, "run", explain(node, records, render_graph)))
     return plan
-
-
-def node_slots(render_graph: RenderGraph) -> dict[str, int]:
-    """Position of each node among the nodes of its op (recorded in the manifest)."""
-    counts: dict[str, int] = {}
-    slots = {}
-    for node in render_graph.ordered():
-        slots[node.id] = counts.get(node.op, 0)
-        counts[node.op] = slots[node.id] + 1
-    return slots
 
 
 _LISTED = 3  # a reason names at most this many changes, and this many changed inputs
@@ -99,9 +96,17 @@ def changes_since(node: Node, params: dict[str, Any], record: dict[str, Any], re
 def changed_paths(new: Any, old: Any, path: str) -> list[str]:
     """The paths (`clips[0].label`) at which two JSON values differ, as deep as both have the same shape."""
     if isinstance(new, dict) and isinstance(old, dict):
-        return [found for key in sorted(set(new) | set(old)) for found in changed_paths(new.get(key), old.get(key), f"{path}.{key}")]
+        return [
+            found
+            for key in sorted(set(new) | set(old))
+            for found in changed_paths(new.get(key), old.get(key), f"{path}.{key}")
+        ]
     if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
-        return [found for index, pair in enumerate(zip(new, old)) for found in changed_paths(*pair, f"{path}[{index}]")]
+        return [
+            found
+            for index, pair in enumerate(zip(new, old, strict=True))
+            for found in changed_paths(*pair, f"{path}[{index}]")
+        ]
     return [] if new == old else [path]
 
 

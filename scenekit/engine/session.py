@@ -13,11 +13,12 @@ from scenekit.backends import get_backend
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
 from scenekit.engine.execute import Cancellation, Executor
-from scenekit.engine.manifest import build_manifest, manifest_path, read_previous_nodes
+from scenekit.engine.manifest import build_manifest, read_previous_nodes
 from scenekit.engine.plan import PlannedNode, make_plan
 from scenekit.errors import SpecIssue
 from scenekit.fsutil import atomic_copy, atomic_write_text
 from scenekit.graph.compile import RenderGraph, compile_timeline
+from scenekit.output_file import manifest_path
 from scenekit.profiles import available_profiles
 from scenekit.runtime.memory import use_memory_policy
 from scenekit.runtime.speed import use_compile_cache
@@ -146,10 +147,9 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     """Load, validate and resolve a spec; raises SpecError when it is invalid."""
     policy = PathPolicy(find_project_root(spec_file), options.allow_outside)
     loaded = load_spec(spec_file, policy, options.variables)
-    timeline = resolve_timeline(loaded, policy, available_profiles(), options.model, options.size)
+    timeline = resolve_timeline(loaded, policy, available_profiles(), options.model, options.size, options.output_file)
     timeline.models.append(user_models())
     timeline.speed = options.speed or user_runtime().speed
-    timeline.output_file = options.output_file(timeline.output_file)
     return Checked(loaded, timeline, policy.root)
 
 
@@ -175,8 +175,13 @@ def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation 
     timeline = prepared.timeline
     atomic_copy(execution.output / VIDEO_FILE, timeline.output_file)
     manifest = build_manifest(
-        root=prepared.root, loaded=prepared.loaded, asset_files=prepared.asset_files,
-        timeline=timeline, render_graph=prepared.graph, plan=plan, seconds=execution.seconds,
+        root=prepared.root,
+        loaded=prepared.loaded,
+        asset_files=prepared.asset_files,
+        timeline=timeline,
+        render_graph=prepared.graph,
+        plan=plan,
+        seconds=execution.seconds,
         output_sha256=prepared.cache.recorded_sha256(prepared.graph.node(prepared.graph.target).key, VIDEO_FILE),
     )
     atomic_write_text(manifest_path(timeline.output_file), json.dumps(manifest, indent=2))

@@ -86,8 +86,14 @@ def _check_inputs(graph: nx.DiGraph, timeline: Timeline) -> None:
             issues.append(SpecIssue(message, hint="please report this"))
             continue
         clip = timeline.clip(node.clip)
-        issues.append(SpecIssue(f"scenekit cannot build clip `{clip.id}`: {message}", clip.at, f"clips[{clip.index}]",
-                                "change what the clip builds on (continue, conditioning, drift_control), and please report this"))
+        issues.append(
+            SpecIssue(
+                f"scenekit cannot build clip `{clip.id}`: {message}",
+                clip.at,
+                f"clips[{clip.index}]",
+                "change what the clip builds on (continue, conditioning, drift_control), and please report this",
+            )
+        )
     if issues:
         raise SpecError(issues)
 

@@ -23,8 +23,12 @@ import torch
 TRANSFORMER_PREFIX = "model.diffusion_model."
 PROJECTION_PREFIX = "text_embedding_projection."
 _CONNECTORS = {"video_embeddings_connector.": "video_connector.", "audio_embeddings_connector.": "audio_connector."}
-_CONNECTOR_RENAMES = (("transformer_1d_blocks", "transformer_blocks"), ("q_norm", "norm_q"), ("k_norm", "norm_k"),
-                      ("aggregate_embed", "text_proj_in"))
+_CONNECTOR_RENAMES = (
+    ("transformer_1d_blocks", "transformer_blocks"),
+    ("q_norm", "norm_q"),
+    ("k_norm", "norm_k"),
+    ("aggregate_embed", "text_proj_in"),
+)
 # Scale names: Lightricks' ltx-core (`weight_scale`, `input_scale`) and ComfyUI (`scale_weight`, `scale_input`).
 _WEIGHT_SCALES = (".weight_scale", ".scale_weight")
 _INPUT_SCALES = (".input_scale", ".scale_input")
@@ -34,7 +38,7 @@ def _read(path: Path, keep: Callable[[str], bool]) -> dict[str, torch.Tensor]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys() if keep(key)}
+        return {key: handle.get_tensor(key) for key in handle.keys() if keep(key)}  # noqa: SIM118 - safe_open has keys() but no __iter__
 
 
 def _is_connector(key: str) -> bool:
@@ -54,7 +58,7 @@ def transformer_state(path: Path, dtype: torch.dtype, device: str | torch.device
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt", device=str(device)) as handle:
-        keys = [key for key in handle.keys() if _is_transformer(key) and not key.endswith(_INPUT_SCALES)]
+        keys = [key for key in handle.keys() if _is_transformer(key) and not key.endswith(_INPUT_SCALES)]  # noqa: SIM118 - safe_open has keys() but no __iter__
         scales = {}
         for key in keys:
             suffix = next((s for s in _WEIGHT_SCALES if key.endswith(s)), None)
@@ -68,7 +72,9 @@ def transformer_state(path: Path, dtype: torch.dtype, device: str | torch.device
             if key.endswith(_WEIGHT_SCALES):
                 continue
             tensor = handle.get_tensor(key)
-            if key in scales:  # activation scales (`input_scale`) are for scaled-fp8 matmuls; computing in `dtype` needs none
+            if (
+                key in scales
+            ):  # activation scales (`input_scale`) are for scaled-fp8 matmuls; computing in `dtype` needs none
                 tensor = tensor.to(torch.float32) * handle.get_tensor(scales[key]).to(torch.float32)
             state[key] = tensor.to(dtype)
     if not state:
@@ -82,10 +88,10 @@ def connectors_state(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Ten
     for key, tensor in checkpoint.items():
         if not _is_connector(key):
             continue
-        name = key[len(PROJECTION_PREFIX):] if key.startswith(PROJECTION_PREFIX) else key[len(TRANSFORMER_PREFIX):]
+        name = key[len(PROJECTION_PREFIX) :] if key.startswith(PROJECTION_PREFIX) else key[len(TRANSFORMER_PREFIX) :]
         for original, renamed in _CONNECTORS.items():
             if name.startswith(original):
-                name = renamed + name[len(original):]
+                name = renamed + name[len(original) :]
         for original, renamed in _CONNECTOR_RENAMES:
             name = name.replace(original, renamed)
         state[name] = tensor
@@ -97,11 +103,12 @@ def has_connectors(path: Path) -> bool:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
-        return any(_is_connector(key) for key in handle.keys())
+        return any(_is_connector(key) for key in handle.keys())  # noqa: SIM118 - safe_open has keys() but no __iter__
 
 
-def load_transformer_file(path: Path, config_folder: Path, dtype: torch.dtype, device: str | torch.device,
-                          **options: Any) -> Any:
+def load_transformer_file(
+    path: Path, config_folder: Path, dtype: torch.dtype, device: str | torch.device, **options: Any
+) -> Any:
     """An `LTX2VideoTransformer3DModel` on `device` from a checkpoint file, configured by
     `config_folder/transformer` (with `options` overriding the config).
 
@@ -117,8 +124,10 @@ def load_transformer_file(path: Path, config_folder: Path, dtype: torch.dtype, d
     state = convert_ltx2_transformer_to_diffusers(transformer_state(path, dtype, device))
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
-        raise ValueError(f"{path.name} does not fit diffusers' LTX2VideoTransformer3DModel "
-                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        raise ValueError(
+            f"{path.name} does not fit diffusers' LTX2VideoTransformer3DModel "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
     return model.to(device).eval()
 
 
@@ -133,6 +142,8 @@ def load_connectors_file(path: Path, config_folder: Path, dtype: torch.dtype) ->
     state = {key: tensor.to(dtype) for key, tensor in connectors_state(_read(path, _is_connector)).items()}
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
-        raise ValueError(f"the text connectors in {path.name} do not fit diffusers' LTX2TextConnectors "
-                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        raise ValueError(
+            f"the text connectors in {path.name} do not fit diffusers' LTX2TextConnectors "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
     return model.eval()

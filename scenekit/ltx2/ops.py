@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from scenekit.conditioning import condition_frames, context_frames
 from scenekit.graph.nodes import Node
 from scenekit.ltx2 import recipe
 from scenekit.ltx2.drift import adain
 from scenekit.ltx2.pool import POOL
-from scenekit.conditioning import condition_frames, context_frames
 from scenekit.node_media import keep_audio, keep_frames
 from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.runtime.speed import Numerics
@@ -39,8 +39,13 @@ def encode_prompt(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) ->
     params = node.params
     ctx.step(0, 1)
     pipe = POOL.text_pipeline(Path(node.meta["weights"]), params["precision"])
-    embeds = recipe.encode_prompt(pipe, params["prompt"], params["negative_prompt"], device=POOL.device,
-                                  max_sequence_length=params["max_sequence_length"])
+    embeds = recipe.encode_prompt(
+        pipe,
+        params["prompt"],
+        params["negative_prompt"],
+        device=POOL.device,
+        max_sequence_length=params["max_sequence_length"],
+    )
     _keep_tensors(ctx, EMBEDS_FILE, recipe.compact_embeds(embeds))
     ctx.step(1, 1)
 
@@ -49,19 +54,35 @@ def encode_prompt(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) ->
 def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """One sampling stage: from noise (stage 1) or refining upsampled latents (stage 2)."""
     params = node.params
-    pipe = POOL.pipeline(Path(node.meta["weights"]), node.meta.get("transformer_file"), params["precision"],
-                         Numerics(**params["numerics"]), node.meta.get("lora_file"))
+    pipe = POOL.pipeline(
+        Path(node.meta["weights"]),
+        node.meta.get("transformer_file"),
+        params["precision"],
+        Numerics(**params["numerics"]),
+        node.meta.get("lora_file"),
+    )
     POOL.use_lora(pipe, params["lora"])
     embeds = recipe.expand_embeds(_tensors(inputs["prompt"], EMBEDS_FILE))
     latents = _tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None
     fixed_sigmas = params["sigmas"] is not None
     result = recipe.sample_latents(
-        pipe, embeds, width=params["width"], height=params["height"], num_frames=params["frames"],
-        frame_rate=float(Fraction(params["fps"])), seed=params["seed"], sigmas=params["sigmas"],
-        num_inference_steps=params["steps"], guidance=params["guidance"], conditions=_conditions(node, inputs),
-        latents=latents, noise_scale=params["noise_scale"] if latents is not None else None,
-        on_step=ctx.step, use_dynamic_shifting=False if fixed_sigmas else None,
-        use_cross_timestep=params["use_cross_timestep"], image_crf=params["crf"],
+        pipe,
+        embeds,
+        width=params["width"],
+        height=params["height"],
+        num_frames=params["frames"],
+        frame_rate=float(Fraction(params["fps"])),
+        seed=params["seed"],
+        sigmas=params["sigmas"],
+        num_inference_steps=params["steps"],
+        guidance=params["guidance"],
+        conditions=_conditions(node, inputs),
+        latents=latents,
+        noise_scale=params["noise_scale"] if latents is not None else None,
+        on_step=ctx.step,
+        use_dynamic_shifting=False if fixed_sigmas else None,
+        use_cross_timestep=params["use_cross_timestep"],
+        image_crf=params["crf"],
     )
     if params["drift_control"]:
         reference = _tensors(inputs["reference"], LATENTS_FILE)["video"]
@@ -98,10 +119,13 @@ def decode(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     ctx.step(0, 1)
     pipe = POOL.decoder(Path(node.meta["weights"]), params["precision"])
     latents = _tensors(inputs["latents"], LATENTS_FILE)
-    frames, audio, sample_rate = recipe.decode(pipe, latents, decode_timestep=params["timestep"],
-                                               decode_noise_scale=params["noise_scale"], seed=params["seed"])
+    frames, audio, sample_rate = recipe.decode(
+        pipe, latents, decode_timestep=params["timestep"], decode_noise_scale=params["noise_scale"], seed=params["seed"]
+    )
     if frames.shape != (params["frames"], params["height"], params["width"], 3):
-        raise RuntimeError(f"decoded {frames.shape}, expected {(params['frames'], params['height'], params['width'], 3)}")
+        raise RuntimeError(
+            f"decoded {frames.shape}, expected {(params['frames'], params['height'], params['width'], 3)}"
+        )
     keep_frames(ctx, frames, Fraction(params["fps"]))
     keep_audio(ctx, audio, sample_rate)
     ctx.step(1, 1)

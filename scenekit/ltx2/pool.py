@@ -51,7 +51,9 @@ def _bytes_to_load(folder: Path, compute: torch.dtype) -> int:
     from diffusers import LTX2VideoTransformer3DModel
 
     with init_empty_weights():
-        model = LTX2VideoTransformer3DModel.from_config(LTX2VideoTransformer3DModel.load_config(folder, subfolder="transformer"))
+        model = LTX2VideoTransformer3DModel.from_config(
+            LTX2VideoTransformer3DModel.load_config(folder, subfolder="transformer")
+        )
     return sum(p.numel() for p in model.parameters()) * torch.empty((), dtype=compute).element_size()
 
 
@@ -129,8 +131,15 @@ class ModelPool:
 
         return self._component((folder, name, compute, self.device), load)
 
-    def transformer(self, folder: Path, file: str | None, precision: dict[str, str], numerics: Numerics,
-                    lora: str | None = None, lora_layers: _LoraLayers | None = None) -> Any:
+    def transformer(
+        self,
+        folder: Path,
+        file: str | None,
+        precision: dict[str, str],
+        numerics: Numerics,
+        lora: str | None = None,
+        lora_layers: _LoraLayers | None = None,
+    ) -> Any:
         """The transformer (from `file` in the folder if present, else `transformer/`), with the profile's
         LoRA loaded (inactive) when it has one, its weights stored as the profile says (or quantized for
         fp8 compute) and its blocks compiled when `numerics` says so."""
@@ -139,7 +148,9 @@ class ModelPool:
 
         compute, storage = precision["compute"], precision["storage"]
         if storage == "nvfp4":
-            raise RuntimeError("NVFP4 weights are not supported by this scenekit version (only float8 and bf16 storage)")
+            raise RuntimeError(
+                "NVFP4 weights are not supported by this scenekit version (only float8 and bf16 storage)"
+            )
         single = _single_file(folder, file)
 
         def load() -> Any:
@@ -148,14 +159,18 @@ class ModelPool:
             if single is not None:
                 model = load_transformer_file(single, folder, _dtype(compute), device, perturbed_attn=True)
             else:
-                model = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer", perturbed_attn=True,
-                                                                    dtype=_dtype(compute))
+                model = LTX2VideoTransformer3DModel.from_pretrained(
+                    folder, subfolder="transformer", perturbed_attn=True, dtype=_dtype(compute)
+                )
             model = model.to(device).eval()
             if lora is not None:
                 (lora_layers or _LoraLayers(_lora_file(folder, lora))).load_into(model, "transformer", lora)
             if storage != compute and numerics.matmul != FP8_ROWWISE:  # LoRA layers stay in the compute dtype
-                model.enable_layerwise_casting(storage_dtype=_dtype(storage), compute_dtype=_dtype(compute),
-                                               skip_modules_pattern=(*DEFAULT_SKIP_MODULES_PATTERN, "lora_"))
+                model.enable_layerwise_casting(
+                    storage_dtype=_dtype(storage),
+                    compute_dtype=_dtype(compute),
+                    skip_modules_pattern=(*DEFAULT_SKIP_MODULES_PATTERN, "lora_"),
+                )
             apply_numerics(model, numerics, offloaded=placement == "offload")
             if placement == "offload":
                 offload_blocks(model, self.device)
@@ -172,8 +187,12 @@ class ModelPool:
         free = self._free_gpu_bytes()
         if free is None or free >= needed + WORKING_MEMORY_BYTES:
             return
-        stale = [key for key in self._components if (key[1] == "transformer" and key != keep)
-                 or (key[1] == "connectors" and key[0] != keep[2] and key[0].suffix == ".safetensors")]
+        stale = [
+            key
+            for key in self._components
+            if (key[1] == "transformer" and key != keep)
+            or (key[1] == "connectors" and key[0] != keep[2] and key[0].suffix == ".safetensors")
+        ]
         for key in stale:
             del self._components[key]
         if stale:
@@ -195,8 +214,9 @@ class ModelPool:
             module.enable_lora()
             module.set_adapters([_adapter_name(lora["file"])], weights=[lora["strength"]])
 
-    def pipeline(self, folder: Path, file: str | None, precision: dict[str, str], numerics: Numerics,
-                 lora: str | None = None) -> Any:
+    def pipeline(
+        self, folder: Path, file: str | None, precision: dict[str, str], numerics: Numerics, lora: str | None = None
+    ) -> Any:
         """An LTX2Pipeline for sampling (no text encoder)."""
         from diffusers import LTX2Pipeline
 
@@ -204,22 +224,34 @@ class ModelPool:
         compute = precision["compute"]
         single = _single_file(folder, file)
         # a checkpoint's connectors go with its transformer
-        own_connectors = single is not None and self._component((single, "has_connectors"), lambda: has_connectors(single))
-        parts = {name: self.component(folder, name, compute) for name in _PIPELINE_PARTS
-                 if not (name == "connectors" and own_connectors)}
+        own_connectors = single is not None and self._component(
+            (single, "has_connectors"), lambda: has_connectors(single)
+        )
+        parts = {
+            name: self.component(folder, name, compute)
+            for name in _PIPELINE_PARTS
+            if not (name == "connectors" and own_connectors)
+        }
         layers = _LoraLayers(_lora_file(folder, lora)) if lora is not None else None
         transformer = self.transformer(folder, file, precision, numerics, lora, layers)
         connectors_key = (folder, "connectors", compute, self.device)
-        if own_connectors:
+        if single is not None and own_connectors:
             connectors_key = (single, "connectors", compute, self.device)
             parts["connectors"] = self._component(
-                connectors_key, lambda: load_connectors_file(single, folder, _dtype(compute)).to(self.device))
+                connectors_key, lambda: load_connectors_file(single, folder, _dtype(compute)).to(self.device)
+            )
         loaded = getattr(parts["connectors"], "peft_config", None) or {}
-        if layers is not None and _adapter_name(lora) not in loaded and (connectors_key, lora) not in self._lora_skipped:
-            if not layers.load_into(parts["connectors"], "connectors", lora):
+        if (
+            lora is not None
+            and layers is not None
+            and _adapter_name(lora) not in loaded
+            and (connectors_key, lora) not in self._lora_skipped
+        ):
+            has_layers = layers.load_into(parts["connectors"], "connectors", lora)
+            if not has_layers:
                 self._lora_skipped.add((connectors_key, lora))
         pipe = LTX2Pipeline(transformer=transformer, text_encoder=None, tokenizer=None, **parts)
-        pipe.set_progress_bar_config(disable=True)
+        pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
         return pipe
 
     def decoder(self, folder: Path, compute: str) -> Any:
@@ -227,14 +259,18 @@ class ModelPool:
         from diffusers import LTX2Pipeline
 
         parts = {name: self.component(folder, name, compute) for name in ("vae", "audio_vae", "vocoder")}
-        return LTX2Pipeline(scheduler=None, text_encoder=None, tokenizer=None, connectors=None, transformer=None, **parts)
+        return LTX2Pipeline(
+            scheduler=None, text_encoder=None, tokenizer=None, connectors=None, transformer=None, **parts
+        )
 
     def text_pipeline(self, folder: Path, compute: str) -> Any:
         """An LTX2Pipeline holding only the tokenizer and text encoder (for prompt nodes)."""
         from diffusers import LTX2Pipeline
 
         parts = {name: self.component(folder, name, compute) for name in _TEXT_PARTS}
-        return LTX2Pipeline(scheduler=None, vae=None, audio_vae=None, connectors=None, transformer=None, vocoder=None, **parts)
+        return LTX2Pipeline(
+            scheduler=None, vae=None, audio_vae=None, connectors=None, transformer=None, vocoder=None, **parts
+        )
 
     def upsampler(self, folder: Path, subfolder: str, vae: Any, compute: str) -> Any:
         """An LTX2LatentUpsamplePipeline on the given VAE with the upsampler in `folder/subfolder`."""
@@ -247,7 +283,7 @@ class ModelPool:
 
         model = self._component((folder, subfolder, compute, self.device), load)
         pipe = LTX2LatentUpsamplePipeline(vae=vae, latent_upsampler=model)
-        pipe.set_progress_bar_config(disable=True)
+        pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
         return pipe
 
     def release_text_encoder(self) -> None:

@@ -37,7 +37,8 @@ Real LTX-2.0: ``C = 128``, ``C_audio = 8``, ``M = 16``; audio decodes to
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,8 +169,10 @@ def encode_prompt(
     return out
 
 
-_EMBEDS_AND_MASKS = (("prompt_embeds", "prompt_attention_mask"),
-                     ("negative_prompt_embeds", "negative_prompt_attention_mask"))
+_EMBEDS_AND_MASKS = (
+    ("prompt_embeds", "prompt_attention_mask"),
+    ("negative_prompt_embeds", "negative_prompt_attention_mask"),
+)
 
 
 def compact_embeds(embeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

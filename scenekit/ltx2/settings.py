@@ -81,10 +81,14 @@ class Ltx2Settings(_Strict):
 
     def hub_files(self) -> list[str]:
         """The files and folders of the pipeline's hub repo a render needs (for `scenekit fetch`)."""
-        patterns = ["model_index.json"] + [f"{part}/*" for part in
-                                           ("scheduler", "tokenizer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder")]
+        patterns = ["model_index.json"] + [
+            f"{part}/*"
+            for part in ("scheduler", "tokenizer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder")
+        ]
         transformer = self.weights.transformer
-        patterns += [transformer.file, "transformer/config.json"] if transformer and transformer.file else ["transformer/*"]
+        patterns += (
+            [transformer.file, "transformer/config.json"] if transformer and transformer.file else ["transformer/*"]
+        )
         if self.weights.upsampler is not None:
             patterns.append(f"{self.weights.upsampler_folder}/*")
         if self.weights.distilled_lora is not None and self.weights.distilled_lora.file:
@@ -94,4 +98,6 @@ class Ltx2Settings(_Strict):
 
 def ltx2_settings(profile: ModelProfile) -> Ltx2Settings:
     """The typed `ltx2:` section of an LTX-2 profile."""
-    return Ltx2Settings.model_validate(profile.model_extra["ltx2"])
+    sections = profile.model_extra
+    assert sections is not None  # ModelProfile allows extra keys, so pydantic always keeps them here
+    return Ltx2Settings.model_validate(sections["ltx2"])

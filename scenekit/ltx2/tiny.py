@@ -69,7 +69,14 @@ _AUDIO_HEAD_DIM = 8  # audio inner dim 16
 _REGISTERS = 8
 
 _SPECIAL_TOKENS = [
-    "<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_image>", "<end_of_image>", "<image_soft_token>",
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<mask>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
 ]
 
 
@@ -183,7 +190,7 @@ def _transformer():
 def _video_vae(timestep_conditioning: bool = False):
     from diffusers import AutoencoderKLLTX2Video
 
-    return AutoencoderKLLTX2Video(
+    vae = AutoencoderKLLTX2Video(
         latent_channels=_VIDEO_LATENT_CHANNELS,
         block_out_channels=(8, 8, 8, 8),
         decoder_block_out_channels=(8, 16, 32),
@@ -203,7 +210,8 @@ def _video_vae(timestep_conditioning: bool = False):
         decoder_causal=False,
         spatial_compression_ratio=32,
         temporal_compression_ratio=8,
-    ).eval()
+    )
+    return vae.eval()  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
 
 
 def _audio_vae():
@@ -323,7 +331,7 @@ def build_tiny_ltx2(folder: Path, *, seed: int = 0, vae_timestep_conditioning: b
             transformer=_seeded(_transformer, seed, 5),
             vocoder=_seeded(_vocoder, seed, 6),
         )
-        pipe.save_pretrained(folder)
+        pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
     return folder
 
 
@@ -351,7 +359,7 @@ def build_tiny_latent_upsampler(folder: Path, *, seed: int = 0) -> Path:
             vae=_seeded(_video_vae, seed, 1),
             latent_upsampler=_seeded(_latent_upsampler, seed, 7),
         )
-        pipe.save_pretrained(folder)
+        pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
     return folder
 
 
@@ -370,11 +378,13 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0, profile: str | No
         _seeded(_latent_upsampler, seed, 7).save_pretrained(Path(folder) / "latent_upsampler")
     if profile is not None:
         settings = ltx2_settings(available_profiles()[profile])
-        if settings.weights.transformer is not None:
-            build_tiny_transformer_file(folder, settings.weights.transformer.file, seed=seed,
-                                        fp8=settings.precision.storage.startswith("float8"))
-        if settings.weights.distilled_lora is not None and any(stage.lora for stage in settings.stages):
-            build_tiny_lora(folder, settings.weights.distilled_lora.file, seed=seed)
+        transformer, lora = settings.weights.transformer, settings.weights.distilled_lora
+        if transformer is not None and transformer.file is not None:
+            build_tiny_transformer_file(
+                folder, transformer.file, seed=seed, fp8=settings.precision.storage.startswith("float8")
+            )
+        if lora is not None and lora.file is not None and any(stage.lora for stage in settings.stages):
+            build_tiny_lora(folder, lora.file, seed=seed)
     return Path(folder)
 
 
@@ -398,7 +408,7 @@ def _original_key(key: str) -> str:
         key = key.replace(diffusers_name, original)
     for diffusers_name, original in (("time_embed.", "adaln_single."), ("audio_time_embed.", "audio_adaln_single.")):
         if key.startswith(diffusers_name):
-            key = original + key[len(diffusers_name):]
+            key = original + key[len(diffusers_name) :]
     return "model.diffusion_model." + key
 
 
@@ -410,12 +420,17 @@ def _original_connectors(seed: int) -> dict[str, torch.Tensor]:
         state = _seeded(_connectors, seed, 10).state_dict()
     tensors = {}
     for key, value in state.items():
-        original = key.replace("transformer_blocks", "transformer_1d_blocks").replace("norm_q", "q_norm").replace("norm_k", "k_norm")
+        original = (
+            key.replace("transformer_blocks", "transformer_1d_blocks")
+            .replace("norm_q", "q_norm")
+            .replace("norm_k", "k_norm")
+        )
         if original.startswith("text_proj_in."):
             original = "text_embedding_projection." + original.replace("text_proj_in", "aggregate_embed")
         else:
-            original = "model.diffusion_model." + original.replace("video_connector.", "video_embeddings_connector.", 1).replace(
-                "audio_connector.", "audio_embeddings_connector.", 1)
+            original = "model.diffusion_model." + original.replace(
+                "video_connector.", "video_embeddings_connector.", 1
+            ).replace("audio_connector.", "audio_embeddings_connector.", 1)
         tensors[original] = value.contiguous()
     if set(connectors_state(tensors)) != set(state):
         raise RuntimeError("connector key mapping does not round-trip")
@@ -441,7 +456,9 @@ def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, 
     if set(back) != set(state):  # the inverse mapping must round-trip through diffusers' own conversion
         raise RuntimeError(f"key mapping out of date with diffusers: {sorted(set(back) ^ set(state))[:5]}")
     if fp8:
-        for key in [k for k, v in tensors.items() if ".transformer_blocks." in k and k.endswith(".weight") and v.ndim == 2]:
+        for key in [
+            k for k, v in tensors.items() if ".transformer_blocks." in k and k.endswith(".weight") and v.ndim == 2
+        ]:
             weight = tensors[key].float()
             scale = weight.abs().max().clamp(min=1e-12) / _FP8_MAX
             tensors[key] = (weight / scale).to(torch.float8_e4m3fn)
@@ -469,13 +486,22 @@ def build_tiny_lora(folder: Path, weight_name: str, *, seed: int = 0) -> Path:
     with _global_rng_kept():
         torch.manual_seed(seed * 1000 + 8)
         transformer = LTX2VideoTransformer3DModel.from_pretrained(folder, subfolder="transformer")
-        transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
-                                           target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-        tensors = {f"diffusion_model.{key}": value.contiguous()
-                   for key, value in get_peft_model_state_dict(transformer).items()}
+        transformer.add_adapter(
+            LoraConfig(
+                r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"]
+            )
+        )
+        tensors = {
+            f"diffusion_model.{key}": value.contiguous()
+            for key, value in get_peft_model_state_dict(transformer).items()
+        }
         projection = LTX2TextConnectors.from_pretrained(folder, subfolder="connectors").text_proj_in
-        tensors["text_embedding_projection.aggregate_embed.lora_A.weight"] = torch.randn(rank, projection.in_features) * 0.02
-        tensors["text_embedding_projection.aggregate_embed.lora_B.weight"] = torch.randn(projection.out_features, rank) * 0.02
+        tensors["text_embedding_projection.aggregate_embed.lora_A.weight"] = (
+            torch.randn(rank, projection.in_features) * 0.02
+        )
+        tensors["text_embedding_projection.aggregate_embed.lora_B.weight"] = (
+            torch.randn(projection.out_features, rank) * 0.02
+        )
     path = Path(folder) / weight_name
     save_file(tensors, str(path), metadata={"format": "pt"})
     return path

@@ -45,7 +45,9 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     with av.open(str(path), mode="w", format="wav") as container:
         stream = container.add_stream("pcm_f32le", rate=sample_rate, layout=layout)
         if count:
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.T).reshape(1, -1), format="flt", layout=layout)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples.T).reshape(1, -1), format="flt", layout=layout
+            )
             frame.sample_rate = sample_rate
             frame.pts = 0
             container.mux(stream.encode(frame))
@@ -127,13 +129,17 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return fit_length(data.astype(np.float32, copy=False), length)
 
 
-def transition_alpha(first_sample: int, count: int, sample_rate: int, fps: Fraction, start_frame: int, frames: int) -> np.ndarray:
+def transition_alpha(
+    first_sample: int, count: int, sample_rate: int, fps: Fraction, start_frame: int, frames: int
+) -> np.ndarray:
     """The transition's alpha at samples [first_sample, first_sample + count) of the track.
 
     The transition spans video frames [start_frame, start_frame + frames); at the centre of its
     frame `j` alpha is (j + 1) / (frames + 1), as `scenekit.stitch.blend` uses for the pictures.
     """
-    position = (np.arange(first_sample, first_sample + count, dtype=np.float64) * float(fps) / sample_rate) - start_frame
+    position = (
+        np.arange(first_sample, first_sample + count, dtype=np.float64) * float(fps) / sample_rate
+    ) - start_frame
     return np.clip((position + 0.5) / (frames + 1), 0.0, 1.0)
 
 

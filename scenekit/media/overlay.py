@@ -141,7 +141,9 @@ class Burnin:
     """The overlay of a stretch of the timeline: `caption` in the lower third, `label` top-left, and
     the timecode and frame number of each frame top-right; legible from 256x256 to 1920x1080."""
 
-    def __init__(self, width: int, height: int, fps: Fraction, frames: range, *, label: str | None, caption_text: str | None):
+    def __init__(
+        self, width: int, height: int, fps: Fraction, frames: range, *, label: str | None, caption_text: str | None
+    ):
         self.width, self.height, self.fps = width, height, fps
         self.size = max(10, round(height / 36))
         self.margin = max(4, self.size // 2)

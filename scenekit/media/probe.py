@@ -23,8 +23,10 @@ MAX_PIXELS = MAX_SIDE * MAX_SIDE
 
 def _too_large(name: str, width: int, height: int) -> str | None:
     if width * height > MAX_PIXELS:
-        return (f"{name} is {width}x{height} pixels, more than any model can use (at most {MAX_PIXELS:,} pixels, "
-                f"e.g. {MAX_SIDE}x{MAX_SIDE})")
+        return (
+            f"{name} is {width}x{height} pixels, more than any model can use (at most {MAX_PIXELS:,} pixels, "
+            f"e.g. {MAX_SIDE}x{MAX_SIDE})"
+        )
     return None
 
 
@@ -35,8 +37,10 @@ def _open_image(path: Path) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
             image = Image.open(path)
     except Image.DecompressionBombError:
-        raise ValueError(f"{path.name} declares a size of more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, "
-                         f"more than any model can use (at most {MAX_PIXELS:,})") from None
+        raise ValueError(
+            f"{path.name} declares a size of more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, "
+            f"more than any model can use (at most {MAX_PIXELS:,})"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{path.name} is not a readable image ({exc.__class__.__name__})") from None
     problem = _too_large(path.name, *image.size)

@@ -30,7 +30,17 @@ class VideoWriter:
     written with the same size, rate, CRF and preset can be joined without re-encoding (`concat_videos`).
     """
 
-    def __init__(self, path: Path, width: int, height: int, fps: Fraction, *, lossless: bool, crf: int = 18, preset: str = "medium"):
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        fps: Fraction,
+        *,
+        lossless: bool,
+        crf: int = 18,
+        preset: str = "medium",
+    ):
         options = {} if lossless else {"movflags": "+faststart"}
         self._container = av.open(str(path), mode="w", options=options)
         if lossless:
@@ -53,7 +63,9 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         if not self._lossless:  # converted here: the encoder's own conversion would use the BT.601 matrix
-            video_frame = video_frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
+            video_frame = video_frame.reformat(
+                format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+            )
         video_frame.pts = self._count
         self._count += 1
         for packet in self._stream.encode(video_frame):
@@ -67,7 +79,9 @@ class VideoWriter:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if kind is None:
             self.close()
         else:
@@ -106,8 +120,15 @@ def part_count(frames: int, fps: Fraction) -> int:
     return -(-frames // max(1, round(fps)))
 
 
-def encode_in_parts(frames: list[np.ndarray], path: Path, fps: Fraction, *, crf: int, preset: str,
-                    progress: Callable[[int], None] | None = None) -> None:
+def encode_in_parts(
+    frames: list[np.ndarray],
+    path: Path,
+    fps: Fraction,
+    *,
+    crf: int,
+    preset: str,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """Encode `frames` to an H.264 mp4 as `VideoWriter` does, in parts of about a second that encode
     side by side (one x264 each) and join without re-encoding, so a clip's segment uses every core.
 
@@ -116,7 +137,7 @@ def encode_in_parts(frames: list[np.ndarray], path: Path, fps: Fraction, *, crf:
     """
     height, width = frames[0].shape[:2]
     size = -(-len(frames) // part_count(len(frames), fps))
-    parts = [frames[start:start + size] for start in range(0, len(frames), size)]
+    parts = [frames[start : start + size] for start in range(0, len(frames), size)]
     files = [path.with_name(f".{path.stem}.part{index}{path.suffix}") for index in range(len(parts))]
 
     def encode(index: int) -> None:
@@ -155,12 +176,18 @@ def concat_videos(paths: list[Path], path: Path, fps: Fraction, audio: tuple[np.
                 stream = source.streams.video[0]
                 if bytes(stream.codec_context.extradata or b"") != headers:
                     raise ValueError(f"{part.name} was encoded with other settings than {paths[0].name}")
+                if stream.time_base is None:
+                    raise ValueError(f"{part.name}: the video stream has no time base")
                 offset = Fraction(frames) / fps / stream.time_base
                 if offset.denominator != 1:
-                    raise ValueError(f"{part.name}: time base {stream.time_base} cannot place frame {frames} at {fps} fps")
+                    raise ValueError(
+                        f"{part.name}: time base {stream.time_base} cannot place frame {frames} at {fps} fps"
+                    )
                 for packet in source.demux(stream):
                     if packet.dts is None:  # the demuxer's end-of-stream marker
                         continue
+                    if packet.pts is None:
+                        raise ValueError(f"{part.name}: a packet has no presentation time")
                     packet.pts += int(offset)
                     packet.dts += int(offset)
                     packet.stream = video
@@ -186,8 +213,11 @@ class _AudioTrack:
         until = min(round(seconds * self._rate), self._samples.shape[1])
         if until <= self._written:
             return
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(self._samples[:, self._written:until], dtype=np.float32),
-                                           format="fltp", layout=self._stream.codec_context.layout.name)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(self._samples[:, self._written : until], dtype=np.float32),
+            format="fltp",
+            layout=self._stream.codec_context.layout.name,
+        )
         frame.sample_rate = self._rate
         frame.time_base = self._stream.codec_context.time_base
         frame.pts = self._written

@@ -68,8 +68,6 @@ class _Grid:
     half_diagonal: float
 
 
-
-
 def _smoothstep(x: float) -> float:
     x = min(max(x, 0.0), 1.0)
     return x * x * (3.0 - 2.0 * x)
@@ -127,7 +125,7 @@ def _gradient(scene: _Scene, grid: _Grid, t: float) -> np.ndarray:
     along = grid.x[None, :] * math.cos(angle) + grid.y[:, None] * math.sin(angle)
     ramp = 0.5 + 0.5 * along / grid.half_diagonal
     drift = 0.03 * math.sin(0.4 * t)
-    c0, c1 = (_hsv(h + drift, s, v) for h, s, v in zip(scene.hues, scene.saturations, scene.values))
+    c0, c1 = (_hsv(h + drift, s, v) for h, s, v in zip(scene.hues, scene.saturations, scene.values, strict=True))
     return c0 + (c1 - c0) * ramp[..., None]
 
 
@@ -200,17 +198,30 @@ class _Track:
 def _tracks(rng: np.random.Generator, conditions: Sequence[Condition]) -> list[_Track]:
     angles = rng.uniform(0.0, 2 * math.pi, len(conditions))
     return [
-        _Track(cond, KEN_BURNS_PAN * np.array([math.cos(a), math.sin(a)]),
-               Image.fromarray(cond.frames[0]) if len(cond.frames) == 1 else None)
-        for cond, a in zip(conditions, angles)
+        _Track(
+            cond,
+            KEN_BURNS_PAN * np.array([math.cos(a), math.sin(a)]),
+            Image.fromarray(cond.frames[0]) if len(cond.frames) == 1 else None,
+        )
+        for cond, a in zip(conditions, angles, strict=True)
     ]
 
 
 class _Painter:
     """Per-clip precomputed state; `paint(i, out)` draws one generated frame."""
 
-    def __init__(self, *, prompt: str, width: int, height: int, fps: float, num_frames: int, seed: int,
-                 context: np.ndarray | None, conditions: Sequence[Condition]) -> None:
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        width: int,
+        height: int,
+        fps: float,
+        num_frames: int,
+        seed: int,
+        context: np.ndarray | None,
+        conditions: Sequence[Condition],
+    ) -> None:
         rng = _rng(seed, prompt)
         self.scene = _scene(rng, width / height)
         self.tracks = _tracks(rng, conditions)
@@ -219,7 +230,7 @@ class _Painter:
         self.fps = fps
         self.span = max(1, num_frames - 1)
         self.kept = 0 if context is None else len(context)
-        self.last = Image.fromarray(context[-1]) if self.kept else None
+        self.last = Image.fromarray(context[-1]) if context is not None and self.kept else None
 
     def _continue(self, frame: np.ndarray, i: int) -> None:
         """Cross-dissolves from the still-zooming last context frame into `frame`, in place."""
@@ -239,13 +250,30 @@ class _Painter:
         self._continue(out, i)
 
 
-def draw_clip(*, prompt: str, width: int, height: int, fps: float, num_frames: int, seed: int,
-              context: np.ndarray | None, conditions: Sequence[Condition],
-              on_frame: Callable[[int], None] | None = None) -> np.ndarray:
+def draw_clip(
+    *,
+    prompt: str,
+    width: int,
+    height: int,
+    fps: float,
+    num_frames: int,
+    seed: int,
+    context: np.ndarray | None,
+    conditions: Sequence[Condition],
+    on_frame: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """The clip's (num_frames, height, width, 3) uint8 frames; `prompt` and `seed` choose its look."""
     _check_context(context, num_frames, width, height)
-    painter = _Painter(prompt=prompt, width=width, height=height, fps=fps, num_frames=num_frames, seed=seed,
-                       context=context, conditions=conditions)
+    painter = _Painter(
+        prompt=prompt,
+        width=width,
+        height=height,
+        fps=fps,
+        num_frames=num_frames,
+        seed=seed,
+        context=context,
+        conditions=conditions,
+    )
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     if context is not None:
         frames[: len(context)] = context
@@ -265,4 +293,3 @@ def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
     left, top = (w - cw) / 2, (h - ch) / 2
     box = (left, top, left + cw, top + ch)
     return np.array(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS, box=box))
-

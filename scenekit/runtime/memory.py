@@ -77,6 +77,11 @@ def offload_blocks(model: Any, device: str) -> None:
 
     model.to("cpu")
     by_blocks = any(isinstance(child, torch.nn.ModuleList) for child in model.children())
-    apply_group_offloading(model, onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                           offload_type="block_level" if by_blocks else "leaf_level",
-                           num_blocks_per_group=1 if by_blocks else None, use_stream=device.startswith("cuda"))
+    apply_group_offloading(
+        model,
+        onload_device=torch.device(device),
+        offload_device=torch.device("cpu"),
+        offload_type="block_level" if by_blocks else "leaf_level",
+        num_blocks_per_group=1 if by_blocks else None,
+        use_stream=device.startswith("cuda"),
+    )

@@ -90,8 +90,11 @@ def resolve_numerics(speed: str, compute: str, storage: str, machine: Machine) -
     if speed == "compiled":
         return Numerics(compute, compiled=True)
     if not machine.fp8_compute:
-        why = ("torchao is not installed (pip install 'scenekit[fp8]')" if not machine.has_torchao else
-               f"the GPU has compute capability {machine.capability:g}, fp8 tensor cores need {FP8_MIN_CAPABILITY:g}+")
+        why = (
+            "torchao is not installed (pip install 'scenekit[fp8]')"
+            if not machine.has_torchao
+            else f"the GPU has compute capability {machine.capability:g}, fp8 tensor cores need {FP8_MIN_CAPABILITY:g}+"
+        )
         raise SpeedUnavailable(f"speed `fp8` cannot run here: {why}; use `compiled`")
     return Numerics(FP8_ROWWISE, compiled=True)
 
@@ -124,8 +127,13 @@ def _quantize_fp8(model: Any) -> None:
     blocks = tuple(f"{name}." for name in _block_names(model))
 
     def chosen(module: torch.nn.Module, name: str) -> bool:
-        return (isinstance(module, torch.nn.Linear) and name.startswith(blocks) and "lora_" not in name
-                and module.in_features % 16 == 0 and module.out_features % 16 == 0)
+        return (
+            isinstance(module, torch.nn.Linear)
+            and name.startswith(blocks)
+            and "lora_" not in name
+            and module.in_features % 16 == 0
+            and module.out_features % 16 == 0
+        )
 
     quantize_(model, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=chosen)
 

@@ -28,4 +28,3 @@ def cached_sha256(path: Path) -> str:
 @functools.lru_cache(maxsize=4096)
 def _sha256_of_version(path: Path, size: int, mtime_ns: int) -> str:
     return file_sha256(path)
-

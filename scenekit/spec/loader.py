@@ -38,7 +38,9 @@ def load_spec(path: Path, policy: PathPolicy, extra_vars: dict[str, Any] | None 
     files: dict[Path, str] = {}
     document, sources = _read_with_includes(path, policy, files, ReadBudget(), stack=())
     if not isinstance(document, dict):
-        raise SpecError([SpecIssue("a spec must be a YAML mapping with `scenekit: 1` and `clips:`", sources.locate(()))])
+        raise SpecError(
+            [SpecIssue("a spec must be a YAML mapping with `scenekit: 1` and `clips:`", sources.locate(()))]
+        )
     variables = document.get("vars", {})
     if not isinstance(variables, dict):
         raise SpecError([SpecIssue("`vars` must be a mapping of names to values", sources.locate(("vars",)), "vars")])
@@ -61,7 +63,9 @@ def _read_with_includes(
         return document, sources
     includes = document["include"]
     if not isinstance(includes, list) or not all(isinstance(item, str) for item in includes):
-        raise SpecError([_issue(sources, ("include",), "`include` must be a list of file paths", "include: [shared/style.yaml]")])
+        raise SpecError(
+            [_issue(sources, ("include",), "`include` must be a list of file paths", "include: [shared/style.yaml]")]
+        )
     merged: dict[str, Any] = {}
     merged_sources = SourceMap()
     for index, written in enumerate(includes):
@@ -71,9 +75,20 @@ def _read_with_includes(
             raise SpecError([_issue(sources, ("include", index), str(exc))]) from None
         if included_path in stack + (path,):
             chain = " -> ".join(p.name for p in (*stack, path, included_path))
-            raise SpecError([_issue(sources, ("include", index), f"include cycle: {chain}", "remove one of the includes")])
+            raise SpecError(
+                [_issue(sources, ("include", index), f"include cycle: {chain}", "remove one of the includes")]
+            )
         if not included_path.is_file():
-            raise SpecError([_issue(sources, ("include", index), f"included file not found: {written}", "check the path; it is relative to this spec's folder")])
+            raise SpecError(
+                [
+                    _issue(
+                        sources,
+                        ("include", index),
+                        f"included file not found: {written}",
+                        "check the path; it is relative to this spec's folder",
+                    )
+                ]
+            )
         included, included_sources = _read_with_includes(included_path, policy, files, budget, stack + (path,))
         if not isinstance(included, dict):
             raise SpecError([_issue(included_sources, (), f"included file {written} must be a YAML mapping")])

@@ -39,7 +39,10 @@ FpsValue = Annotated[
     BeforeValidator(lambda value: value if isinstance(value, Fraction) else parse_fps(value)),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\d+(\.\d+)?(/\d+)?$"}],
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?(/\d+)?$"},
+            ],
             "description": "Frames per second: 24, 29.97 or '30000/1001'.",
         }
     ),
@@ -78,16 +81,24 @@ class SpecModel(BaseModel):
 class ClipSettings(SpecModel):
     """Settings a clip may take from `defaults` or set itself."""
 
-    model: str | None = Field(None, description="Model profile name (`scenekit profiles` lists them).")
-    size: SizeValue | None = Field(None, description="WIDTHxHEIGHT of the generated video.")
-    fps: FpsValue | None = Field(None, description="Frames per second.")
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(None, description="Random seed.")
-    negative_prompt: str | None = Field(None, description="What to steer away from (guided profiles).")
-    steps: int | None = Field(None, ge=1, le=200, description="Sampling steps of the first stage (profiles with a `steps` knob).")
-    guidance: float | None = Field(None, ge=1.0, le=20.0, description="Classifier-free guidance scale (profiles with a `guidance` knob).")
-    stg: float | None = Field(None, ge=0.0, le=10.0, description="Spatio-temporal guidance scale (profiles with an `stg` knob).")
+    model: str | None = Field(default=None, description="Model profile name (`scenekit profiles` lists them).")
+    size: SizeValue | None = Field(default=None, description="WIDTHxHEIGHT of the generated video.")
+    fps: FpsValue | None = Field(default=None, description="Frames per second.")
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = Field(default=None, description="Random seed.")
+    negative_prompt: str | None = Field(default=None, description="What to steer away from (guided profiles).")
+    steps: int | None = Field(
+        default=None, ge=1, le=200, description="Sampling steps of the first stage (profiles with a `steps` knob)."
+    )
+    guidance: float | None = Field(
+        default=None, ge=1.0, le=20.0, description="Classifier-free guidance scale (profiles with a `guidance` knob)."
+    )
+    stg: float | None = Field(
+        default=None, ge=0.0, le=10.0, description="Spatio-temporal guidance scale (profiles with an `stg` knob)."
+    )
     drift_control: float | None = Field(
-        None, ge=0.0, le=1.0,
+        default=None,
+        ge=0.0,
+        le=1.0,
         description="For continued clips: how strongly colours are pulled back to the chain's first clip (AdaIN of latents).",
     )
 
@@ -95,20 +106,22 @@ class ClipSettings(SpecModel):
 class Conditioning(SpecModel):
     """An image, a video file or another clip's frames steering this clip."""
 
-    image: str | None = Field(None, description="Image file, relative to the spec's folder.")
-    video: str | None = Field(None, description="Video file, relative to the spec's folder.")
-    clip: str | None = Field(None, description="Id of another clip whose last frames condition this one.")
+    image: str | None = Field(default=None, description="Image file, relative to the spec's folder.")
+    video: str | None = Field(default=None, description="Video file, relative to the spec's folder.")
+    clip: str | None = Field(default=None, description="Id of another clip whose last frames condition this one.")
     frame: FramePosition = 0
-    strength: float = Field(1.0, ge=0.0, le=1.0, description="How strongly the source steers the clip.")
+    strength: float = Field(default=1.0, ge=0.0, le=1.0, description="How strongly the source steers the clip.")
     frames: int | None = Field(
-        None, ge=1, description="Frames taken: from the start of a video, or the last N of a clip (default 1)."
+        default=None, ge=1, description="Frames taken: from the start of a video, or the last N of a clip (default 1)."
     )
 
     @model_validator(mode="after")
     def _one_source(self) -> Conditioning:
         given = [key for key in ("image", "video", "clip") if getattr(self, key) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of `image`, `video` or `clip`" + (f" (got {', '.join(given)})" if given else ""))
+            raise ValueError(
+                "give exactly one of `image`, `video` or `clip`" + (f" (got {', '.join(given)})" if given else "")
+            )
         if self.image is not None and self.frames is not None:
             raise ValueError("`frames` applies to `video` and `clip` sources, not to `image`")
         return self
@@ -118,7 +131,9 @@ class Transition(SpecModel):
     """How a clip enters: a cut, a crossfade, or a fade through black."""
 
     type: Literal["cut", "crossfade", "fade"] = "cut"
-    duration: DurationValue | None = Field(None, description="Overlap of the two clips (default 0.5s; 0 for cut).")
+    duration: DurationValue | None = Field(
+        default=None, description="Overlap of the two clips (default 0.5s; 0 for cut)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -131,14 +146,16 @@ class Clip(ClipSettings):
 
     id: str = Field(pattern=CLIP_ID_PATTERN, max_length=64, description="Unique id: lower-case, [a-z0-9_-].")
     prompt: str = Field(min_length=1, description="What the clip shows.")
-    duration: DurationValue | None = Field(None, description="Length on the final timeline: '5s', 2.5, '120f'.")
-    frames: int | None = Field(None, ge=1, description="Length on the final timeline in frames.")
+    duration: DurationValue | None = Field(default=None, description="Length on the final timeline: '5s', 2.5, '120f'.")
+    frames: int | None = Field(default=None, ge=1, description="Length on the final timeline in frames.")
     conditioning: list[Conditioning] = Field(
         default_factory=list, description="Images, video files or other clips' frames that steer this clip."
     )
-    continue_: str | None = Field(None, alias="continue", description="Id of the clip whose motion this one continues.")
-    overlap: int | None = Field(None, ge=1, description="Frames of the continued clip's tail used as context.")
-    transition: Transition | None = Field(None, description="How this clip enters (default: cut).")
+    continue_: str | None = Field(
+        default=None, alias="continue", description="Id of the clip whose motion this one continues."
+    )
+    overlap: int | None = Field(default=None, ge=1, description="Frames of the continued clip's tail used as context.")
+    transition: Transition | None = Field(default=None, description="How this clip enters (default: cut).")
 
     @model_validator(mode="after")
     def _length(self) -> Clip:
@@ -166,28 +183,38 @@ ClipEntry = Annotated[Annotated[Clip, Tag("clip")] | Annotated[ClipLoop, Tag("lo
 class Output(SpecModel):
     """Where and how the final video is written."""
 
-    file: str | None = Field(None, description="Output .mp4, relative to the spec's folder (default renders/NAME.mp4).")
-    crf: int = Field(18, ge=0, le=51, description="H.264 constant rate factor (lower is better quality).")
-    preset: Literal[
-        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
-    ] = "medium"
-    size: SizeValue | None = Field(
-        None, description="WIDTHxHEIGHT of the output (default: the first clip's); clips of another size are fitted inside, letterboxed."
+    file: str | None = Field(
+        default=None, description="Output .mp4, relative to the spec's folder (default renders/NAME.mp4)."
     )
-    fade_in: DurationValue | None = Field(None, description="Fade the scene in from black (and silence): '1s', '12f'.")
-    fade_out: DurationValue | None = Field(None, description="Fade the scene out to black (and silence) at its end.")
+    crf: int = Field(default=18, ge=0, le=51, description="H.264 constant rate factor (lower is better quality).")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = (
+        "medium"
+    )
+    size: SizeValue | None = Field(
+        default=None,
+        description="WIDTHxHEIGHT of the output (default: the first clip's); clips of another size are fitted inside, letterboxed.",
+    )
+    fade_in: DurationValue | None = Field(
+        default=None, description="Fade the scene in from black (and silence): '1s', '12f'."
+    )
+    fade_out: DurationValue | None = Field(
+        default=None, description="Fade the scene out to black (and silence) at its end."
+    )
 
 
 class SceneSpec(SpecModel):
     """A scene: clips, their settings, and the output."""
 
     scenekit: Literal[1] = Field(description="Spec version.")
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Scene name (default: file name).")
+    name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Scene name (default: file name)."
+    )
     description: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict, description="Jinja2 variables for every string field.")
     include: list[str] = Field(default_factory=list, description="Spec files merged in before this one.")
     models: dict[str, WeightsLocation] = Field(
-        default_factory=dict, description="Where a profile's weights are: profile name -> local folder or Hugging Face repo id."
+        default_factory=dict,
+        description="Where a profile's weights are: profile name -> local folder or Hugging Face repo id.",
     )
     defaults: ClipSettings = Field(default_factory=ClipSettings)
     clips: list[ClipEntry] = Field(min_length=1)

@@ -63,8 +63,13 @@ class SpecSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
 
     def __init__(self) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=self._charge,
-                         extensions=[_TokenMeter])
+        super().__init__(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=self._charge,
+            extensions=[_TokenMeter],
+        )
         self.tokens = 0
         self.steps = 0
         self.chars = 0
@@ -88,7 +93,9 @@ class SpecSandbox(ImmutableSandboxedEnvironment):
             pieces.append(piece)
         return "".join(pieces)
 
-    def _generate(self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False) -> str:
+    def _generate(
+        self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False
+    ) -> str:
         return super()._generate(_Metered().visit(source), name, filename, defer_init)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -125,17 +132,21 @@ class SpecSandbox(ImmutableSandboxedEnvironment):
         """Refuse a call that could make more than the templates may still make; charge what it reads."""
         estimate = _estimated_size(receiver, args)
         if self.chars + estimate > MAX_TEMPLATE_CHARS:
-            raise TemplateLimitError(f"`{name}` could make about {estimate:,} characters or items; the spec's templates "
-                                     f"may make at most {MAX_TEMPLATE_CHARS:,} in all")
+            raise TemplateLimitError(
+                f"`{name}` could make about {estimate:,} characters or items; the spec's templates "
+                f"may make at most {MAX_TEMPLATE_CHARS:,} in all"
+            )
         self.chars += sum(len(a) for a in (receiver, *args) if isinstance(a, _SIZED))
 
     def count_token(self) -> None:
         """Count one piece of template syntax read (`_TokenMeter`)."""
         self.tokens += 1
         if self.tokens > MAX_TEMPLATE_TOKENS:
-            raise TemplateLimitError(f"the spec's templates have more than {MAX_TEMPLATE_TOKENS:,} pieces of template syntax",
-                                     "templates fill in short text: generate repeated clips with one `for:` loop "
-                                     "rather than writing templates out many times")
+            raise TemplateLimitError(
+                f"the spec's templates have more than {MAX_TEMPLATE_TOKENS:,} pieces of template syntax",
+                "templates fill in short text: generate repeated clips with one `for:` loop "
+                "rather than writing templates out many times",
+            )
 
     def _range(self, *args: int) -> range:
         numbers = safe_range(*args)
@@ -150,8 +161,10 @@ class SpecSandbox(ImmutableSandboxedEnvironment):
     def _charge(self, value: Any) -> Any:
         """`value`, counted as one step and its size; raises TemplateLimitError past a cap."""
         if isinstance(value, int) and not isinstance(value, bool) and _digits(value) > MAX_TEMPLATE_DIGITS:
-            raise TemplateLimitError(f"a template made a number of more than {MAX_TEMPLATE_DIGITS:,} digits",
-                                     "check the arithmetic (`**`, `*`) in this string")
+            raise TemplateLimitError(
+                f"a template made a number of more than {MAX_TEMPLATE_DIGITS:,} digits",
+                "check the arithmetic (`**`, `*`) in this string",
+            )
         size, looked_at = _size(value, MAX_TEMPLATE_TEXT)
         if size > MAX_TEMPLATE_TEXT:
             raise TemplateLimitError(f"a template made a value of more than {MAX_TEMPLATE_TEXT:,} characters or items")
@@ -199,8 +212,9 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
         for sequence, count in ((left, right), (right, left)):
             repeated = isinstance(sequence, str | list | tuple) and _is_int(count)
             if repeated and _size(sequence, MAX_TEMPLATE_TEXT)[0] * count > MAX_TEMPLATE_TEXT:
-                raise TemplateLimitError(f"repeating a value {count:,} times would make more than {MAX_TEMPLATE_TEXT:,} "
-                                         "characters or items")
+                raise TemplateLimitError(
+                    f"repeating a value {count:,} times would make more than {MAX_TEMPLATE_TEXT:,} characters or items"
+                )
         if _is_int(left) and _is_int(right) and _digits(left) + _digits(right) > MAX_TEMPLATE_DIGITS + 1:
             raise _too_many_digits()
     elif operator == "**" and _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
@@ -211,8 +225,10 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
 
 
 def _too_many_digits() -> TemplateLimitError:
-    return TemplateLimitError(f"the result would have more than {MAX_TEMPLATE_DIGITS:,} digits",
-                              "check the arithmetic (`**`, `*`) in this string")
+    return TemplateLimitError(
+        f"the result would have more than {MAX_TEMPLATE_DIGITS:,} digits",
+        "check the arithmetic (`**`, `*`) in this string",
+    )
 
 
 def _check_format(text: str) -> None:
@@ -220,8 +236,10 @@ def _check_format(text: str) -> None:
     for _, field, spec, _ in string.Formatter().parse(text):
         if field is not None and spec:
             if "{" in spec:
-                raise TemplateLimitError("a width or precision taken from an argument (`{:{w}}`) is not allowed in a spec",
-                                         "write the width as a number")
+                raise TemplateLimitError(
+                    "a width or precision taken from an argument (`{:{w}}`) is not allowed in a spec",
+                    "write the width as a number",
+                )
             _check_widths(re.findall(r"\d+", spec))
 
 
@@ -229,8 +247,10 @@ def _check_printf(text: str) -> None:
     """Refuse a `%` format whose widths or precisions pass `MAX_TEMPLATE_TEXT`."""
     widths = [width for match in _PRINTF_WIDTHS.finditer(text) for width in match.groups() if width]
     if "*" in widths:
-        raise TemplateLimitError("a width or precision taken from an argument (`%*d`) is not allowed in a spec",
-                                 "write the width as a number")
+        raise TemplateLimitError(
+            "a width or precision taken from an argument (`%*d`) is not allowed in a spec",
+            "write the width as a number",
+        )
     _check_widths(widths)
 
 

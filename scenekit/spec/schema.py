@@ -52,7 +52,9 @@ def _scene_schema() -> dict[str, Any]:
         "then": {"$ref": "#/$defs/ClipLoop"},
         "else": {"$ref": "#/$defs/Clip"},
     }
-    schema["$defs"]["ClipLoop"]["properties"]["clip"] = _clip_template_schema(schema["$defs"]["ClipLoop"]["properties"]["clip"])
+    schema["$defs"]["ClipLoop"]["properties"]["clip"] = _clip_template_schema(
+        schema["$defs"]["ClipLoop"]["properties"]["clip"]
+    )
     return schema
 
 
@@ -60,5 +62,8 @@ def _clip_template_schema(written: dict[str, Any]) -> dict[str, Any]:
     """A loop's `clip:`: a clip's keys (with their descriptions), any values, since any of them may be a
     template such as `id: "shot-{{ loop.index }}"` that becomes valid once rendered."""
     clip = Clip.model_json_schema(by_alias=True)
-    keys = {name: {"description": field.get("description", field.get("title", ""))} for name, field in clip["properties"].items()}
+    keys = {
+        name: {"description": field.get("description", field.get("title", ""))}
+        for name, field in clip["properties"].items()
+    }
     return {**written, "additionalProperties": False, "properties": keys}

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from scenekit.errors import FieldPath, Location, format_field
+
+_V = TypeVar("_V")
+
+
+def _replace_subtree(
+    table: dict[FieldPath, _V], prefix: FieldPath, source: dict[FieldPath, _V], source_prefix: FieldPath
+) -> None:
+    """Drop the entries of `table` under `prefix` and put there those of `source` under `source_prefix`."""
+    for path in [p for p in table if p[: len(prefix)] == prefix]:
+        del table[path]
+    for path, value in source.items():
+        if path[: len(source_prefix)] == source_prefix:
+            table[prefix + path[len(source_prefix) :]] = value
 
 
 @dataclass
@@ -38,12 +52,9 @@ class SourceMap:
 
     def replace_subtree(self, prefix: FieldPath, other: SourceMap, other_prefix: FieldPath = ()) -> None:
         """Drop what is under `prefix` and put there what `other` has under `other_prefix`."""
-        for table, source in ((self.values, other.values), (self.keys, other.keys), (self.written, other.written)):
-            for path in [p for p in table if p[: len(prefix)] == prefix]:
-                del table[path]
-            for path, value in source.items():
-                if path[: len(other_prefix)] == other_prefix:
-                    table[prefix + path[len(other_prefix) :]] = value
+        _replace_subtree(self.values, prefix, other.values, other_prefix)
+        _replace_subtree(self.keys, prefix, other.keys, other_prefix)
+        _replace_subtree(self.written, prefix, other.written, other_prefix)
         origin = other.written_path(other_prefix)
         if origin != prefix:
             self.written[prefix] = origin

@@ -95,7 +95,8 @@ def _allowed_keys(model: type[BaseModel], path: FieldPath) -> set[str]:
     for part in path:
         if isinstance(part, int):
             continue
-        fields = _model_in(current).model_fields if _model_in(current) else {}
+        inner = _model_in(current)
+        fields = inner.model_fields if inner is not None else {}
         match = next((f for name, f in fields.items() if part in (name, f.alias)), None)
         if match is None:
             return set()

@@ -21,7 +21,7 @@ from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
-from ruamel.yaml.nodes import Node, ScalarNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
@@ -81,10 +81,15 @@ def _read_bytes(path: Path, budget: ReadBudget) -> bytes:
 
 
 def _too_large(path: Path, size: str) -> SpecError:
-    return SpecError([SpecIssue(
-        f"{path.name} is too large ({size}): a spec and its includes may have at most {MAX_SPEC_BYTES:,} bytes together",
-        Location(path, 1, 1), hint=_SPLIT_HINT,
-    )])
+    return SpecError(
+        [
+            SpecIssue(
+                f"{path.name} is too large ({size}): a spec and its includes may have at most {MAX_SPEC_BYTES:,} bytes together",
+                Location(path, 1, 1),
+                hint=_SPLIT_HINT,
+            )
+        ]
+    )
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -93,8 +98,15 @@ def _decode(raw: bytes, path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise SpecError([SpecIssue(f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})", Location(path, line, column),
-                                   hint="save the file as UTF-8")]) from None
+        raise SpecError(
+            [
+                SpecIssue(
+                    f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                    Location(path, line, column),
+                    hint="save the file as UTF-8",
+                )
+            ]
+        ) from None
 
 
 def _parse(text: str, path: Path, budget: ReadBudget) -> Any:
@@ -104,9 +116,15 @@ def _parse(text: str, path: Path, budget: ReadBudget) -> Any:
     except MarkedYAMLError as exc:
         raise SpecError([_marked_issue(exc, path)]) from None
     except ReaderError as exc:
-        raise SpecError([SpecIssue(f"the file has a character YAML does not allow (U+{exc.character:04X})",
-                                   _text_location(text, exc.position, path),
-                                   hint="remove it; inside double quotes it may be written as an escape such as \\x07")]) from None
+        raise SpecError(
+            [
+                SpecIssue(
+                    f"the file has a character YAML does not allow (U+{exc.character:04X})",
+                    _text_location(text, exc.position, path),
+                    hint="remove it; inside double quotes it may be written as an escape such as \\x07",
+                )
+            ]
+        ) from None
     except YAMLError as exc:
         raise SpecError([SpecIssue(f"YAML syntax: {exc}", Location(path, 1, 1), hint=_SYNTAX_HINT)]) from None
 
@@ -149,15 +167,25 @@ class _SpecComposer(Composer):
         event = self.parser.peek_event()
         budget: ReadBudget = self.loader.budget
         if budget.nodes_left <= 0:
-            raise _SpecYAMLError(f"the spec and its includes have more than {MAX_YAML_NODES:,} YAML values", event.start_mark, _SPLIT_HINT)
+            raise _SpecYAMLError(
+                f"the spec and its includes have more than {MAX_YAML_NODES:,} YAML values",
+                event.start_mark,
+                _SPLIT_HINT,
+            )
         if self.depth >= MAX_YAML_DEPTH:
-            raise _SpecYAMLError(f"lists and mappings are nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark,
-                                 "a spec needs only a few levels: check for unclosed `[` or `{`")
+            raise _SpecYAMLError(
+                f"lists and mappings are nested more than {MAX_YAML_DEPTH} levels deep",
+                event.start_mark,
+                "a spec needs only a few levels: check for unclosed `[` or `{`",
+            )
         budget.nodes_left -= 1
         if isinstance(event, AliasEvent):
             if event.anchor in self.open_anchors:
-                raise _SpecYAMLError(f"`*{event.anchor}` is inside the value `&{event.anchor}` names: a value cannot contain itself",
-                                     event.start_mark, f"refer to a value outside `&{event.anchor}`, or write this one out")
+                raise _SpecYAMLError(
+                    f"`*{event.anchor}` is inside the value `&{event.anchor}` names: a value cannot contain itself",
+                    event.start_mark,
+                    f"refer to a value outside `&{event.anchor}`, or write this one out",
+                )
             return super().compose_node(parent, index)
         self.open_anchors.append(event.anchor)
         try:
@@ -177,7 +205,7 @@ def _located(construct: Callable[..., Any]) -> Callable[..., Any]:
             data = construct(constructor, *args)
         except YAMLError:
             raise
-        except Exception as exc:  # noqa: BLE001 - whatever Python raises for a value becomes a located error
+        except Exception as exc:  # whatever Python raises for a value becomes a located error
             raise _bad_value(node, exc) from None
         return _located_steps(data, node) if isinstance(data, GeneratorType) else data
 
@@ -189,13 +217,18 @@ def _located_steps(steps: Iterator[Any], node: Node) -> Iterator[Any]:
         yield from steps
     except YAMLError:
         raise
-    except Exception as exc:  # noqa: BLE001 - as in `_located`
+    except Exception as exc:  # as in `_located`
         raise _bad_value(node, exc) from None
 
 
 def _bad_value(node: Node, exc: Exception) -> _SpecYAMLError:
     tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
-    written = repr(node.value[:40] + ("…" if len(node.value) > 40 else "")) if isinstance(node, ScalarNode) else f"a {node.id}"
+    if isinstance(node, ScalarNode):
+        written = repr(node.value[:40] + ("…" if len(node.value) > 40 else ""))
+    elif isinstance(node, SequenceNode | MappingNode):
+        written = f"a {node.id}"
+    else:  # ruamel has no other kind of node
+        written = "a value"
     reason = f": {str(exc).split(';')[0]}" if isinstance(exc, ValueError) else ""  # others say nothing to a spec author
     return _SpecYAMLError(f"YAML value: {written} cannot be read as {tag}{reason}", node.start_mark, _VALUE_HINT)
 
@@ -203,8 +236,11 @@ def _bad_value(node: Node, exc: Exception) -> _SpecYAMLError:
 class _SpecConstructor(RoundTripConstructor):
     """Round-trip construction with every constructor wrapped by `_located`."""
 
-    yaml_constructors: ClassVar[dict[Any, Any]] = {tag: _located(f) for tag, f in RoundTripConstructor.yaml_constructors.items()}
-    yaml_multi_constructors: ClassVar[dict[Any, Any]] = {
+    # ruamel declares these class-level tables without ClassVar, so mypy takes them for instance variables
+    yaml_constructors: ClassVar[dict[Any, Any]] = {  # type: ignore[misc]
+        tag: _located(f) for tag, f in RoundTripConstructor.yaml_constructors.items()
+    }
+    yaml_multi_constructors: ClassVar[dict[Any, Any]] = {  # type: ignore[misc]
         tag: _located(f) for tag, f in RoundTripConstructor.yaml_multi_constructors.items()
     }
 
@@ -227,22 +263,29 @@ def _plain_document(document: Any, file: Path) -> tuple[Any, SourceMap]:
 
 def _plain(node: Any, path: FieldPath, file: Path, sources: SourceMap) -> Any:
     if len(sources.values) > MAX_EXPANDED_VALUES:
-        raise SpecError([SpecIssue(f"the file expands to more than {MAX_EXPANDED_VALUES:,} values (nested YAML aliases?)",
-                                   Location(file, 1, 1), hint="write the values out instead of nesting aliases")])
+        raise SpecError(
+            [
+                SpecIssue(
+                    f"the file expands to more than {MAX_EXPANDED_VALUES:,} values (nested YAML aliases?)",
+                    Location(file, 1, 1),
+                    hint="write the values out instead of nesting aliases",
+                )
+            ]
+        )
     if isinstance(node, CommentedMap):
-        result = {}
+        mapping: dict[str, Any] = {}
         for key in node:
             child = path + (str(key),)
             sources.keys[child] = _mark(node, file, key, 0, sources.values[path])
             sources.values[child] = _mark(node, file, key, 2, sources.values[path])
-            result[str(key)] = _plain(node[key], child, file, sources)
-        return result
+            mapping[str(key)] = _plain(node[key], child, file, sources)
+        return mapping
     if isinstance(node, CommentedSeq):
-        result = []
+        items: list[Any] = []
         for index, item in enumerate(node):
             sources.values[path + (index,)] = _mark(node, file, index, 0, sources.values[path])
-            result.append(_plain(item, path + (index,), file, sources))
-        return result
+            items.append(_plain(item, path + (index,), file, sources))
+        return items
     return _plain_scalar(node)
 
 

@@ -35,7 +35,11 @@ class ConsoleWatchEvents:
             self.err.print(issue.render(Path.cwd()), markup=False)
 
     def rendered(self, label: str, result: RenderResult, seconds: float) -> None:
-        self.out.print(f"{label}: wrote {result.output} in {seconds:.1f}s ({len(result.ran)} node(s) ran)", markup=False, highlight=False)
+        self.out.print(
+            f"{label}: wrote {result.output} in {seconds:.1f}s ({len(result.ran)} node(s) ran)",
+            markup=False,
+            highlight=False,
+        )
 
     def cancelled(self, label: str) -> None:
         self.out.print(f"{label}: cancelled, the spec changed", markup=False, highlight=False)

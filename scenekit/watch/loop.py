@@ -59,9 +59,16 @@ class _Pass:
 class WatchLoop:
     """Keeps one process alive and re-renders a spec whenever it, an include or an asset changes."""
 
-    def __init__(self, spec: Path, options: RenderOptions, events: WatchEvents,
-                 render_events: Callable[[], RenderEvents], *, preview_first: bool = False,
-                 preview_size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        spec: Path,
+        options: RenderOptions,
+        events: WatchEvents,
+        render_events: Callable[[], RenderEvents],
+        *,
+        preview_first: bool = False,
+        preview_size: tuple[int, int] | None = None,
+    ):
         self.spec = spec
         self.options = options
         self.events = events
@@ -139,7 +146,7 @@ class WatchLoop:
             except RenderCancelled:
                 self.events.cancelled(item.label)
                 return
-            except Exception as exc:  # noqa: BLE001 - whatever failed, the watch goes on and the next save renders again
+            except Exception as exc:  # whatever failed, the watch goes on and the next save renders again
                 self._failed(item.label, exc)
                 return
             self.events.rendered(item.label, result, time.perf_counter() - started)
