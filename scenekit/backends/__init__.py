@@ -33,20 +33,40 @@ class Backend(Protocol):
         """Why this machine cannot render `clip` (its hardware, missing weights), or None."""
 
 
-#: backend name -> (module, class), and the prefix and module of its operations: one line per model
-#: family, imported only when a clip of the family is expanded or one of its nodes runs
-_FAMILIES = {
-    "preview": ("scenekit.backends.preview", "PreviewBackend", "preview.", "scenekit.backends.preview"),
-    "ltx2": ("scenekit.backends.ltx2", "Ltx2Backend", "ltx2.", "scenekit.ltx2.ops"),
-}
-for _module, _class, _prefix, _operations in _FAMILIES.values():
-    operations_in(_prefix, _operations)
+@dataclass(frozen=True)
+class Family:
+    """A model family: the backend that expands its clips (`module:Class`) and the module that registers
+    its operations (named `PREFIX...`). Both are imported only when a clip of the family is expanded or
+    one of its nodes runs, so a family's heavy imports cost nothing to specs that do not use it."""
+
+    backend: str
+    operations_prefix: str
+    operations_module: str
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(name: str, family: Family) -> None:
+    """Make profiles whose `backend:` is `name` render with `family`: the one place a family is added."""
+    _FAMILIES[name] = family
+    operations_in(family.operations_prefix, family.operations_module)
+
+
+register_family("preview", Family("scenekit.backends.preview:PreviewBackend", "preview.", "scenekit.backends.preview"))
+register_family("ltx2", Family("scenekit.backends.ltx2:Ltx2Backend", "ltx2.", "scenekit.ltx2.ops"))
+
+
+class UnknownBackend(LookupError):
+    """A profile names a backend no family registered."""
 
 
 def get_backend(name: str) -> Backend:
-    """The backend registered under `name`."""
+    """The backend of the family registered under `name`; raises UnknownBackend, saying which exist."""
     if name not in _FAMILIES:
-        raise KeyError(f"unknown backend `{name}`")
-    module, class_name, _, _ = _FAMILIES[name]
+        raise UnknownBackend(
+            f"its profile names the backend `{name}`, which is not one of {', '.join(sorted(_FAMILIES))}"
+        )
+    module, class_name = _FAMILIES[name].backend.split(":")
     backend: Backend = getattr(importlib.import_module(module), class_name)()
     return backend

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scenekit.backends import get_backend
+from scenekit.backends import UnknownBackend, get_backend
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
 from scenekit.engine.execute import Cancellation, Executor
@@ -136,7 +136,10 @@ class Checked:
         """What keeps this machine from rendering the spec (hardware, missing weights), located at each clip's model."""
         problems = []
         for clip in self.timeline.clips:
-            problem = get_backend(clip.profile.backend).machine_problem(clip, self.timeline)
+            try:
+                problem = get_backend(clip.profile.backend).machine_problem(clip, self.timeline)
+            except UnknownBackend as exc:
+                problem = f"model `{clip.profile.name}`: {exc}"
             issue = clip.model_issue(problem) if problem else None
             if issue is not None and issue not in problems:  # clips sharing `defaults.model` share the note
                 problems.append(issue)

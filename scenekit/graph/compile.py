@@ -8,7 +8,7 @@ from functools import cached_property
 
 import networkx as nx
 
-from scenekit.backends import get_backend
+from scenekit.backends import UnknownBackend, get_backend
 from scenekit.cache import CacheStore
 from scenekit.errors import SpecError, SpecIssue
 from scenekit.graph.nodes import Node
@@ -56,7 +56,11 @@ def compile_timeline(timeline: Timeline) -> RenderGraph:
     nodes: list[Node] = []
     frames_node: dict[str, str] = {}
     for clip in _clips_in_dependency_order(timeline):
-        expanded = get_backend(clip.profile.backend).expand(clip, timeline, frames_node.__getitem__)
+        try:
+            backend = get_backend(clip.profile.backend)
+        except UnknownBackend as exc:
+            raise SpecError([clip.model_issue(f"model `{clip.profile.name}`: {exc}")]) from None
+        expanded = backend.expand(clip, timeline, frames_node.__getitem__)
         nodes.extend(expanded.nodes)
         frames_node[clip.id] = expanded.frames
     *segments, stitch = stitch_nodes(timeline, [frames_node[c.id] for c in timeline.clips])

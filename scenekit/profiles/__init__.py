@@ -8,9 +8,11 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
+from scenekit.errors import Location, SpecError, SpecIssue
 from scenekit.graph.nodes import canonical_json
 
 
@@ -101,6 +103,23 @@ def available_profiles() -> dict[str, ModelProfile]:
     extra = os.environ.get(PROFILE_PATH_ENV, "")
     for folder in (Path(p) for p in extra.split(os.pathsep) if p):
         for path in sorted(folder.glob("*.yaml")):
-            profile = _read_profile(path.read_text(encoding="utf-8"))
+            profile = _read_user_profile(path)
             profiles[profile.name] = profile
     return profiles
+
+
+def _read_user_profile(path: Path) -> ModelProfile:
+    """A profile from `$SCENEKIT_PROFILE_PATH`; raises SpecError located in the file when it cannot be used."""
+    try:
+        return _read_profile(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError, ValidationError) as exc:
+        detail = exc.errors()[0] if isinstance(exc, ValidationError) else None
+        message = (
+            f"{'.'.join(str(part) for part in detail['loc'])}: {detail['msg']}" if detail else str(exc).splitlines()[0]
+        )
+        issue = SpecIssue(
+            f"not a usable model profile: {message}",
+            Location(path, 1, 1),
+            hint=f"fix the file or take its folder out of ${PROFILE_PATH_ENV}",
+        )
+        raise SpecError([issue]) from None
