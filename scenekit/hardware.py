@@ -7,7 +7,6 @@ import os
 from scenekit.profiles import ModelProfile
 
 DEVICE_ENV = "SCENEKIT_DEVICE"
-_BLACKWELL = 10.0
 
 
 def compute_device() -> str:
@@ -20,16 +19,11 @@ def compute_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def why_profile_cannot_run(profile: ModelProfile, storage: str) -> str | None:
+def why_profile_cannot_run(profile: ModelProfile) -> str | None:
     """A sentence saying why `profile` cannot run on this machine, or None when it can."""
     device = compute_device()
     needed = profile.requires.min_compute_capability
     if device == "cpu":
-        if storage == "nvfp4":
-            return (
-                f"model `{profile.name}` stores weights in NVFP4, which needs an NVIDIA Blackwell GPU "
-                f"(compute capability {_BLACKWELL:g}+); this render runs on the CPU"
-            )
         if profile.requires.gpu and os.environ.get(DEVICE_ENV) != "cpu":
             return (
                 f"model `{profile.name}` needs a GPU ({profile.requires.vram_gb:g} GB) and none is visible; "
@@ -40,16 +34,6 @@ def why_profile_cannot_run(profile: ModelProfile, storage: str) -> str | None:
 
     major, minor = torch.cuda.get_device_capability()
     have = major + minor / 10
-    if storage == "nvfp4":
-        if have < _BLACKWELL:
-            return (
-                f"model `{profile.name}` stores weights in NVFP4, which needs an NVIDIA Blackwell GPU "
-                f"(compute capability {_BLACKWELL:g}+); {torch.cuda.get_device_name()} has {have:g}; use `ltx2-dev-fp8`"
-            )
-        return (
-            f"model `{profile.name}` stores weights in NVFP4, and this scenekit version has no NVFP4 kernels "
-            f"yet; use `ltx2-dev-fp8` (half the memory of bf16, runs on {torch.cuda.get_device_name()})"
-        )
     if needed is not None and have < needed:
         return (
             f"model `{profile.name}` needs a GPU of compute capability {needed:g}+; "

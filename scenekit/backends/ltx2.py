@@ -32,7 +32,7 @@ DECODE = "ltx2.decode"
 def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, WeightsSource, Numerics] | str:
     """The clip's profile settings, weights and transformer numerics, or why this machine cannot render the clip."""
     settings = ltx2_settings(clip.profile)
-    reason = why_profile_cannot_run(clip.profile, settings.precision.storage)
+    reason = why_profile_cannot_run(clip.profile)
     if reason:
         return reason
     precision = settings.precision

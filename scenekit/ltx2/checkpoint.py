@@ -6,8 +6,9 @@ next to the VAEs and the vocoder. Only the tensors a model needs are read.
 
 * Transformer: diffusers' own conversion renames the keys. The per-tensor scales of pre-quantised fp8
   weights are folded into the weights first (`w = w_fp8 * weight_scale`), as Lightricks' own loader does
-  (`from_single_file` would drop them without a word and load weights that are off by them). Tensors go
-  straight to the GPU one by one: a 19B checkpoint never sits in host memory.
+  (`from_single_file` would drop them without a word and load weights that are off by them). NVFP4
+  weights (`weight_scale` block scales with a `weight_scale_2`, `scenekit.runtime.nvfp4`) are
+  dequantized. Tensors go straight to the GPU one by one: a 19B checkpoint never sits in host memory.
 * Text connectors: they are trained with the transformer, so a checkpoint's own connectors go with it
   (not those of the diffusers folder beside it); their keys are renamed as diffusers' conversion script does.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from scenekit.runtime.nvfp4 import dequantize as dequantize_nvfp4
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 PROJECTION_PREFIX = "text_embedding_projection."
@@ -32,6 +35,7 @@ _CONNECTOR_RENAMES = (
 # Scale names: Lightricks' ltx-core (`weight_scale`, `input_scale`) and ComfyUI (`scale_weight`, `scale_input`).
 _WEIGHT_SCALES = (".weight_scale", ".scale_weight")
 _INPUT_SCALES = (".input_scale", ".scale_input")
+_NVFP4_TENSOR_SCALE = ".weight_scale_2"
 
 
 def _read(path: Path, keep: Callable[[str], bool]) -> dict[str, torch.Tensor]:
@@ -51,7 +55,7 @@ def _is_transformer(key: str) -> bool:
 
 def transformer_state(path: Path, dtype: torch.dtype, device: str | torch.device) -> dict[str, torch.Tensor]:
     """The transformer's tensors of a checkpoint file, read one at a time straight to `device`, in `dtype`,
-    with fp8 weight scales folded in (so host memory never holds the model).
+    with fp8 weight scales folded in and NVFP4 weights dequantized (so host memory never holds the model).
 
     Raises ValueError when there is no transformer, or a scale without its weight.
     """
@@ -59,6 +63,8 @@ def transformer_state(path: Path, dtype: torch.dtype, device: str | torch.device
 
     with safe_open(str(path), framework="pt", device=str(device)) as handle:
         keys = [key for key in handle.keys() if _is_transformer(key) and not key.endswith(_INPUT_SCALES)]  # noqa: SIM118 - safe_open has keys() but no __iter__
+        nvfp4 = {key[: -len(_NVFP4_TENSOR_SCALE)] for key in keys if key.endswith(_NVFP4_TENSOR_SCALE)}
+        keys = [key for key in keys if not key.endswith(_NVFP4_TENSOR_SCALE)]
         scales = {}
         for key in keys:
             suffix = next((s for s in _WEIGHT_SCALES if key.endswith(s)), None)
@@ -71,11 +77,17 @@ def transformer_state(path: Path, dtype: torch.dtype, device: str | torch.device
         for key in keys:
             if key.endswith(_WEIGHT_SCALES):
                 continue
-            tensor = handle.get_tensor(key)
-            if (
-                key in scales
-            ):  # activation scales (`input_scale`) are for scaled-fp8 matmuls; computing in `dtype` needs none
-                tensor = tensor.to(torch.float32) * handle.get_tensor(scales[key]).to(torch.float32)
+            layer = key.removesuffix(".weight")
+            if layer in nvfp4:
+                tensor = dequantize_nvfp4(
+                    handle.get_tensor(key),
+                    handle.get_tensor(layer + ".weight_scale"),
+                    handle.get_tensor(layer + _NVFP4_TENSOR_SCALE),
+                )
+            else:
+                tensor = handle.get_tensor(key)
+                if key in scales:  # activation scales are for scaled-fp8 matmuls; computing in `dtype` needs none
+                    tensor = tensor.to(torch.float32) * handle.get_tensor(scales[key]).to(torch.float32)
             state[key] = tensor.to(dtype)
     if not state:
         raise ValueError(f"{path.name}: no transformer weights (keys under `{TRANSFORMER_PREFIX}`)")

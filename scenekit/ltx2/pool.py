@@ -21,7 +21,7 @@ import torch
 from scenekit.hardware import compute_device
 from scenekit.ltx2.checkpoint import has_connectors, load_connectors_file, load_transformer_file
 from scenekit.runtime.memory import WORKING_MEMORY_BYTES, choose_placement, free_gpu_bytes, offload_blocks
-from scenekit.runtime.speed import FP8_ROWWISE, Numerics, apply_numerics
+from scenekit.runtime.speed import FP8_ROWWISE, Numerics, apply_numerics, held_storage
 
 _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
 _TEXT_PARTS = ("text_encoder", "tokenizer")
@@ -146,11 +146,7 @@ class ModelPool:
         from diffusers import LTX2VideoTransformer3DModel
         from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
 
-        compute, storage = precision["compute"], precision["storage"]
-        if storage == "nvfp4":
-            raise RuntimeError(
-                "NVFP4 weights are not supported by this scenekit version (only float8 and bf16 storage)"
-            )
+        compute, storage = precision["compute"], held_storage(precision["storage"])
         single = _single_file(folder, file)
 
         def load() -> Any:

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from scenekit.runtime import nvfp4
+
 __all__ = [
     "TINY_MAX_SEQUENCE_LENGTH",
     "TINY_STG_BLOCKS",
@@ -368,7 +370,7 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0, profile: str | No
     `latent_upsampler/`. Point `$SCENEKIT_MODELS/<profile>` or the spec's `models:` at it.
 
     With `profile`, also the files that profile names beside the folders, in the published formats: its
-    single-file transformer (fp8 with scales when the profile stores weights in float8) and its LoRA.
+    single-file transformer (fp8 with scales, or NVFP4, as the profile stores its weights) and its LoRA.
     Returns `folder`."""
     from scenekit.ltx2.settings import ltx2_settings
     from scenekit.profiles import available_profiles
@@ -380,9 +382,7 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0, profile: str | No
         settings = ltx2_settings(available_profiles()[profile])
         transformer, lora = settings.weights.transformer, settings.weights.distilled_lora
         if transformer is not None and transformer.file is not None:
-            build_tiny_transformer_file(
-                folder, transformer.file, seed=seed, fp8=settings.precision.storage.startswith("float8")
-            )
+            build_tiny_transformer_file(folder, transformer.file, seed=seed, storage=settings.precision.storage)
         if lora is not None and lora.file is not None and any(stage.lora for stage in settings.stages):
             build_tiny_lora(folder, lora.file, seed=seed)
     return Path(folder)
@@ -437,13 +437,14 @@ def _original_connectors(seed: int) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, fp8: bool = False) -> Path:
+def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, storage: str = "bfloat16") -> Path:
     """A tiny transformer as a single-file checkpoint in Lightricks' published format, saved as
     `folder/file_name` (like `ltx-2-19b-distilled.safetensors` beside the diffusers folders).
 
     Keys are Lightricks' own (`model.diffusion_model.*`); the file also holds text connectors (another seed
-    than `folder/connectors/`) and a VAE tensor, as the real all-in-one checkpoints do. With `fp8`, every 2-D block weight is stored as float8_e4m3fn with a per-tensor
-    `weight_scale` (and an `input_scale`), as pre-quantised checkpoints are. The weights differ from those
+    than `folder/connectors/`) and a VAE tensor, as the real all-in-one checkpoints do. With a float8
+    `storage`, every 2-D block weight is stored as float8_e4m3fn with a per-tensor `weight_scale` (and an
+    `input_scale`), as pre-quantised checkpoints are; with `nvfp4`, in NVFP4 (`scenekit.runtime.nvfp4`). The weights differ from those
     in `folder/transformer/` (another seed), so a test can tell which were loaded. Returns the path.
     """
     from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
@@ -455,15 +456,24 @@ def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, 
     back = convert_ltx2_transformer_to_diffusers(dict(tensors))
     if set(back) != set(state):  # the inverse mapping must round-trip through diffusers' own conversion
         raise RuntimeError(f"key mapping out of date with diffusers: {sorted(set(back) ^ set(state))[:5]}")
-    if fp8:
-        for key in [
-            k for k, v in tensors.items() if ".transformer_blocks." in k and k.endswith(".weight") and v.ndim == 2
-        ]:
+    block_weights = [
+        k for k, v in tensors.items() if ".transformer_blocks." in k and k.endswith(".weight") and v.ndim == 2
+    ]
+    layer = {key: key[: -len(".weight")] for key in block_weights}
+    if storage.startswith("float8"):
+        for key in block_weights:
             weight = tensors[key].float()
             scale = weight.abs().max().clamp(min=1e-12) / _FP8_MAX
             tensors[key] = (weight / scale).to(torch.float8_e4m3fn)
-            tensors[key[: -len(".weight")] + ".weight_scale"] = scale.reshape(())
-            tensors[key[: -len(".weight")] + ".input_scale"] = torch.tensor(1.0)
+            tensors[layer[key] + ".weight_scale"] = scale.reshape(())
+            tensors[layer[key] + ".input_scale"] = torch.tensor(1.0)
+    elif storage == "nvfp4":
+        for key in block_weights:
+            if tensors[key].shape[1] % nvfp4.BLOCK == 0:
+                packed, block_scales, tensor_scale = nvfp4.quantize(tensors[key])
+                tensors[key] = packed
+                tensors[layer[key] + ".weight_scale"] = block_scales
+                tensors[layer[key] + ".weight_scale_2"] = tensor_scale.float()
     tensors.update(_original_connectors(seed))
     tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(_VIDEO_LATENT_CHANNELS)
     path = Path(folder) / file_name

@@ -6,8 +6,8 @@
     fp8       the blocks' linear layers quantized to float8 (per-row scales for weights and for each
               token's activations) and computed on fp8 tensor cores, then compiled; needs an NVIDIA GPU
               of compute capability 8.9+ (Ada, Hopper) and torchao
-    auto      the fastest this machine has: fp8 for profiles that store fp8 weights where fp8 compute
-              exists, else compiled on a GPU, eager on the CPU
+    auto      the fastest this machine has: fp8 for profiles that store fp8 (or NVFP4) weights where
+              fp8 compute exists, else compiled on a GPU, eager on the CPU
 
 Outputs differ between policies, so the resolved `Numerics` is part of the key of every node that
 runs the transformer, and of the manifest.
@@ -63,6 +63,12 @@ class Numerics:
         return asdict(self)
 
 
+def held_storage(storage: str) -> str:
+    """The dtype weights stored as `storage` are held in once loaded: NVFP4 checkpoints are dequantized
+    at load (no FP4 kernels are used) and held in float8, which every GPU can store."""
+    return "float8_e4m3fn" if storage == "nvfp4" else storage
+
+
 def this_machine(device: str) -> Machine:
     """The machine the models run on (`device` as `scenekit.hardware.compute_device` gives it)."""
     if not device.startswith("cuda"):
@@ -80,7 +86,7 @@ def resolve_numerics(speed: str, compute: str, storage: str, machine: Machine) -
         raise SpeedUnavailable(f"unknown speed `{speed}`; use one of {', '.join(SPEEDS)}")
     on_gpu = machine.device.startswith("cuda")
     if speed == "auto":
-        if machine.fp8_compute and storage.startswith("float8"):
+        if machine.fp8_compute and held_storage(storage).startswith("float8"):
             return Numerics(FP8_ROWWISE, compiled=True)
         return Numerics(compute, compiled=on_gpu)
     if speed == "eager":
