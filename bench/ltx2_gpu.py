@@ -213,6 +213,27 @@ class Redirect:
         if once:
             self.once.add(key)
 
+    @classmethod
+    def for_ltx2(cls) -> Redirect:
+        """A Redirect installed on every class an LTX-2 pipeline loads."""
+        from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
+        from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
+        from transformers import Gemma3ForConditionalGeneration
+
+        redirect = cls()
+        redirect.install(
+            [
+                LTX2VideoTransformer3DModel,
+                LTX2TextConnectors,
+                AutoencoderKLLTX2Video,
+                AutoencoderKLLTX2Audio,
+                LTX2Vocoder,
+                LTX2LatentUpsamplerModel,
+                Gemma3ForConditionalGeneration,
+            ]
+        )
+        return redirect
+
     def install(self, classes: list[type]) -> None:
         for cls in classes:
             original = cls.from_pretrained  # bound classmethod
@@ -828,24 +849,9 @@ def main() -> None:
     }
     _log(f"env: {env}")
 
-    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
-    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
-    from transformers import Gemma3ForConditionalGeneration
-
     started = time.perf_counter()
     comps = Components(configs.TINY if args.tiny else configs.REAL, device, torch.bfloat16)
-    redirect = Redirect()
-    redirect.install(
-        [
-            LTX2VideoTransformer3DModel,
-            LTX2TextConnectors,
-            AutoencoderKLLTX2Video,
-            AutoencoderKLLTX2Audio,
-            LTX2Vocoder,
-            LTX2LatentUpsamplerModel,
-            Gemma3ForConditionalGeneration,
-        ]
-    )
+    redirect = Redirect.for_ltx2()
     loras = {}
     bench = Bench(args, root, comps, redirect)
     for profile in profiles:

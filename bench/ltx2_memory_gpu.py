@@ -49,23 +49,8 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="ltx2_memory_"))
     os.environ["SCENEKIT_MODELS"] = str(root / "models")
 
-    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
-    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
-    from transformers import Gemma3ForConditionalGeneration
-
     comps = base.Components(base.configs.TINY if args.tiny else base.configs.REAL, device, torch.bfloat16)
-    redirect = base.Redirect()
-    redirect.install(
-        [
-            LTX2VideoTransformer3DModel,
-            LTX2TextConnectors,
-            AutoencoderKLLTX2Video,
-            AutoencoderKLLTX2Audio,
-            LTX2Vocoder,
-            LTX2LatentUpsamplerModel,
-            Gemma3ForConditionalGeneration,
-        ]
-    )
+    redirect = base.Redirect.for_ltx2()
     folder = (root / "models" / args.profile).resolve()
     comps.write_folder(folder)
     for name, module in comps.modules.items():

@@ -106,9 +106,7 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="ltx2_scene_"))
 
     import diffusers
-    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
-    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
-    from transformers import Gemma3ForConditionalGeneration
+    from diffusers import LTX2VideoTransformer3DModel
 
     diffusers.utils.logging.set_verbosity_error()
     from scenekit.engine.events import SilentEvents
@@ -120,18 +118,7 @@ def main() -> None:
     weights = (root / "project" / "weights").resolve()
     comps.write_folder(weights)
     del comps.modules["transformer"]  # each profile builds its own (below)
-    redirect = Redirect()
-    redirect.install(
-        [
-            LTX2VideoTransformer3DModel,
-            LTX2TextConnectors,
-            AutoencoderKLLTX2Video,
-            AutoencoderKLLTX2Audio,
-            LTX2Vocoder,
-            LTX2LatentUpsamplerModel,
-            Gemma3ForConditionalGeneration,
-        ]
-    )
+    redirect = Redirect.for_ltx2()
     for name, module in comps.modules.items():
         redirect.put(weights, name, module)
     redirect.put(
