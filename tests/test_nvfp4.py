@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from scenekit import tiny
 from scenekit.ltx2.checkpoint import transformer_state
-from scenekit.ltx2.tiny import build_tiny_profile_weights, build_tiny_transformer_file
+from scenekit.ltx2.tiny import build_tiny_transformer_file
 from scenekit.runtime import nvfp4
 
 from conftest import Project, read_video
@@ -58,7 +59,7 @@ def test_a_checkpoint_loads_its_nvfp4_layers_dequantized(tmp_path: Path):
 @pytest.fixture(scope="module")
 def fp4_models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fp4-models")
-    build_tiny_profile_weights(root / "ltx2-dev-fp4", seed=6, profile="ltx2-dev-fp4")
+    tiny.main(["ltx2-dev-fp4", str(root / "ltx2-dev-fp4"), "--seed", "6"])  # the documented entry point
     return root
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scenekit.ltx2.tiny import build_tiny_profile_weights
 from scenekit.runtime import memory
 from scenekit.runtime.speed import FP8_ROWWISE, Machine, Numerics, SpeedUnavailable, resolve_numerics
+from scenekit.tiny import build_tiny_weights
 
 from conftest import Project, read_video
 
@@ -54,7 +54,7 @@ def test_a_speed_this_machine_cannot_run_says_why(speed, machine, reason):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    build_tiny_profile_weights(root / "ltx2-distilled", seed=1, profile="ltx2-distilled")
+    build_tiny_weights("ltx2-distilled", root / "ltx2-distilled", seed=1)
     return root
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from scenekit.graph.nodes import Node
 from scenekit.ops import operations_in
@@ -35,13 +35,15 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class Family:
-    """A model family: the backend that expands its clips (`module:Class`) and the module that registers
-    its operations (named `PREFIX...`). Both are imported only when a clip of the family is expanded or
-    one of its nodes runs, so a family's heavy imports cost nothing to specs that do not use it."""
+    """A model family: the backend that expands its clips (`module:Class`), the module that registers
+    its operations (named `PREFIX...`) and, for families with weights, the function that writes tiny
+    random weights for one of its profiles in the real layout (`module:function(folder, profile=NAME)`).
+    Each is imported only when used, so a family's heavy imports cost nothing to specs that do not use it."""
 
     backend: str
     operations_prefix: str
     operations_module: str
+    tiny_weights: str | None = None
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -54,19 +56,37 @@ def register_family(name: str, family: Family) -> None:
 
 
 register_family("preview", Family("scenekit.backends.preview:PreviewBackend", "preview.", "scenekit.backends.preview"))
-register_family("ltx2", Family("scenekit.backends.ltx2:Ltx2Backend", "ltx2.", "scenekit.ltx2.ops"))
+register_family(
+    "ltx2",
+    Family(
+        "scenekit.backends.ltx2:Ltx2Backend",
+        "ltx2.",
+        "scenekit.ltx2.ops",
+        tiny_weights="scenekit.ltx2.tiny:build_tiny_profile_weights",
+    ),
+)
 
 
 class UnknownBackend(LookupError):
     """A profile names a backend no family registered."""
 
 
-def get_backend(name: str) -> Backend:
-    """The backend of the family registered under `name`; raises UnknownBackend, saying which exist."""
+def get_family(name: str) -> Family:
+    """The family registered under `name`; raises UnknownBackend, saying which exist."""
     if name not in _FAMILIES:
         raise UnknownBackend(
             f"its profile names the backend `{name}`, which is not one of {', '.join(sorted(_FAMILIES))}"
         )
-    module, class_name = _FAMILIES[name].backend.split(":")
-    backend: Backend = getattr(importlib.import_module(module), class_name)()
+    return _FAMILIES[name]
+
+
+def load(reference: str) -> Any:
+    """The object a `module:name` reference names."""
+    module, name = reference.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def get_backend(name: str) -> Backend:
+    """The backend of the family registered under `name`; raises UnknownBackend, saying which exist."""
+    backend: Backend = load(get_family(name).backend)()
     return backend
