@@ -12,7 +12,7 @@ from conftest import Project, read_video
 
 CLIPS = "\n".join(f"  - {{id: shot{i}, prompt: 'shot number {i}', duration: 2s}}" for i in range(6))
 SCENE = f"""scenekit: 1
-defaults: {{size: 768x512, fps: 24}}
+defaults: {{size: 384x256, fps: 24}}
 clips:
 {CLIPS}
 output: {{file: out.mp4, preset: ultrafast}}

@@ -28,7 +28,7 @@ SCENE = """
     output: {file: out.mp4, preset: ultrafast}
 """
 
-SLOW_SCENE = SCENE.replace("128x96", "768x512").replace('"first", frames: 12', '"first", frames: 240')
+SLOW_SCENE = SCENE.replace("128x96", "384x256").replace('"first", frames: 12', '"first", frames: 240')
 
 
 class Recorder(SilentEvents):
