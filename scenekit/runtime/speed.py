@@ -113,7 +113,7 @@ def apply_numerics(model: Any, numerics: Numerics, offloaded: bool = False) -> N
     if numerics.compiled:
         import torch
 
-        # each block shape (stage 1, stage 2, another clip length) would otherwise recompile once per block
+        # every block shares one compiled graph per variant (stage shapes, LoRA on or off); allow more than 8
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         model.compile_repeated_blocks(fullgraph=not offloaded)
 
