@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scenekit.runtime import memory
+from scenekit.runtime.pool import MODELS
 from scenekit.runtime.speed import FP8_ROWWISE, Machine, Numerics, SpeedUnavailable, resolve_numerics
 from scenekit.tiny import build_tiny_weights
 
@@ -99,7 +100,7 @@ def test_offloading_changes_no_output_value(ltx: Project, monkeypatch):
     POOL.clear()
     monkeypatch.setattr(ltx, "cache", ltx.root / "cache-offloaded")
     offloaded, _, _ = read_video(ltx.render(memory="offload").output)
-    transformers = [model for key, model in POOL._components.items() if key[1] == "transformer"]
+    transformers = MODELS.loaded("transformer")
     assert transformers and all(_streams_blocks(model) for model in transformers)
     POOL.clear()
     memory.use_memory_policy("auto")
@@ -136,3 +137,25 @@ def test_the_command_line_refuses_an_unknown_speed_or_memory_policy(ltx: Project
     for option in ("--speed", "--memory"):
         result = CliRunner().invoke(app, ["render", str(ltx.spec), "--cache-dir", str(ltx.cache), option, "fastest"])
         assert result.exit_code == 2 and f"{option}: unknown value 'fastest'" in result.output, result.output
+
+
+def test_the_model_cache_frees_large_models_of_every_family_with_what_came_with_them(monkeypatch):
+    from scenekit.runtime.pool import ModelCache
+
+    cache = ModelCache()
+    cache.get(("ltx2", "transformer"), lambda: "t1", role="transformer", large=True, group="ckpt-1")
+    cache.get(("ltx2", "connectors"), lambda: "c1", group="ckpt-1")
+    cache.get(("other-family", "transformer"), lambda: "t2", role="transformer", large=True)
+    cache.get(("vae",), lambda: "v")
+    gb = 2**30
+    monkeypatch.setattr("scenekit.runtime.pool.free_gpu_bytes", lambda device: 100 * gb)
+    cache.make_room(40 * gb, "cuda")
+    assert cache.loaded("transformer") == ["t1", "t2"]  # room enough: nothing freed
+    monkeypatch.setattr("scenekit.runtime.pool.free_gpu_bytes", lambda device: 30 * gb)
+    cache.make_room(40 * gb, "cuda", group="ckpt-1")  # another transformer of checkpoint 1
+    assert cache.loaded("transformer") == [] and ("ltx2", "connectors") in cache and ("vae",) in cache
+    cache.get(("ltx2", "transformer"), lambda: "t1", role="transformer", large=True, group="ckpt-1")
+    cache.make_room(40 * gb, "cuda", group="ckpt-2")
+    assert ("ltx2", "connectors") not in cache and ("vae",) in cache
+    cache.release("component")
+    assert ("vae",) not in cache

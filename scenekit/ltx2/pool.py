@@ -3,15 +3,15 @@
 Components are cached one by one, keyed by where they come from, so pipelines of several profiles
 that share a folder (one hub snapshot) share their VAEs and vocoder; a profile's transformer and
 text connectors come from its single-file checkpoint when the folder has it. The text encoder is
-loaded for prompt nodes only and freed when sampling starts. Transformers stay loaded while the GPU
-has room; loading one that would not leave working memory free frees the others first. Where the
-memory policy says so (`scenekit.runtime.memory`), the transformer and the text encoder are streamed to
-the GPU block by block instead of staying resident.
+loaded for prompt nodes only and freed when sampling starts. The models live in the runtime's
+`MODELS` with every other family's: a transformer is a large model there, which the runtime frees
+(with its checkpoint's connectors) when another needs the room. Where the memory policy says so
+(`scenekit.runtime.memory`), the transformer and the text encoder are streamed to the GPU block by
+block instead of staying resident.
 """
 
 from __future__ import annotations
 
-import gc
 import importlib
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ import torch
 
 from scenekit.hardware import compute_device
 from scenekit.ltx2.checkpoint import has_connectors, load_connectors_file, load_transformer_file
-from scenekit.runtime.memory import WORKING_MEMORY_BYTES, choose_placement, free_gpu_bytes, offload_blocks
+from scenekit.runtime.memory import choose_placement, free_gpu_bytes, offload_blocks
+from scenekit.runtime.pool import MODELS
 from scenekit.runtime.speed import FP8_ROWWISE, Numerics, apply_numerics, held_storage
 
 _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
@@ -100,17 +101,11 @@ class ModelPool:
     """Components and pipelines by where they come from and how they are stored."""
 
     def __init__(self) -> None:
-        self._components: dict[tuple, Any] = {}
         self._lora_skipped: set[tuple] = set()  # (connectors key, LoRA) where the LoRA has no connector layers
 
     @property
     def device(self) -> str:
         return compute_device()
-
-    def _component(self, key: tuple, load) -> Any:
-        if key not in self._components:
-            self._components[key] = load()
-        return self._components[key]
 
     def component(self, folder: Path, name: str, compute: str) -> Any:
         """One pipeline component (`vae`, `text_encoder`, ...) loaded from the folder in `compute` dtype."""
@@ -129,7 +124,8 @@ class ModelPool:
                     return model
             return model.to(self.device)
 
-        return self._component((folder, name, compute, self.device), load)
+        role = "text_encoder" if name in _TEXT_PARTS else "component"
+        return MODELS.get((folder, name, compute, self.device), load, role=role)
 
     def transformer(
         self,
@@ -173,26 +169,9 @@ class ModelPool:
             return model
 
         key = (folder, "transformer", single, lora, compute, storage, numerics, self.device)
-        if key not in self._components:
-            self._make_room(_bytes_to_load(folder, _dtype(compute)), keep=key)
-        return self._component(key, load)
-
-    def _make_room(self, needed: int, keep: tuple) -> None:
-        """Free the other transformers (and their checkpoints' connectors) when the GPU lacks room for
-        `needed` bytes plus working memory."""
-        free = self._free_gpu_bytes()
-        if free is None or free >= needed + WORKING_MEMORY_BYTES:
-            return
-        stale = [
-            key
-            for key in self._components
-            if (key[1] == "transformer" and key != keep)
-            or (key[1] == "connectors" and key[0] != keep[2] and key[0].suffix == ".safetensors")
-        ]
-        for key in stale:
-            del self._components[key]
-        if stale:
-            self._free_memory()
+        if key not in MODELS:
+            MODELS.make_room(_bytes_to_load(folder, _dtype(compute)), self.device, group=single)
+        return MODELS.get(key, load, role="transformer", large=True, group=single)
 
     def _free_gpu_bytes(self) -> int | None:
         """Free memory of the GPU the models run on; None when they run on the CPU."""
@@ -220,9 +199,7 @@ class ModelPool:
         compute = precision["compute"]
         single = _single_file(folder, file)
         # a checkpoint's connectors go with its transformer
-        own_connectors = single is not None and self._component(
-            (single, "has_connectors"), lambda: has_connectors(single)
-        )
+        own_connectors = single is not None and MODELS.get((single, "has_connectors"), lambda: has_connectors(single))
         parts = {
             name: self.component(folder, name, compute)
             for name in _PIPELINE_PARTS
@@ -233,8 +210,10 @@ class ModelPool:
         connectors_key = (folder, "connectors", compute, self.device)
         if single is not None and own_connectors:
             connectors_key = (single, "connectors", compute, self.device)
-            parts["connectors"] = self._component(
-                connectors_key, lambda: load_connectors_file(single, folder, _dtype(compute)).to(self.device)
+            parts["connectors"] = MODELS.get(
+                connectors_key,
+                lambda: load_connectors_file(single, folder, _dtype(compute)).to(self.device),
+                group=single,
             )
         loaded = getattr(parts["connectors"], "peft_config", None) or {}
         if (
@@ -277,30 +256,19 @@ class ModelPool:
             model = LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder=subfolder)
             return model.to(device=self.device, dtype=_dtype(compute)).eval()
 
-        model = self._component((folder, subfolder, compute, self.device), load)
+        model = MODELS.get((folder, subfolder, compute, self.device), load)
         pipe = LTX2LatentUpsamplePipeline(vae=vae, latent_upsampler=model)
         pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
         return pipe
 
     def release_text_encoder(self) -> None:
         """Free every loaded text encoder (they are only needed for prompt nodes)."""
-        stale = [key for key in self._components if key[1] in _TEXT_PARTS]
-        for key in stale:
-            del self._components[key]
-        if stale:
-            self._free_memory()
+        MODELS.release("text_encoder")
 
     def clear(self) -> None:
-        """Free everything."""
-        self._components.clear()
+        """Free every model this process loaded (of every family)."""
+        MODELS.clear()
         self._lora_skipped.clear()
-        self._free_memory()
-
-    @staticmethod
-    def _free_memory() -> None:
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 POOL = ModelPool()

@@ -147,7 +147,6 @@ def _quantize_fp8(model: Any) -> None:
 def use_compile_cache(folder: Path) -> None:
     """Keep compiled kernels in `folder` (under scenekit's cache), so a fresh process starts warm;
     a `$TORCHINDUCTOR_CACHE_DIR` set by the user wins."""
-    if COMPILE_CACHE_ENV not in os.environ:
-        folder.mkdir(parents=True, exist_ok=True)
+    if COMPILE_CACHE_ENV not in os.environ:  # torch makes the folder when it first compiles
         os.environ[COMPILE_CACHE_ENV] = str(folder)
         log.debug("compiled kernels are cached in %s", folder)
