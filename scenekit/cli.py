@@ -408,6 +408,8 @@ def plan(
         f"{runs} of {len(planned)} nodes will run for {_shown(target)} (compared with {_shown(manifest_path(target))})",
         markup=False,
     )
+    for model in dict.fromkeys(p.node.meta["model"] for p in planned if p.status == "run" and "model" in p.node.meta):
+        out.print(f"loads {model}", markup=False)
 
 
 @app.command(cls=_Command)

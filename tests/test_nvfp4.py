@@ -76,3 +76,19 @@ def test_ltx2_dev_fp4_renders_on_the_cpu(project: Project, fp4_models: Path, mon
     assert graph.node("one/stage1").params["precision"]["storage"] == "nvfp4"
     frames, _, _ = read_video(project.render().output)
     assert frames.shape == (17, 256, 256, 3) and frames.std() > 0
+
+
+def test_plan_says_the_nvfp4_weights_are_dequantized(project: Project, fp4_models: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from scenekit.cli import app
+
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.setenv("SCENEKIT_MODELS", str(fp4_models))
+    project.write("""
+        scenekit: 1
+        clips: [{id: one, prompt: "a red ball", frames: 17, model: ltx2-dev-fp4, size: 256x256}]
+    """)
+    result = CliRunner().invoke(app, ["plan", str(project.spec), "--cache-dir", str(project.cache)])
+    assert result.exit_code == 0, result.output
+    assert "loads transformer ltx-2-19b-dev-fp4.safetensors nvfp4 dequantized to float8_e4m3fn at load" in result.output

@@ -18,7 +18,7 @@ from scenekit.errors import SpecError
 from scenekit.graph.nodes import Node
 from scenekit.hardware import compute_device, why_profile_cannot_run
 from scenekit.ltx2.settings import Ltx2Settings, Stage, ltx2_settings
-from scenekit.runtime.speed import Numerics, SpeedUnavailable, resolve_numerics, this_machine
+from scenekit.runtime.speed import Numerics, SpeedUnavailable, held_storage, resolve_numerics, this_machine
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
 from scenekit.weights import MissingWeights, WeightsSource, resolve_weights
@@ -202,9 +202,11 @@ class Ltx2Backend:
             "crf": f"profile {clip.profile.name}",
         }
         runtime = _runtime(weights, settings)
+        storage = settings.precision.storage
+        held = held_storage(storage)
+        stored = storage if held == storage else f"{storage} dequantized to {held} at load"
         runtime["model"] = (
-            f"transformer {runtime['transformer_file'] or ''} {settings.precision.storage} "
-            f"({numerics.label}) in {weights.folder}"
+            f"transformer {runtime['transformer_file'] or ''} {stored} ({numerics.label}) in {weights.folder}"
         )
         return Node(
             f"{clip.id}/stage{number}",
