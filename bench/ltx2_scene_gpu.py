@@ -99,6 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--speed", default="eager", help="speed policy (eager, as the recorded results-ltx2-scene-*.json were run)"
+    )
     args = parser.parse_args()
     size, frames = ("256x256", 41) if args.tiny else ("768x512", 121)
     device = "cuda" if torch.cuda.is_available() and os.environ.get("SCENEKIT_DEVICE") != "cpu" else "cpu"
@@ -128,7 +131,7 @@ def main() -> None:
     )
 
     spec = _write_project(root / "project", size, frames, "ltx2-distilled-fp8")
-    options = RenderOptions(cache_dir=root / "cache")
+    options = RenderOptions(cache_dir=root / "cache", speed=args.speed)
     results: dict[str, Any] = {
         "env": {
             "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

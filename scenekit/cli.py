@@ -437,10 +437,10 @@ def graph(
 def profiles(as_json: Annotated[bool, typer.Option("--json", help="Print the profiles as JSON.")] = False) -> None:
     """List the model profiles, what each needs, and whether its weights are here."""
     from scenekit.profiles import available_profiles
-    from scenekit.userconfig import user_models
+    from scenekit.userconfig import user_settings
 
     try:
-        mappings = [user_models()]
+        mappings = [user_settings().models]
     except SpecError as exc:
         _exit_invalid(exc, f"{config_path()}: invalid config")
     found = [_profile_info(profile, mappings) for profile in available_profiles().values()]

@@ -68,20 +68,20 @@ def config_path() -> Path:
     return base / "scenekit" / "config.yaml"
 
 
-def _user_config(path: Path) -> UserConfig:
-    """The config file at `path` (defaults when there is none); raises SpecError, located in the file, when invalid."""
-    if not path.is_file():
-        return UserConfig()
-    data, sources, _ = read_yaml(path)
-    return validated(UserConfig, data if data is not None else {}, sources)
+@dataclass(frozen=True)
+class UserSettings:
+    """This machine's settings, read from the config file once: where weights are and how models run."""
+
+    models: ModelsMapping
+    runtime: RuntimeConfig
 
 
-def user_models() -> ModelsMapping:
-    """The user config's `models:` (empty when there is no config file)."""
+def user_settings() -> UserSettings:
+    """The user config (defaults when there is no config file); raises SpecError, located in the file,
+    when it is invalid."""
     path = config_path()
-    return ModelsMapping(f"{path} models", dict(_user_config(path).models), path.parent)
-
-
-def user_runtime() -> RuntimeConfig:
-    """The user config's `runtime:` section."""
-    return _user_config(config_path()).runtime
+    config = UserConfig()
+    if path.is_file():
+        data, sources, _ = read_yaml(path)
+        config = validated(UserConfig, data if data is not None else {}, sources)
+    return UserSettings(ModelsMapping(f"{path} models", dict(config.models), path.parent), config.runtime)

@@ -306,8 +306,7 @@ def test_clips_of_one_profile_run_together_and_a_full_gpu_loads_each_transformer
     monkeypatch.setattr(
         pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k)
     )
-    monkeypatch.setattr(pool.ModelPool, "_free_gpu_bytes", lambda self: 0)  # a GPU with no room to spare
-    monkeypatch.setattr("scenekit.runtime.pool.free_gpu_bytes", lambda device: 0)
+    monkeypatch.setattr("scenekit.runtime.memory.free_gpu_bytes", lambda device: 0)  # a GPU with no room to spare
     pool.POOL.clear()
     weights = ltx.root / "weights"  # one snapshot for both profiles, as on the hub
     shutil.copytree(models / "ltx2-distilled", weights)

@@ -148,10 +148,10 @@ def test_the_model_cache_frees_large_models_of_every_family_with_what_came_with_
     cache.get(("other-family", "transformer"), lambda: "t2", role="transformer", large=True)
     cache.get(("vae",), lambda: "v")
     gb = 2**30
-    monkeypatch.setattr("scenekit.runtime.pool.free_gpu_bytes", lambda device: 100 * gb)
+    monkeypatch.setattr("scenekit.runtime.memory.free_gpu_bytes", lambda device: 100 * gb)
     cache.make_room(40 * gb, "cuda")
     assert cache.loaded("transformer") == ["t1", "t2"]  # room enough: nothing freed
-    monkeypatch.setattr("scenekit.runtime.pool.free_gpu_bytes", lambda device: 30 * gb)
+    monkeypatch.setattr("scenekit.runtime.memory.free_gpu_bytes", lambda device: 30 * gb)
     cache.make_room(40 * gb, "cuda", group="ckpt-1")  # another transformer of checkpoint 1
     assert cache.loaded("transformer") == [] and ("ltx2", "connectors") in cache and ("vae",) in cache
     cache.get(("ltx2", "transformer"), lambda: "t1", role="transformer", large=True, group="ckpt-1")

@@ -26,7 +26,7 @@ from scenekit.spec.loader import LoadedSpec, load_spec
 from scenekit.spec.paths import PathPolicy, find_project_root
 from scenekit.stitch import VIDEO_FILE
 from scenekit.timeline import Timeline, resolve_timeline
-from scenekit.userconfig import user_models, user_runtime
+from scenekit.userconfig import user_settings
 
 CACHE_DIR_ENV = "SCENEKIT_CACHE_DIR"
 
@@ -131,6 +131,8 @@ class Checked:
     loaded: LoadedSpec
     timeline: Timeline
     root: Path
+    memory: str = "auto"
+    """The memory policy the render runs under (`--memory`, else the user config's, else auto)."""
 
     def machine_problems(self) -> list[SpecIssue]:
         """What keeps this machine from rendering the spec (hardware, missing weights), located at each clip's model."""
@@ -151,9 +153,10 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     policy = PathPolicy(find_project_root(spec_file), options.allow_outside)
     loaded = load_spec(spec_file, policy, options.variables)
     timeline = resolve_timeline(loaded, policy, available_profiles(), options.model, options.size, options.output_file)
-    timeline.models.append(user_models())
-    timeline.speed = options.speed or user_runtime().speed
-    return Checked(loaded, timeline, policy.root)
+    settings = user_settings()
+    timeline.models.append(settings.models)
+    timeline.speed = options.speed or settings.runtime.speed
+    return Checked(loaded, timeline, policy.root, options.memory or settings.runtime.memory or "auto")
 
 
 def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
@@ -161,7 +164,7 @@ def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
     checked = check(spec_file, options)
     cache = cache_store(checked.root, options.cache_dir)
     use_compile_cache(cache.root / "compiled")
-    use_memory_policy(options.memory or user_runtime().memory or "auto")
+    use_memory_policy(checked.memory)
     return Prepared(checked.loaded, checked.timeline, compile_timeline(checked.timeline), cache, checked.root)
 
 

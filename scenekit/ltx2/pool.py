@@ -20,7 +20,8 @@ import torch
 
 from scenekit.hardware import compute_device
 from scenekit.ltx2.checkpoint import has_connectors, load_connectors_file, load_transformer_file
-from scenekit.runtime.memory import choose_placement, free_gpu_bytes, offload_blocks
+from scenekit.runtime import memory
+from scenekit.runtime.memory import choose_placement, offload_blocks
 from scenekit.runtime.pool import MODELS
 from scenekit.runtime.speed import FP8_ROWWISE, Numerics, apply_numerics, held_storage
 
@@ -119,7 +120,7 @@ class ModelPool:
             model = cls.from_pretrained(folder, subfolder=name, dtype=_dtype(compute)).eval()
             if name in _OFFLOADABLE:
                 size = sum(p.numel() * p.element_size() for p in model.parameters())
-                if choose_placement(name, size, self._free_gpu_bytes()) == "offload":
+                if choose_placement(name, size, memory.free_gpu_bytes(self.device)) == "offload":
                     offload_blocks(model, self.device)
                     return model
             return model.to(self.device)
@@ -146,7 +147,9 @@ class ModelPool:
         single = _single_file(folder, file)
 
         def load() -> Any:
-            placement = choose_placement("transformer", _bytes_to_load(folder, _dtype(compute)), self._free_gpu_bytes())
+            needed = _bytes_to_load(folder, _dtype(compute))
+            MODELS.make_room(needed, self.device, group=single)
+            placement = choose_placement("transformer", needed, memory.free_gpu_bytes(self.device))
             device = self.device if placement == "resident" else "cpu"
             if single is not None:
                 model = load_transformer_file(single, folder, _dtype(compute), device, perturbed_attn=True)
@@ -169,13 +172,7 @@ class ModelPool:
             return model
 
         key = (folder, "transformer", single, lora, compute, storage, numerics, self.device)
-        if key not in MODELS:
-            MODELS.make_room(_bytes_to_load(folder, _dtype(compute)), self.device, group=single)
         return MODELS.get(key, load, role="transformer", large=True, group=single)
-
-    def _free_gpu_bytes(self) -> int | None:
-        """Free memory of the GPU the models run on; None when they run on the CPU."""
-        return free_gpu_bytes(self.device)
 
     @staticmethod
     def use_lora(pipe: Any, lora: dict[str, Any] | None) -> None:

@@ -456,24 +456,23 @@ def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, 
     back = convert_ltx2_transformer_to_diffusers(dict(tensors))
     if set(back) != set(state):  # the inverse mapping must round-trip through diffusers' own conversion
         raise RuntimeError(f"key mapping out of date with diffusers: {sorted(set(back) ^ set(state))[:5]}")
-    block_weights = [
-        k for k, v in tensors.items() if ".transformer_blocks." in k and k.endswith(".weight") and v.ndim == 2
+    layers = [
+        k.removesuffix(".weight")
+        for k, v in tensors.items()
+        if ".transformer_blocks." in k and k.endswith(".weight") and v.ndim == 2
     ]
-    layer = {key: key[: -len(".weight")] for key in block_weights}
-    if storage.startswith("float8"):
-        for key in block_weights:
-            weight = tensors[key].float()
+    for layer in layers:
+        weight = tensors[f"{layer}.weight"].float()
+        if storage.startswith("float8"):
             scale = weight.abs().max().clamp(min=1e-12) / _FP8_MAX
-            tensors[key] = (weight / scale).to(torch.float8_e4m3fn)
-            tensors[layer[key] + ".weight_scale"] = scale.reshape(())
-            tensors[layer[key] + ".input_scale"] = torch.tensor(1.0)
-    elif storage == "nvfp4":
-        for key in block_weights:
-            if tensors[key].shape[1] % nvfp4.BLOCK == 0:
-                packed, block_scales, tensor_scale = nvfp4.quantize(tensors[key])
-                tensors[key] = packed
-                tensors[layer[key] + ".weight_scale"] = block_scales
-                tensors[layer[key] + ".weight_scale_2"] = tensor_scale.float()
+            tensors[f"{layer}.weight"] = (weight / scale).to(torch.float8_e4m3fn)
+            tensors[f"{layer}.weight_scale"] = scale.reshape(())
+            tensors[f"{layer}.input_scale"] = torch.tensor(1.0)
+        elif storage == "nvfp4" and weight.shape[1] % nvfp4.BLOCK == 0:
+            packed, block_scales, tensor_scale = nvfp4.quantize(weight)
+            tensors[f"{layer}.weight"] = packed
+            tensors[f"{layer}.weight_scale"] = block_scales
+            tensors[f"{layer}.weight_scale_2"] = tensor_scale.float()
     tensors.update(_original_connectors(seed))
     tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(_VIDEO_LATENT_CHANNELS)
     path = Path(folder) / file_name

@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from scenekit.runtime.memory import WORKING_MEMORY_BYTES, free_gpu_bytes
+from scenekit.runtime import memory
 
 
 @dataclass
@@ -58,8 +58,8 @@ class ModelCache:
     def make_room(self, needed: int, device: str, group: Hashable | None = None) -> None:
         """Free the large models (and what came with them, except `group`'s) when `device` lacks room for
         `needed` bytes plus working memory."""
-        free = free_gpu_bytes(device)
-        if free is None or free >= needed + WORKING_MEMORY_BYTES:
+        free = memory.free_gpu_bytes(device)  # looked up on the module: one place to emulate a smaller GPU
+        if free is None or free >= needed + memory.WORKING_MEMORY_BYTES:
             return
         freed = {entry.group for entry in self._entries.values() if entry.large} - {None, group}
         self._drop([key for key, entry in self._entries.items() if entry.large or entry.group in freed])

@@ -19,6 +19,7 @@ import importlib.util
 import logging
 import os
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,9 @@ def held_storage(storage: str) -> str:
     return "float8_e4m3fn" if storage == "nvfp4" else storage
 
 
+@cache
 def this_machine(device: str) -> Machine:
-    """The machine the models run on (`device` as `scenekit.hardware.compute_device` gives it)."""
+    """The machine the models run on (`device` as `scenekit.hardware.compute_device` gives it), asked once."""
     if not device.startswith("cuda"):
         return Machine(device)
     import torch
