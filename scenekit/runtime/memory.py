@@ -2,8 +2,9 @@
 
     resident  every model stays on the GPU while it is in use (fastest; the most memory)
     offload   the transformer and the text encoder live in pinned CPU memory and their blocks are
-              copied to the GPU one at a time on a side stream, overlapped with the previous block's
-              compute (diffusers' group offloading); a 19B transformer then needs a few GB of GPU memory
+              copied to the GPU one at a time on a side stream, overlapped with the previous blocks'
+              compute (diffusers' group offloading); the transformer blocks that fit stay resident
+              between the streamed ones, so a 19B transformer runs in whatever the GPU has
     auto      `resident` when the GPU has room for the model plus working memory, else `offload`
 
 Offloading moves weights, never changes them: outputs are identical under every policy, so the
@@ -22,6 +23,9 @@ MEMORIES = ("auto", "resident", "offload")
 #: GPU memory kept free for activations when deciding whether a model may stay resident
 #: (768x512x121 stage 2 of a 19B transformer at full size, with room to spare).
 WORKING_MEMORY_BYTES = 24 * 2**30
+#: GPU memory kept free beside the resident blocks of a streamed model: the blocks in flight, the
+#: smaller models (VAE, upsampler) and the activations (decode of 768x512x121 included).
+STREAMING_WORKING_BYTES = 10 * 2**30
 
 
 @dataclass
@@ -69,19 +73,44 @@ def free_gpu_bytes(device: str) -> int | None:
 
 
 def offload_blocks(model: Any, device: str) -> None:
-    """Keep `model` in pinned CPU memory and stream it to `device` as it runs, one group ahead on a side
-    stream: by blocks when its blocks are a list at its top level (a diffusers transformer), else layer
-    by layer (a text encoder, whose blocks sit deeper)."""
+    """Stream `model` to `device` as it runs, from pinned CPU memory, one group ahead on a side stream
+    (diffusers' group offloading): by blocks when its blocks are a list at its top level (a diffusers
+    transformer), else layer by layer (a text encoder, whose blocks sit deeper). Blocks that fit in the
+    GPU's free memory, less `STREAMING_WORKING_BYTES`, stay resident, spread evenly between the streamed
+    ones so that each copy overlaps with the compute of the blocks before it."""
     import torch
     from diffusers.hooks import apply_group_offloading
 
     model.to("cpu")
-    by_blocks = any(isinstance(child, torch.nn.ModuleList) for child in model.children())
-    apply_group_offloading(
-        model,
-        onload_device=torch.device(device),
-        offload_device=torch.device("cpu"),
-        offload_type="block_level" if by_blocks else "leaf_level",
-        num_blocks_per_group=1 if by_blocks else None,
-        use_stream=device.startswith("cuda"),
-    )
+    lists = [(name, child) for name, child in model.named_children() if isinstance(child, torch.nn.ModuleList)]
+    settings: dict[str, Any] = {
+        "onload_device": torch.device(device),
+        "offload_device": torch.device("cpu"),
+        "use_stream": device.startswith("cuda"),
+    }
+    if not lists:
+        apply_group_offloading(model, offload_type="leaf_level", **settings)
+        return
+    name, blocks = max(lists, key=lambda item: len(item[1]))
+    room = (free_gpu_bytes(device) or 0) - STREAMING_WORKING_BYTES
+    resident = resident_blocks(len(blocks), _bytes(blocks[0]), room)
+    setattr(model, name, torch.nn.ModuleList(b for i, b in enumerate(blocks) if i not in resident))
+    try:  # hooks go on the streamed blocks only; the model keeps running every block in order
+        apply_group_offloading(model, offload_type="block_level", num_blocks_per_group=1, **settings)
+    finally:
+        setattr(model, name, blocks)
+    for index in resident:
+        blocks[index].to(device)
+    log.info("memory: %d of %d blocks resident, %d streamed", len(resident), len(blocks), len(blocks) - len(resident))
+
+
+def resident_blocks(count: int, block_bytes: int, room: int) -> set[int]:
+    """Indices of the blocks (of `count`, `block_bytes` each) that stay resident in `room` bytes, spread
+    evenly: streamed blocks then have resident ones between them to overlap their copies with."""
+    keep = max(0, min(count, room // max(block_bytes, 1)))
+    streamed = count - keep
+    return {i for i in range(count) if (i + 1) * streamed // count == i * streamed // count}
+
+
+def _bytes(module: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
