@@ -16,6 +16,7 @@ and capped renders (offloading moves weights, never changes them: 0).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -67,17 +68,34 @@ def main() -> None:
     base._log(f"resident: {rows['resident']['total_s']} s, peak {rows['resident']['peak_gb']} GB")
 
     POOL.clear()
-    from diffusers.hooks import HookRegistry
+    # The capped renders load fresh modules, as from disk: the resident render's hooks (layerwise casting)
+    # stay on the modules it used, and each render's text encoder is released after its prompts.
+    from diffusers import LTX2VideoTransformer3DModel
 
-    for module in comps.modules.values():  # the same modules load again: drop the resident load's hooks
-        HookRegistry.check_if_exists_or_initialize(module).remove_hook("layerwise_casting", recurse=True)
-    text_encoder = comps.text_encoder().to("cpu")  # one CPU text encoder, handed to the capped render
-    comps.text_encoder = lambda: text_encoder
+    cfg = base.configs.TINY if args.tiny else base.configs.REAL
+    transformer = base._build(
+        functools.partial(LTX2VideoTransformer3DModel, **cfg["transformer"]), device, torch.bfloat16, seed=1000
+    )
+    comps.modules["transformer"] = transformer
+    redirect.put(folder, "transformer", transformer)
+    build_text_encoder = comps.text_encoder
+
+    def text_encoder_on_cpu() -> torch.nn.Module:
+        """A fresh text encoder, built on the GPU outside the cap, kept on the CPU."""
+        if device == "cuda":
+            torch.cuda.set_per_process_memory_fraction(1.0)
+        model = build_text_encoder().to("cpu")
+        if device == "cuda":
+            torch.cuda.set_per_process_memory_fraction(args.cap_gb * 2**30 / total)
+            torch.cuda.empty_cache()
+        return model
+
+    comps.text_encoder = text_encoder_on_cpu
     for module in comps.modules.values():
         module.to("cpu")
     base._peak_reset()
+    total = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else 0
     if device == "cuda":
-        total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(args.cap_gb * 2**30 / total)
     args.memory = capped_memory
     rows["capped_first"], _ = bench.scenekit(args.profile, None, "capped_first")  # loads, pins, streams
