@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from scenekit.runtime import memory
 from scenekit.runtime.pool import MODELS
@@ -171,3 +172,15 @@ def test_the_model_cache_frees_large_models_of_every_family_with_what_came_with_
     assert ("ltx2", "connectors") not in cache and ("vae",) in cache
     cache.release("component")
     assert ("vae",) not in cache
+
+
+def test_releasing_text_encoders_keeps_the_streamed_ones_which_hold_no_gpu_memory():
+    from scenekit.runtime.pool import ModelCache
+
+    cache = ModelCache()
+    streamed = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    memory.offload_blocks(streamed, "cpu")
+    cache.get("streamed", lambda: streamed, role="text_encoder")
+    cache.get("resident", lambda: torch.nn.Linear(2, 2), role="text_encoder")
+    cache.release("text_encoder")
+    assert "streamed" in cache and "resident" not in cache

@@ -82,6 +82,7 @@ def offload_blocks(model: Any, device: str) -> None:
     from diffusers.hooks import apply_group_offloading
 
     model.to("cpu")
+    model._scenekit_streamed = True
     lists = [(name, child) for name, child in model.named_children() if isinstance(child, torch.nn.ModuleList)]
     settings: dict[str, Any] = {
         "onload_device": torch.device(device),
@@ -102,6 +103,11 @@ def offload_blocks(model: Any, device: str) -> None:
     for index in resident:
         blocks[index].to(device)
     log.info("memory: %d of %d blocks resident, %d streamed", len(resident), len(blocks), len(blocks) - len(resident))
+
+
+def is_streamed(model: Any) -> bool:
+    """Whether `model` runs streamed from CPU memory (`offload_blocks`): it holds no GPU memory between uses."""
+    return bool(getattr(model, "_scenekit_streamed", False))
 
 
 def resident_blocks(count: int, block_bytes: int, room: int) -> set[int]:

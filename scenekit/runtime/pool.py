@@ -52,8 +52,11 @@ class ModelCache:
         return [entry.model for entry in self._entries.values() if entry.role == role]
 
     def release(self, role: str) -> None:
-        """Free every model playing `role` (e.g. the text encoders once prompts are encoded)."""
-        self._drop([key for key, entry in self._entries.items() if entry.role == role])
+        """Free every model playing `role` that holds GPU memory (e.g. the text encoders once prompts are
+        encoded); streamed models hold none and stay loaded for the next clip."""
+        self._drop(
+            [key for key, entry in self._entries.items() if entry.role == role and not memory.is_streamed(entry.model)]
+        )
 
     def make_room(self, needed: int, device: str, group: Hashable | None = None) -> None:
         """Free the large models (and what came with them, except `group`'s) when `device` lacks room for
