@@ -668,6 +668,37 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+@app.command(cls=_Command)
+def serve(
+    project: Annotated[Path, typer.Argument(help="The project folder to serve.", show_default=False)],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token (default: $SCENEKIT_API_TOKEN, else one kept beside the user config, made on first start)."
+        ),
+    ] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="No token (only on a loopback host).")] = False,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", metavar="URL", help="Allow cross-origin requests from URL.")
+    ] = None,
+) -> None:
+    """Serve PROJECT over HTTP: the render API, and a page at / to watch renders."""
+    try:
+        from scenekit.server.serve import run_server
+    except ImportError as exc:
+        err.print(f"error: the server needs its extra: pip install 'scenekit[server]' ({exc})", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    if not project.is_dir():
+        err.print(f"error: {project} is not a folder", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
+    code = run_server(
+        project, host, port, token, no_auth, cors_origin or [], lambda text: out.print(text, markup=False)
+    )
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point of the `scenekit` console script."""
     try:

@@ -1,6 +1,6 @@
 """Package layering: imports go one way, from the command line down to media and files.
 
-cli, watch, progress
+cli, watch, server, progress
 engine                      (plan, execute, manifest, session)
 graph                       (compile: expands clips through the backends)
 backends, ltx2, preview, stitch, conditioning
@@ -18,22 +18,24 @@ import pytest
 import scenekit
 
 PACKAGE = Path(scenekit.__file__).parent
+TOP = ("cli", "watch", "server")
 BOTTOM = ("errors", "units", "fsutil", "hashing", "media", "cache", "runtime", "output_file")
 FORBIDDEN = {
     # layer: the scenekit modules it must never import
     **{
-        name: ("spec", "timeline", "graph", "engine", "backends", "ltx2", "preview", "stitch", "ops", "cli", "watch")
+        name: ("spec", "timeline", "graph", "engine", "backends", "ltx2", "preview", "stitch", "ops", *TOP)
         for name in BOTTOM
     },
-    "ops": ("spec", "timeline", "engine", "backends", "ltx2", "preview", "stitch", "cli", "watch"),
-    "spec": ("timeline", "graph", "engine", "backends", "ltx2", "preview", "stitch", "cache", "cli", "watch"),
-    "timeline": ("graph", "engine", "backends", "ltx2", "preview", "stitch", "cli", "watch"),
-    "backends": ("engine", "cli", "watch", "progress"),
-    "ltx2": ("engine", "backends", "cli", "watch", "progress"),
-    "preview": ("engine", "backends", "stitch", "cli", "watch", "progress"),
-    "stitch": ("engine", "preview", "backends", "ltx2", "cli", "watch", "progress"),
-    "graph": ("engine", "cli", "watch", "progress"),
-    "engine": ("cli", "watch", "progress"),
+    "ops": ("spec", "timeline", "engine", "backends", "ltx2", "preview", "stitch", *TOP),
+    "spec": ("timeline", "graph", "engine", "backends", "ltx2", "preview", "stitch", "cache", *TOP),
+    "timeline": ("graph", "engine", "backends", "ltx2", "preview", "stitch", *TOP),
+    "backends": ("engine", *TOP, "progress"),
+    "ltx2": ("engine", "backends", *TOP, "progress"),
+    "preview": ("engine", "backends", "stitch", *TOP, "progress"),
+    "stitch": ("engine", "preview", "backends", "ltx2", *TOP, "progress"),
+    "graph": ("engine", *TOP, "progress"),
+    "engine": (*TOP, "progress"),
+    "server": ("cli", "watch", "progress"),  # a top layer: it uses the engine like the command line
 }
 
 
