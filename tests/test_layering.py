@@ -3,7 +3,7 @@
 cli, watch, server, progress
 engine                      (plan, execute, manifest, session)
 graph                       (compile: expands clips through the backends)
-backends, ltx2, preview, stitch, conditioning
+backends, ltx2, ltxv, preview, stitch, conditioning
 timeline, spec, profiles, weights
 ops, runtime, cache, media, fsutil, hashing, errors, units
 """
@@ -23,16 +23,17 @@ BOTTOM = ("errors", "units", "fsutil", "hashing", "media", "cache", "runtime", "
 FORBIDDEN = {
     # layer: the scenekit modules it must never import
     **{
-        name: ("spec", "timeline", "graph", "engine", "backends", "ltx2", "preview", "stitch", "ops", *TOP)
+        name: ("spec", "timeline", "graph", "engine", "backends", "ltx2", "ltxv", "preview", "stitch", "ops", *TOP)
         for name in BOTTOM
     },
-    "ops": ("spec", "timeline", "engine", "backends", "ltx2", "preview", "stitch", *TOP),
-    "spec": ("timeline", "graph", "engine", "backends", "ltx2", "preview", "stitch", "cache", *TOP),
-    "timeline": ("graph", "engine", "backends", "ltx2", "preview", "stitch", *TOP),
+    "ops": ("spec", "timeline", "engine", "backends", "ltx2", "ltxv", "preview", "stitch", *TOP),
+    "spec": ("timeline", "graph", "engine", "backends", "ltx2", "ltxv", "preview", "stitch", "cache", *TOP),
+    "timeline": ("graph", "engine", "backends", "ltx2", "ltxv", "preview", "stitch", *TOP),
     "backends": ("engine", *TOP, "progress"),
-    "ltx2": ("engine", "backends", *TOP, "progress"),
+    "ltx2": ("engine", "backends", "ltxv", *TOP, "progress"),
+    "ltxv": ("engine", "backends", "ltx2", *TOP, "progress"),
     "preview": ("engine", "backends", "stitch", *TOP, "progress"),
-    "stitch": ("engine", "preview", "backends", "ltx2", *TOP, "progress"),
+    "stitch": ("engine", "preview", "backends", "ltx2", "ltxv", *TOP, "progress"),
     "graph": ("engine", *TOP, "progress"),
     "engine": (*TOP, "progress"),
     "server": ("cli", "watch", "progress"),  # a top layer: it uses the engine like the command line

@@ -65,6 +65,15 @@ register_family(
         tiny_weights="scenekit.ltx2.tiny:build_tiny_profile_weights",
     ),
 )
+register_family(
+    "ltxv",
+    Family(
+        "scenekit.backends.ltxv:LtxvBackend",
+        "ltxv.",
+        "scenekit.ltxv.ops",
+        tiny_weights="scenekit.ltxv.tiny:build_tiny_profile_weights",
+    ),
+)
 
 
 class UnknownBackend(LookupError):

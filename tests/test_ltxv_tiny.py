@@ -1,0 +1,239 @@
+"""The LTX-Video recipe split into nodes equals diffusers' own calls bit for bit, on tiny weights loaded from
+single files in Lightricks' published format (transformer + VAE with their configs in the metadata)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scenekit.ltxv import recipe
+from scenekit.ltxv.pool import ModelPool
+from scenekit.ltxv.tiny import TINY_MAX_SEQUENCE_LENGTH, build_tiny_profile_weights
+from scenekit.runtime.speed import Numerics
+
+PROFILE = "ltxv-2b-0.9.8-distilled"
+CHECKPOINT = "ltxv-2b-0.9.8-distilled.safetensors"
+UPSCALER = "ltxv-spatial-upscaler-0.9.8.safetensors"
+FIRST = [1.0, 0.9937, 0.9875, 0.9812, 0.975, 0.9094, 0.725]
+SECOND = [0.9094, 0.725, 0.4219]
+F32 = {"compute": "float32", "storage": "float32"}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return build_tiny_profile_weights(tmp_path_factory.mktemp("ltxv") / PROFILE, seed=3, profile=PROFILE)
+
+
+def test_split_recipe_equals_the_direct_diffusers_calls_bit_for_bit(folder: Path, monkeypatch):
+    from diffusers import LTXConditionPipeline
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    pool = ModelPool()
+    text = pool.text_pipeline(folder, "float32")
+    pipe = pool.pipeline(folder, CHECKPOINT, F32, Numerics("float32", compiled=False))
+    upsampler = pool.upsampler(folder, CHECKPOINT, UPSCALER, "float32")
+    width, height, frames, seed = 128, 96, 17, 11
+    w1, h1 = recipe.pass_size(width, height, 0.6666666)
+    rng = np.random.default_rng(0)
+    context = recipe.prepare_frames(rng.integers(0, 255, (9, 60, 90, 3), dtype=np.uint8), width, height, 29)
+    key = recipe.prepare_frames(rng.integers(0, 255, (70, 70, 3), dtype=np.uint8), width, height, 29)
+    conditions = [(context, 0, 1.0), (key, 13, 0.8)]  # a continuation at frame 0, a keyframe off the latent grid
+
+    embeds = recipe.encode_prompt(text, "A lighthouse", None, max_sequence_length=TINY_MAX_SEQUENCE_LENGTH)
+    common = {"num_frames": frames, "frame_rate": 24.0, "seed": seed, "guidance": {}, "conditions": conditions}
+    first = recipe.sample_pass(pipe, embeds, width=w1, height=h1, timesteps=FIRST, **common)
+    upsampled = recipe.upsample(upsampler, first["latents"], 1.0)
+    second = recipe.sample_pass(
+        pipe, embeds, width=2 * w1, height=2 * h1, timesteps=SECOND, latents=upsampled, **common
+    )
+    split = recipe.decode(
+        pipe,
+        second["latents"],
+        second["rng"],
+        timestep=0.05,
+        noise_scale=0.025,
+        width=width,
+        height=height,
+        dtype=torch.float32,
+    )
+
+    direct = LTXConditionPipeline(
+        scheduler=pipe.scheduler,
+        vae=pipe.vae,
+        transformer=pipe.transformer,
+        text_encoder=text.text_encoder,
+        tokenizer=text.tokenizer,
+    )
+    direct.set_progress_bar_config(disable=True)
+    items = [
+        LTXVideoCondition(video=context, frame_index=0, strength=1.0),
+        LTXVideoCondition(image=key[0], frame_index=13, strength=0.8),
+    ]
+    call = {
+        "conditions": items,
+        "prompt": "A lighthouse",
+        "num_frames": frames,
+        "frame_rate": 24.0,
+        "guidance_scale": 1.0,
+        "max_sequence_length": TINY_MAX_SEQUENCE_LENGTH,
+    }
+    latents = direct(
+        **call,
+        width=w1,
+        height=h1,
+        timesteps=[t * 1000 for t in FIRST],
+        generator=torch.Generator().manual_seed(seed),
+        output_type="latent",
+    ).frames
+    assert torch.equal(latents, first["latents"])
+    latents = upsampler(latents=latents, adain_factor=1.0, output_type="latent").frames
+    video = direct(
+        **call,
+        width=2 * w1,
+        height=2 * h1,
+        timesteps=[1000.0] + [t * 1000 for t in SECOND],
+        denoise_strength=0.8,
+        latents=latents,
+        decode_timestep=0.05,
+        decode_noise_scale=0.025,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pt",
+    ).frames[0]
+    expected = recipe.to_frames(video, width, height)
+    assert split.shape == (frames, height, width, 3)
+    assert np.array_equal(split, expected)
+    assert not np.array_equal(
+        split,
+        recipe.decode(
+            pipe,
+            recipe.tone_map(second["latents"], 0.6),
+            second["rng"],
+            timestep=0.05,
+            noise_scale=0.025,
+            width=width,
+            height=height,
+            dtype=torch.float32,
+        ),
+    )  # the 13B profile's tone map changes the frames
+
+
+def test_checkpoint_files_in_the_published_format_load_with_fp8_scales_folded(tmp_path: Path):
+    from safetensors.torch import load_file, save_file
+
+    from scenekit.ltxv.checkpoint import load_transformer_file, load_vae_file
+    from scenekit.ltxv.tiny import build_tiny_checkpoint
+
+    path = build_tiny_checkpoint(tmp_path, "ltxv-13b-0.9.8-distilled-fp8.safetensors", seed=2, storage="float8_e4m3fn")
+    published = load_file(str(path))
+    key = "model.diffusion_model.transformer_blocks.0.attn1.to_q"
+    assert published[f"{key}.weight"].dtype == torch.float8_e4m3fn
+    assert any(k.startswith("vae.decoder.up_blocks.") for k in published)  # Lightricks' VAE names
+    transformer = load_transformer_file(path, torch.float32, "cpu")
+    expected = published[f"{key}.weight"].float() * published[f"{key}.weight_scale"].float()
+    assert torch.equal(transformer.transformer_blocks[0].attn1.to_q.weight, expected)
+    vae = load_vae_file(path, torch.float32, "cpu")
+    assert torch.equal(vae.latents_mean, published["vae.per_channel_statistics.mean-of-means"])
+    assert (vae.spatial_compression_ratio, vae.temporal_compression_ratio) == (32, 8)
+
+    save_file({k: v for k, v in published.items() if k.startswith("vae.")}, str(tmp_path / "bare.safetensors"))
+    with pytest.raises(ValueError, match="no `config` in its metadata"):
+        load_vae_file(tmp_path / "bare.safetensors", torch.float32, "cpu")
+
+
+def test_a_guidance_schedule_switches_cfg_by_timestep():
+    schedule = {"cfg": [1, 1, 6, 8, 6, 1, 1], "timesteps": [1.0, 0.996, 0.9933, 0.985, 0.9767, 0.9008, 0.618]}
+    values = [recipe._at(schedule["cfg"], t, schedule["timesteps"]) for t in (1.0, 0.995, 0.9933, 0.98, 0.95, 0.7, 0.1)]
+    assert values == [1, 1, 6, 8, 6, 1, 1]
+    steps = recipe.schedule(None, 30, skip_final=3)
+    assert len(steps) == 27 and steps[0] == 1.0 and len(recipe.schedule(None, 30, skip_initial=17)) == 13
+
+
+def test_stg_moves_the_conditional_prediction_away_from_the_perturbed_one(folder: Path):
+    from scenekit.ltxv.checkpoint import load_transformer_file
+    from scenekit.ltxv.stg import StgState, _perturbed, spatio_temporal_guidance
+
+    transformer = load_transformer_file(folder / CHECKPOINT, torch.float32, "cpu")
+    generator = torch.Generator().manual_seed(0)
+    inputs = {
+        "hidden_states": torch.randn(2, 8, 8, generator=generator),
+        "encoder_hidden_states": torch.randn(2, 4, 32, generator=generator),
+        "timestep": torch.tensor([[500.0], [500.0]]),
+        "encoder_attention_mask": torch.ones(2, 4),
+        "num_frames": 2,
+        "height": 2,
+        "width": 2,
+        "return_dict": False,
+    }
+    with torch.no_grad():
+        plain = transformer(**inputs)[0]
+        conditional = {k: v[1:] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        with _perturbed(transformer, [1]):
+            perturbed = transformer(**conditional)[0][0]
+        with spatio_temporal_guidance(transformer, StgState(scale=2.0, blocks=[1], cfg=4.0, batched=True)):
+            guided = transformer(**inputs)[0]
+        assert torch.equal(transformer(**inputs)[0], plain)  # the hooks are gone
+        alone = transformer(**conditional)[0][0]
+    assert (perturbed - alone).abs().max() > 1e-3  # the perturbation changes the prediction
+    assert torch.equal(guided[0], plain[0])  # the unconditional half as it was
+    assert torch.equal(guided[1], plain[1] + 2.0 / 4.0 * (plain[1] - perturbed))  # CFG then adds stg (text - pert)
+
+
+def test_a_pass_follows_cfg_and_stg_schedules(folder: Path, monkeypatch):
+    from scenekit.ltxv import stg
+
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    pool = ModelPool()
+    text = pool.text_pipeline(folder, "float32")
+    pipe = pool.pipeline(folder, CHECKPOINT, F32, Numerics("float32", compiled=False))
+    embeds = recipe.encode_prompt(text, "A lighthouse", "blur", max_sequence_length=TINY_MAX_SEQUENCE_LENGTH)
+    scales, perturbed = [], []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda module, args: scales.append((float(pipe._guidance_scale), pipe._guidance_rescale))
+    )
+    original = stg._perturbed
+    monkeypatch.setattr(stg, "_perturbed", lambda module, blocks: perturbed.append(blocks) or original(module, blocks))
+    guidance = {
+        "cfg": [1, 4, 1],
+        "rescale": [0, 0.7, 0],
+        "stg": [0, 2, 1],
+        "stg_blocks": [[], [1], [0]],
+        "timesteps": [1.0, 0.95, 0.6],
+    }
+    common = {"width": 64, "height": 64, "num_frames": 9, "frame_rate": 24.0, "seed": 1}
+    recipe.sample_pass(pipe, embeds, guidance=guidance, timesteps=[1.0, 0.9, 0.5], **common)
+    hook.remove()
+    assert scales == [(1.0, 0.0), (4.0, 0.7), (4.0, 0.7), (1.0, 0.0), (1.0, 0.0)]  # steps 2 and 3 run an STG pass
+    assert perturbed == [[1], [0]]  # no STG in the first interval, then the blocks of each
+
+
+def test_step_caching_skips_the_later_blocks_of_steps_that_barely_move_and_goes_with_its_pass(
+    folder: Path, monkeypatch
+):
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    pool = ModelPool()
+    text = pool.text_pipeline(folder, "float32")
+    pipe = pool.pipeline(folder, CHECKPOINT, F32, Numerics("float32", compiled=False))
+    embeds = recipe.encode_prompt(text, "A lighthouse", None, max_sequence_length=TINY_MAX_SEQUENCE_LENGTH)
+    calls: list[int] = []
+    hook = pipe.transformer.transformer_blocks[1].ff.register_forward_hook(lambda *args: calls.append(1))  # in full
+    common = {"width": 64, "height": 64, "num_frames": 9, "frame_rate": 24.0, "seed": 1, "guidance": {}}
+    common["timesteps"] = [1.0, 0.99, 0.98, 0.97, 0.5]
+
+    def run(threshold: float | None) -> tuple[torch.Tensor, int]:
+        calls.clear()
+        latents = recipe.sample_pass(pipe, embeds, step_cache=threshold, **common)["latents"]
+        return latents, len(calls)
+
+    full, computed = run(None)
+    cached, computed_cached = run(1e9)  # every step after the first reuses the cached residual
+    assert computed == 5 and computed_cached == 1 and not torch.equal(cached, full)
+    again, _ = run(None)
+    assert torch.equal(again, full)  # the cache went with its pass: the shared transformer is as it was
+    stg = {"stg": 1.0, "stg_blocks": [1]}  # the first block is not perturbed: its residual matches the main pass's
+    guided = recipe.sample_pass(pipe, embeds, step_cache=1e9, **{**common, "guidance": stg})["latents"]
+    assert not torch.equal(guided, cached)  # the perturbed pass has its own cache context, so STG still acts
+    hook.remove()
