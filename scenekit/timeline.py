@@ -28,7 +28,7 @@ from scenekit.output_file import output_problem
 from scenekit.profiles import ModelProfile
 from scenekit.spec.assets import Asset, cached_sha256
 from scenekit.spec.loader import LoadedSpec
-from scenekit.spec.models import Clip, Conditioning
+from scenekit.spec.models import Clip, Conditioning, Control, LoraEntry
 from scenekit.spec.paths import PathPolicy
 from scenekit.units import Duration, parse_duration, parse_fps, parse_size
 from scenekit.userconfig import ModelsMapping, config_path
@@ -48,6 +48,41 @@ class ResolvedCondition:
     frames: int
     asset: Asset | None = None
     clip: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedLora:
+    """A LoRA of a clip: a file of the spec (`asset`), a file in a hub repo, or a preset for the backend to look
+    up; its weight (None: the preset's, else 1) and the sampling stages it applies to (None: the profile's)."""
+
+    written: str
+    """As written: the file, `repo:file` or `preset NAME`."""
+    weight: float | None
+    stages: tuple[int, ...] | None
+    source: str
+    """The spec field it comes from (`clips[1].loras[0]`, `defaults.loras[0]`)."""
+    at: Location | None = None
+    asset: Asset | None = None
+    repo: str | None = None
+    revision: str | None = None
+    file: str | None = None
+    preset: str | None = None
+
+    def issue(self, message: str, hint: str | None = None) -> SpecIssue:
+        """A problem with this LoRA, located at its entry."""
+        return SpecIssue(message, self.at, self.source, hint)
+
+
+@dataclass(frozen=True)
+class ResolvedControl:
+    """An IC-LoRA control of a clip: the LoRA (on stage 1), the control video and its frame count, how clean
+    its frames look to the model."""
+
+    lora: ResolvedLora
+    video: Asset
+    frames: int
+    strength: float
+    source: str
 
 
 @dataclass
@@ -74,6 +109,9 @@ class ResolvedClip:
     """Where the clip's model was chosen (None: `--model` or the default)."""
     at: Location | None = None
     """Where the clip is written in the spec."""
+    loras: list[ResolvedLora] = field(default_factory=list)
+    """LoRAs of `defaults` and the clip's own, for profiles that take them (weight 0 dropped)."""
+    control: ResolvedControl | None = None
 
     def model_issue(self, message: str) -> SpecIssue:
         """A problem with the clip's model on this machine, located where the model was chosen."""
@@ -400,6 +438,8 @@ class _Resolver:
             if (c := self.resolve_condition(index, j, cond, fps, frames)) is not None
         ]
         knobs = self.resolve_knobs(index, clip, profile, sources)
+        loras = self.resolve_loras(index, clip, profile)
+        control = self.resolve_control(index, clip.control, profile) if clip.control is not None else None
         if len(self.issues) > before:
             return None
         resolved = ResolvedClip(
@@ -421,6 +461,8 @@ class _Resolver:
             knobs,
             self.loaded.sources.locate(model_origin) if model_origin else None,
             self.loaded.sources.locate(("clips", index)),
+            loras,
+            control,
         )
         for j, cond in enumerate(conditions):
             generated = resolved.segment_start + cond.at
@@ -466,6 +508,102 @@ class _Resolver:
             knobs[name] = value
             sources[name] = self.loaded.sources.display(origin)
         return knobs
+
+    def resolve_loras(self, index: int, clip: Clip, profile: ModelProfile) -> list[ResolvedLora]:
+        """`defaults.loras` and the clip's own: a clip entry naming the same file or preset replaces the default's."""
+        written: list[tuple[FieldPath, LoraEntry]] = [
+            (("defaults", "loras", j), entry) for j, entry in enumerate(self.spec.defaults.loras or [])
+        ] + [(("clips", index, "loras", j), entry) for j, entry in enumerate(clip.loras or [])]
+        if not written:
+            return []
+        if "loras" not in profile.knobs:
+            if self.model_override is None:
+                self.fail(
+                    written[-1][0],
+                    f"model `{profile.name}` takes no LoRAs",
+                    "remove `loras`, or choose a model whose profile has the `loras` knob",
+                )
+            return []
+        chosen: dict[object, ResolvedLora] = {}
+        for path, entry in written:
+            lora = self.resolve_lora(path, entry)
+            if lora is not None:
+                chosen[(lora.preset, lora.repo, lora.asset.path if lora.asset else lora.file)] = lora
+        return [lora for lora in chosen.values() if lora.weight != 0]
+
+    def resolve_control(self, index: int, control: Control, profile: ModelProfile) -> ResolvedControl | None:
+        """The IC-LoRA (a file or a preset, applied to stage 1) and its control video."""
+        path = ("clips", index, "control")
+        if "loras" not in profile.knobs:
+            if self.model_override is None:
+                self.fail(path, f"model `{profile.name}` takes no IC-LoRA control", "remove `control`")
+            return None
+        is_file = control.lora.endswith(".safetensors")
+        entry = LoraEntry(
+            file=control.lora if is_file else None,
+            preset=None if is_file else control.lora,
+            weight=control.weight,
+            stages=[1],
+        )
+        lora = self.resolve_lora(path, entry, file_field="lora")
+        try:
+            video = self.policy.resolve(control.video, self.loaded.path.parent)
+        except ValueError as exc:
+            self.fail(path + ("video",), str(exc))
+            return None
+        if not video.is_file():
+            self.fail(
+                path + ("video",),
+                f"video not found: {control.video}",
+                f"check the path; it is relative to {self.loaded.path.parent.name}/",
+            )
+            return None
+        try:
+            frames = check_video(video, None)
+        except ValueError as exc:
+            self.fail(path + ("video",), str(exc), "use an mp4/mkv/webm video")
+            return None
+        if lora is None:
+            return None
+        asset = Asset(control.video, video, cached_sha256(video))
+        return ResolvedControl(lora, asset, frames, control.strength, self.loaded.sources.display(path))
+
+    def resolve_lora(self, path: FieldPath, entry: LoraEntry, file_field: str = "file") -> ResolvedLora | None:
+        """One entry: a spec file is found and hashed; hub files and presets are the backend's to find."""
+        entry_at = ResolvedLora(
+            "",
+            entry.weight,
+            tuple(entry.stages) if entry.stages else None,
+            self.loaded.sources.display(path),
+            self.loaded.sources.locate(path),
+        )
+        if entry.preset is not None:
+            return dataclasses.replace(entry_at, written=f"preset {entry.preset}", preset=entry.preset)
+        assert entry.file is not None  # a LoraEntry has a file when it has no preset
+        if not entry.file.endswith(".safetensors"):
+            self.fail(
+                path + (file_field,), f"a LoRA is a .safetensors file; got {entry.file}", "convert it to safetensors"
+            )
+            return None
+        if entry.repo is not None:
+            repo, _, revision = entry.repo.partition("@")
+            return dataclasses.replace(
+                entry_at, written=f"{entry.repo}:{entry.file}", repo=repo, revision=revision or "main", file=entry.file
+            )
+        try:
+            on_disk = self.policy.resolve(entry.file, self.loaded.path.parent)
+        except ValueError as exc:
+            self.fail(path + (file_field,), str(exc))
+            return None
+        if not on_disk.is_file():
+            self.fail(
+                path + (file_field,),
+                f"LoRA not found: {entry.file}",
+                f"check the path; it is relative to {self.loaded.path.parent.name}/",
+            )
+            return None
+        asset = Asset(entry.file, on_disk, cached_sha256(on_disk))
+        return dataclasses.replace(entry_at, written=entry.file, asset=asset)
 
     def check_size(
         self, profile: ModelProfile, width: int, height: int, origin: FieldPath, written_by: str = ""
@@ -737,6 +875,17 @@ class _Resolver:
             for clip in clips
             for c in clip.conditions
             if c.asset
+        ]
+        inputs += [
+            (lora.asset.path, f"{lora.asset.written} (clip `{clip.id}`)")
+            for clip in clips
+            for lora in clip.loras
+            if lora.asset
+        ]
+        inputs += [
+            (clip.control.video.path, f"{clip.control.video.written} (clip `{clip.id}`)")
+            for clip in clips
+            if clip.control is not None
         ]
         problem = output_problem(path, written, inputs)
         if problem is not None:

@@ -3,9 +3,15 @@
     models:                       # where a profile's weights are on this machine
       ltx2-distilled: /data/models/LTX-2
       ltx2-dev-fp8: Lightricks/LTX-2@<commit>
+    loras:                        # LoRAs specs name as `{preset: NAME}`
+      my-style: {file: loras/my-style.safetensors, weight: 0.8}
+      dolly-in: {repo: org/name@revision, file: dolly-in.safetensors, stages: [1]}
     runtime:
       speed: compiled             # the speed policy of every render here (`--speed` wins)
       memory: offload             # the memory policy (`--memory` wins)
+    executor:                     # what runs the nodes (`--executor` and `--address` win)
+      name: ray                   # local (default) or ray
+      address: ray://head:10001   # the Ray cluster; none: a local Ray on this machine's GPUs
 
 A spec's own `models:` wins over this file; both win over `$SCENEKIT_MODELS` and the Hugging Face cache.
 Relative folders are relative to the file that names them.
@@ -38,12 +44,32 @@ class RuntimeConfig(BaseModel):
     )
 
 
+class LoraPreset(BaseModel):
+    """A LoRA specs name as `{preset: NAME}`: a file (relative to this config file) or a file in a hub repo."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str
+    repo: str | None = Field(default=None, description="`org/name` or `org/name@revision` holding `file`")
+    weight: float = 1.0
+    stages: list[int] | None = None
+
+
+class ExecutorConfig(BaseModel):
+    """What runs a render's nodes on this machine."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["local", "ray"] = Field(default="local", description="local (this process) or ray (GPU actors)")
+    address: str | None = Field(default=None, description="Ray cluster address; none: a local Ray instance")
+
+
 class UserConfig(BaseModel):
     """The settings file's schema."""
 
     model_config = ConfigDict(extra="forbid")
     models: dict[str, str] = Field(default_factory=dict, description="profile -> weights folder or `org/repo@revision`")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    loras: dict[str, LoraPreset] = Field(default_factory=dict, description="LoRA presets specs name")
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,9 @@ class UserSettings:
 
     models: ModelsMapping
     runtime: RuntimeConfig
+    loras: dict[str, LoraPreset] = field(default_factory=dict)
+    """LoRA presets; their files are relative to `models.base` (the config file's folder)."""
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
 
 def user_settings() -> UserSettings:
@@ -84,4 +113,9 @@ def user_settings() -> UserSettings:
     if path.is_file():
         data, sources, _ = read_yaml(path)
         config = validated(UserConfig, data if data is not None else {}, sources)
-    return UserSettings(ModelsMapping(f"{path} models", dict(config.models), path.parent), config.runtime)
+    return UserSettings(
+        ModelsMapping(f"{path} models", dict(config.models), path.parent),
+        config.runtime,
+        dict(config.loras),
+        config.executor,
+    )

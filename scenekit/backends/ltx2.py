@@ -10,6 +10,7 @@ statistics of the chain's first clip (AdaIN).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
@@ -17,11 +18,13 @@ from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError
 from scenekit.graph.nodes import Node
 from scenekit.hardware import compute_device, why_profile_cannot_run
+from scenekit.ltx2.loras import ClipLora, clip_loras, reference_downscale_factor
+from scenekit.ltx2.parts import Part, fetch_hint, locate
 from scenekit.ltx2.settings import Ltx2Settings, Stage, ltx2_settings
 from scenekit.runtime.speed import Numerics, SpeedUnavailable, held_storage, resolve_numerics, this_machine
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
-from scenekit.weights import MissingWeights, WeightsSource, resolve_weights
+from scenekit.weights import MissingWeights, WeightsRef, WeightsSource, resolve_weights
 
 ENCODE_PROMPT = "ltx2.encode_prompt"
 SAMPLE = "ltx2.sample"
@@ -29,9 +32,33 @@ UPSAMPLE = "ltx2.upsample"
 DECODE = "ltx2.decode"
 
 
-def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, WeightsSource, Numerics] | str:
-    """The clip's profile settings, weights and transformer numerics, or why this machine cannot render the clip."""
-    settings = ltx2_settings(clip.profile)
+@dataclass(frozen=True)
+class _Ready:
+    """What a clip's profile needs on this machine, found."""
+
+    settings: Ltx2Settings
+    weights: WeightsSource
+    numerics: Numerics
+    transformer: Part | None
+    """The single-file checkpoint; None: the folder's `transformer/` and `connectors/`."""
+    lora: Part | None
+    """The distilled LoRA, when a stage refines with it."""
+    upsampler: Part
+
+    def identity(self, *parts: str | Part) -> str:
+        """What these parts are, for keys: folder parts (names) as the weights' identity, others by their own."""
+        inside = [p if isinstance(p, str) else p.path.name for p in parts if isinstance(p, str) or self.inside(p)]
+        outside = [p.identity for p in parts if isinstance(p, Part) and not self.inside(p)]
+        return "+".join([self.weights.identity(*inside), *outside])
+
+    def inside(self, part: Part) -> bool:
+        return part.path.parent == self.weights.folder
+
+
+def _ready(clip: ResolvedClip, timeline: Timeline) -> _Ready | str:
+    """The clip's profile settings, weights, transformer numerics and parts, or why this machine cannot render
+    the clip."""
+    name, settings = clip.profile.name, ltx2_settings(clip.profile)
     reason = why_profile_cannot_run(clip.profile)
     if reason:
         return reason
@@ -41,31 +68,39 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[Ltx2Settings, Weight
             timeline.speed or settings.speed, precision.compute, precision.storage, this_machine(compute_device())
         )
     except SpeedUnavailable as exc:
-        return f"model `{clip.profile.name}`: {exc}"
+        return f"model `{name}`: {exc}"
+    pipeline = settings.weights.pipeline
     try:
-        weights = resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models)
+        weights = resolve_weights(name, pipeline, timeline.models)
     except MissingWeights as exc:
         return str(exc)
-    transformer = settings.weights.transformer
-    transformer_file = transformer.file if transformer is not None else None
-    if transformer_file is not None and weights.hub is not None and not (weights.folder / transformer_file).is_file():
-        # in the hub snapshot `transformer/` is another variant: never fall back to it
+    transformer_ref, transformer = settings.weights.transformer, None
+    if transformer_ref is not None and transformer_ref.file is not None:
+        transformer = locate(weights, transformer_ref, pipeline)
+        if transformer is None and weights.hub is not None:
+            # in the hub snapshot `transformer/` is another variant: never fall back to it
+            return (
+                f"model `{name}` needs {transformer_ref.file}, which is not in the snapshot {weights.folder}; "
+                + fetch_hint(name, transformer_ref, pipeline)
+            )
+    lora_ref, lora = settings.weights.distilled_lora, None
+    if lora_ref is not None and lora_ref.file is not None and any(stage.lora for stage in settings.stages):
+        lora = locate(weights, lora_ref, pipeline)
+        if lora is None:
+            return (
+                f"model `{name}` refines with the LoRA {lora_ref.file}, which is not in {weights.folder}; "
+                + fetch_hint(name, lora_ref, pipeline)
+            )
+    upsampler_ref = settings.weights.upsampler or WeightsRef(repo=pipeline.repo, subfolder="latent_upsampler")
+    upsampler = locate(
+        weights, upsampler_ref.model_copy(update={"subfolder": settings.weights.upsampler_folder}), pipeline
+    )
+    if upsampler is None:
         return (
-            f"model `{clip.profile.name}` needs {transformer_file}, which is not in the snapshot {weights.folder}; "
-            f"`scenekit fetch {clip.profile.name}` downloads it"
+            f"model `{name}` upsamples with {settings.weights.upsampler_folder}/, which is not in {weights.folder}; "
+            + fetch_hint(name, upsampler_ref, pipeline)
         )
-    lora = settings.weights.distilled_lora
-    lora_file = lora.file if lora is not None else None
-    if (
-        lora_file is not None
-        and any(stage.lora for stage in settings.stages)
-        and not (weights.folder / lora_file).is_file()
-    ):
-        return (
-            f"model `{clip.profile.name}` refines with the LoRA {lora_file}, which is not in {weights.folder}; "
-            f"`scenekit fetch {clip.profile.name}` downloads it"
-        )
-    return settings, weights, numerics
+    return _Ready(settings, weights, numerics, transformer, lora, upsampler)
 
 
 def _chain_root(clip: ResolvedClip, timeline: Timeline) -> ResolvedClip:
@@ -78,24 +113,33 @@ class Ltx2Backend:
     """Expands a clip into prompt, sampling, upsampling and decode nodes."""
 
     def machine_problem(self, clip: ResolvedClip, timeline: Timeline) -> str | None:
-        """The profile's hardware needs, then its weights."""
+        """The profile's hardware needs, then its weights and the clip's LoRAs."""
         found = _ready(clip, timeline)
-        return found if isinstance(found, str) else None
+        if isinstance(found, str):
+            return found
+        try:
+            clip_loras(clip, found.settings, found.weights.folder)
+        except SpecError as exc:
+            return "; ".join(f"{issue.field}: {issue.message}" for issue in exc.issues)
+        return None
 
     def expand(self, clip: ResolvedClip, timeline: Timeline, frames_of: FramesOf) -> ClipNodes:
         found = _ready(clip, timeline)
         if isinstance(found, str):
             raise SpecError([clip.model_issue(found)])
-        settings, weights, numerics = found
+        settings, weights = found.settings, found.weights
+        loras = clip_loras(clip, settings, weights.folder)
+        control = _control(clip, loras[-1]) if clip.control is not None else None
         prompt = self._prompt_node(clip, settings, weights)
         nodes = [prompt]
         previous: Node | None = None
         for number, stage in enumerate(settings.stages, start=1):
             if previous is not None and stage.scale > settings.stages[number - 2].scale:
-                previous = self._upsample_node(clip, settings, weights, previous)
+                previous = self._upsample_node(clip, found, previous)
                 nodes.append(previous)
+            applied = [lora for lora in loras if number in lora.stages]
             previous = self._stage_node(
-                clip, timeline, settings, weights, numerics, stage, number, prompt, previous, frames_of
+                clip, timeline, found, stage, number, prompt, previous, frames_of, applied, control
             )
             nodes.append(previous)
         assert previous is not None, f"profile {clip.profile.name} has no sampling stage"
@@ -132,15 +176,16 @@ class Ltx2Backend:
         self,
         clip: ResolvedClip,
         timeline: Timeline,
-        settings: Ltx2Settings,
-        weights: WeightsSource,
-        numerics: Numerics,
+        found: _Ready,
         stage: Stage,
         number: int,
         prompt: Node,
         previous: Node | None,
         frames_of: FramesOf,
+        loras: list[ClipLora],
+        control: dict[str, Any] | None,
     ) -> Node:
+        settings, weights, numerics = found.settings, found.weights, found.numerics
         conditions, cond_inputs, files = condition_params(clip, timeline, frames_of)
         inputs: dict[str, str] = {"prompt": prompt.id, **cond_inputs}
         if previous is not None:
@@ -165,6 +210,17 @@ class Ltx2Backend:
             "context": None,
             "drift_control": None,
         }
+        lora_sources = {"loras": f"clips[{clip.index}].loras"}
+        if loras:  # absent without LoRAs: keys stay those of before LoRAs existed
+            params["loras"] = [{"file": f"lora{index}", "weight": lora.weight} for index, lora in enumerate(loras)]
+        for index, lora in enumerate(loras):  # the file's content is in the key through `files`
+            files[f"lora{index}"] = lora.asset
+            lora_sources[f"loras[{index}]"] = lora.source
+            lora_sources[f"loras[{index}].weight"] = f"{lora.source}.weight"
+        if number == 1 and control is not None:  # the IC-LoRA's control video, beside its LoRA on stage 1
+            assert clip.control is not None  # `control` is made from it
+            files["control"] = clip.control.video
+            params["control"] = control
         if stage.lora is not None:
             lora = getattr(settings.weights, stage.lora)
             params["lora"] = {"file": lora.file, "strength": lora.strength}
@@ -175,14 +231,11 @@ class Ltx2Backend:
             if number == 1 and drift:
                 inputs["reference"] = f"{_chain_root(clip, timeline).id}/stage1"
                 params["drift_control"] = drift
-        transformer = settings.weights.transformer
-        if transformer is not None and transformer.file is not None and (weights.folder / transformer.file).exists():
-            parts = [transformer.file]  # the checkpoint holds the transformer and its text connectors
-        else:
-            parts = ["transformer", "connectors"]
-        if params["lora"] is not None:
-            parts.append(params["lora"]["file"])
-        identity = weights.identity(*parts)
+        # a checkpoint holds the transformer and its text connectors
+        parts: list[str | Part] = [found.transformer] if found.transformer else ["transformer", "connectors"]
+        if params["lora"] is not None and found.lora is not None:
+            parts.append(found.lora)
+        identity = found.identity(*parts)
         sources = {
             "width": clip.sources["size"],
             "height": clip.sources["size"],
@@ -200,14 +253,18 @@ class Ltx2Backend:
             "numerics": "speed policy",
             "lora": f"profile {clip.profile.name}",
             "crf": f"profile {clip.profile.name}",
+            "control": f"clips[{clip.index}].control",
+            **lora_sources,
         }
-        runtime = _runtime(weights, settings)
+        runtime = _runtime(found)
         storage = settings.precision.storage
         held = held_storage(storage)
         stored = storage if held == storage else f"{storage} dequantized to {held} at load"
         runtime["model"] = (
             f"transformer {runtime['transformer_file'] or ''} {stored} ({numerics.label}) in {weights.folder}"
         )
+        if loras:  # clips with the same adapters run together (the executor groups nodes by `model`)
+            runtime["model"] += " with LoRAs " + ", ".join(lora.asset.written for lora in loras)
         return Node(
             f"{clip.id}/stage{number}",
             SAMPLE,
@@ -229,11 +286,9 @@ class Ltx2Backend:
             guidance["stg_blocks"] = []
         return guidance
 
-    def _upsample_node(
-        self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, previous: Node
-    ) -> Node:
+    def _upsample_node(self, clip: ResolvedClip, found: _Ready, previous: Node) -> Node:
         params = {"factor": 2, "precision": previous.params["precision"]["compute"]}
-        subfolder = settings.weights.upsampler_folder
+        upsampler = found.upsampler
         return Node(
             f"{clip.id}/upsample",
             UPSAMPLE,
@@ -241,9 +296,13 @@ class Ltx2Backend:
             {"latents": previous.id},
             {},
             clip.id,
-            weights.identity(subfolder, "vae"),
+            found.identity(upsampler, "vae"),
             {},
-            meta={"weights": str(weights.folder), "upsampler": subfolder},
+            meta={
+                "weights": str(found.weights.folder),
+                "upsampler": upsampler.path.name,
+                "upsampler_weights": str(upsampler.path.parent),
+            },
         )
 
     def _decode_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, latents: Node) -> Node:
@@ -271,15 +330,33 @@ class Ltx2Backend:
         )
 
 
-def _runtime(weights: WeightsSource, settings: Ltx2Settings) -> dict[str, Any]:
-    """Where the weights are, for ops that load the sampling pipeline (not part of keys)."""
-    transformer, lora = settings.weights.transformer, settings.weights.distilled_lora
-    uses_lora = any(stage.lora for stage in settings.stages)
+def _runtime(found: _Ready) -> dict[str, Any]:
+    """Where the weights are, for ops that load the sampling pipeline (not part of keys): the parts in the
+    weights folder by name, others by path."""
+
+    def where(part: Part | None) -> str | None:
+        if part is None:
+            return None
+        return part.path.name if found.inside(part) else str(part.path)
+
     return {
-        "weights": str(weights.folder),
-        "transformer_file": transformer.file if transformer else None,
-        "lora_file": lora.file if lora is not None and uses_lora else None,
+        "weights": str(found.weights.folder),
+        "transformer_file": where(found.transformer),
+        "lora_file": where(found.lora),
     }
+
+
+def _control(clip: ResolvedClip, lora: ClipLora) -> dict[str, Any]:
+    """The stage-1 parameters of the clip's IC-LoRA control: its video's first frames (as many as the clip
+    generates, 8k+1), how clean they look and how much smaller they are encoded (the LoRA's metadata)."""
+    control = clip.control
+    assert control is not None  # only called for clips with a control
+    try:
+        downscale = reference_downscale_factor(lora.asset.path)
+    except ValueError as exc:
+        raise SpecError([control.lora.issue(str(exc), "use an IC-LoRA with valid metadata")]) from None
+    frames = (min(control.frames, clip.generated_frames) - 1) // 8 * 8 + 1
+    return {"file": "control", "frames": frames, "strength": control.strength, "downscale": downscale}
 
 
 def _cfg(clip: ResolvedClip, settings: Ltx2Settings) -> float:

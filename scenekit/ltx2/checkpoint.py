@@ -118,6 +118,22 @@ def has_connectors(path: Path) -> bool:
         return any(_is_connector(key) for key in handle.keys())  # noqa: SIM118 - safe_open has keys() but no __iter__
 
 
+# LTX-2.3's modules that diffusers' conversion (written for LTX-2.0) leaves under Lightricks' names.
+_LTX23_RENAMES = (("prompt_adaln_single.", "prompt_adaln."), ("audio_prompt_adaln_single.", "audio_prompt_adaln."))
+
+
+def transformer_keys_to_diffusers(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's transformer tensors under diffusers' names: diffusers' own conversion, then LTX-2.3's
+    prompt modulation (`prompt_adaln_single` -> `prompt_adaln`), which it does not know."""
+    from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
+
+    converted = convert_ltx2_transformer_to_diffusers(state)
+    for original, renamed in _LTX23_RENAMES:
+        for key in [key for key in converted if key.startswith(original)]:
+            converted[renamed + key[len(original) :]] = converted.pop(key)
+    return converted
+
+
 def load_transformer_file(
     path: Path, config_folder: Path, dtype: torch.dtype, device: str | torch.device, **options: Any
 ) -> Any:
@@ -128,12 +144,11 @@ def load_transformer_file(
     """
     from accelerate import init_empty_weights
     from diffusers import LTX2VideoTransformer3DModel
-    from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
 
     config = dict(LTX2VideoTransformer3DModel.load_config(config_folder, subfolder="transformer"), **options)
     with init_empty_weights():  # parameters on the meta device until the file's tensors are assigned
         model = LTX2VideoTransformer3DModel.from_config(config)
-    state = convert_ltx2_transformer_to_diffusers(transformer_state(path, dtype, device))
+    state = transformer_keys_to_diffusers(transformer_state(path, dtype, device))
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +14,9 @@ from scenekit.conditioning import condition_frames, context_frames
 from scenekit.graph.nodes import Node
 from scenekit.ltx2 import recipe
 from scenekit.ltx2.drift import adain
-from scenekit.ltx2.pool import POOL
+from scenekit.ltx2.loras import adapter_name
+from scenekit.ltx2.pool import POOL, adapter_name_of_file
+from scenekit.media.video import read_frames
 from scenekit.node_media import keep_audio, keep_frames
 from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.runtime.speed import Numerics
@@ -61,7 +64,7 @@ def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
         Numerics(**params["numerics"]),
         node.meta.get("lora_file"),
     )
-    POOL.use_lora(pipe, params["lora"])
+    _use_loras(node, pipe)
     embeds = recipe.expand_embeds(_tensors(inputs["prompt"], EMBEDS_FILE))
     latents = _tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None
     fixed_sigmas = params["sigmas"] is not None
@@ -83,11 +86,36 @@ def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
         use_dynamic_shifting=False if fixed_sigmas else None,
         use_cross_timestep=params["use_cross_timestep"],
         image_crf=params["crf"],
+        **_control(node),
     )
     if params["drift_control"]:
         reference = _tensors(inputs["reference"], LATENTS_FILE)["video"]
         result["video"] = adain(result["video"], reference, params["drift_control"])
     _keep_tensors(ctx, LATENTS_FILE, result)
+
+
+def _use_loras(node: Node, pipe: object) -> None:
+    """The stage's LoRAs active at their weights: the profile's (loaded with the transformer) and the spec's
+    (loaded beside it on first use)."""
+    params = node.params
+    adapters = (
+        [] if params["lora"] is None else [(adapter_name_of_file(params["lora"]["file"]), params["lora"]["strength"])]
+    )
+    for entry in params.get("loras", []):
+        asset = node.files[entry["file"]]
+        adapter = adapter_name(asset.sha256)
+        POOL.load_adapter(pipe, asset.path, adapter, params["precision"]["compute"])
+        adapters.append((adapter, entry["weight"]))
+    POOL.activate(pipe, adapters)
+
+
+def _control(node: Node) -> dict[str, Any]:
+    """The IC-LoRA control video's frames for the recipe (none without a control)."""
+    control = node.params.get("control")
+    if control is None:
+        return {}
+    frames = read_frames(node.files[control["file"]].path, 0, control["frames"])
+    return {"references": [(frames, control["strength"])], "reference_downscale_factor": control["downscale"]}
 
 
 def _conditions(node: Node, inputs: dict[str, NodeOutput]) -> list[tuple[np.ndarray, int, float]]:
@@ -106,7 +134,8 @@ def upsample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None
     latents = _tensors(inputs["latents"], LATENTS_FILE)
     folder = Path(node.meta["weights"])
     vae = POOL.component(folder, "vae", node.params["precision"])
-    upsampler = POOL.upsampler(folder, node.meta["upsampler"], vae, node.params["precision"])
+    upsampler_folder = Path(node.meta.get("upsampler_weights", folder))
+    upsampler = POOL.upsampler(upsampler_folder, node.meta["upsampler"], vae, node.params["precision"])
     latents["video"] = recipe.upsample_latents(upsampler, latents["video"])
     _keep_tensors(ctx, LATENTS_FILE, latents)
     ctx.step(1, 1)

@@ -28,9 +28,11 @@ from scenekit.runtime.speed import FP8_ROWWISE, Numerics, apply_numerics, held_s
 _PIPELINE_PARTS = ("scheduler", "vae", "audio_vae", "connectors", "vocoder")
 _TEXT_PARTS = ("text_encoder", "tokenizer")
 _OFFLOADABLE = ("text_encoder",)  # besides the transformer: the models big enough to stream by blocks
+MAX_ADAPTERS = 8  # spec LoRAs kept loaded per model; the least recently used is unloaded beyond that
 
 
-def _adapter_name(file: str) -> str:
+def adapter_name_of_file(file: str) -> str:
+    """The adapter name of a profile's LoRA (named after its file)."""
     return Path(file).stem.replace(".", "_").replace("-", "_")
 
 
@@ -64,6 +66,14 @@ def _single_file(folder: Path, file: str | None) -> Path | None:
     return folder / file if file and (folder / file).is_file() else None
 
 
+def _to_dtype(module: Any, adapter: str, dtype: torch.dtype) -> None:
+    """An adapter's weights in the compute dtype (PEFT gives them the dtype its layers' weights are stored in,
+    which is float8 for fp8 storage)."""
+    for name, parameter in module.named_parameters():
+        if f".{adapter}." in name:
+            parameter.data = parameter.data.to(dtype)
+
+
 def _lora_file(folder: Path, lora: str) -> Path:
     path = folder / lora
     if not path.is_file():
@@ -82,9 +92,9 @@ class _LoraLayers:
         self.path = path
         self._state: dict[str, Any] | None = None
 
-    def load_into(self, module: Any, prefix: str, name: str) -> bool:
-        """Load the layers for `module` (`transformer` or `connectors`), inactive until `use_lora`;
-        False when the LoRA has none for it."""
+    def load_into(self, module: Any, prefix: str, name: str, adapter: str | None = None) -> bool:
+        """Load the layers for `module` (`transformer` or `connectors`) as `adapter` (default: named after
+        the file `name`), inactive until activated; False when the LoRA has none for it."""
         from diffusers import LTX2Pipeline
 
         if self._state is None:
@@ -93,7 +103,7 @@ class _LoraLayers:
         if prefix == "transformer" and not mine:
             raise RuntimeError(f"LoRA {self.path} has no transformer layers (is it an LTX-2 LoRA?)")
         if mine:
-            module.load_lora_adapter(mine, adapter_name=_adapter_name(name), prefix=prefix)
+            module.load_lora_adapter(mine, adapter_name=adapter or adapter_name_of_file(name), prefix=prefix)
             module.disable_lora()
         return bool(mine)
 
@@ -103,6 +113,10 @@ class ModelPool:
 
     def __init__(self) -> None:
         self._lora_skipped: set[tuple] = set()  # (connectors key, LoRA) where the LoRA has no connector layers
+        self._adapter_use: dict[tuple[int, str], int] = {}  # (id of a model, spec LoRA adapter) -> last use
+        self._uses = 0
+        self.adapter_loads = 0
+        """Spec LoRA files loaded into a transformer so far (each at most once while it stays loaded)."""
 
     @property
     def device(self) -> str:
@@ -177,14 +191,46 @@ class ModelPool:
     @staticmethod
     def use_lora(pipe: Any, lora: dict[str, Any] | None) -> None:
         """Activate the stage's LoRA at its strength in every module it has layers for, or no LoRA."""
+        ModelPool.activate(pipe, [] if lora is None else [(adapter_name_of_file(lora["file"]), lora["strength"])])
+
+    @staticmethod
+    def activate(pipe: Any, adapters: list[tuple[str, float]]) -> None:
+        """Make exactly `adapters` (name, weight) active in every module that has them loaded; none in the others."""
         for module in (pipe.transformer, pipe.connectors):
             loaded = getattr(module, "peft_config", None) or {}
-            if lora is None or _adapter_name(lora["file"]) not in loaded:
+            mine = [(name, weight) for name, weight in adapters if name in loaded]
+            if not mine:
                 if loaded:
                     module.disable_lora()
                 continue
             module.enable_lora()
-            module.set_adapters([_adapter_name(lora["file"])], weights=[lora["strength"]])
+            module.set_adapters([name for name, _ in mine], weights=[weight for _, weight in mine])
+
+    def load_adapter(self, pipe: Any, path: Path, adapter: str, compute: str) -> None:
+        """Load a spec's LoRA file into the pipeline's transformer (and connectors, when it has layers for
+        them) as `adapter`, unless it is loaded: the transformer stays as it is, the adapters beside its
+        layers. Beyond `MAX_ADAPTERS` the least recently used spec LoRA is unloaded first."""
+        layers = _LoraLayers(path)
+        for prefix in ("transformer", "connectors"):
+            module = getattr(pipe, prefix)
+            self._uses += 1
+            self._adapter_use[(id(module), adapter)] = self._uses
+            if adapter in (getattr(module, "peft_config", None) or {}):
+                continue
+            self._make_adapter_room(module)
+            if layers.load_into(module, prefix, path.name, adapter):
+                _to_dtype(module, adapter, _dtype(compute))
+                self.adapter_loads += prefix == "transformer"
+
+    def _make_adapter_room(self, module: Any) -> None:
+        mine = sorted(
+            (use, name)
+            for (owner, name), use in self._adapter_use.items()
+            if owner == id(module) and name in (getattr(module, "peft_config", None) or {})
+        )
+        for _, name in mine[: max(0, len(mine) - MAX_ADAPTERS + 1)]:
+            module.delete_adapters([name])
+            del self._adapter_use[(id(module), name)]
 
     def pipeline(
         self, folder: Path, file: str | None, precision: dict[str, str], numerics: Numerics, lora: str | None = None
@@ -216,7 +262,7 @@ class ModelPool:
         if (
             lora is not None
             and layers is not None
-            and _adapter_name(lora) not in loaded
+            and adapter_name_of_file(lora) not in loaded
             and (connectors_key, lora) not in self._lora_skipped
         ):
             has_layers = layers.load_into(parts["connectors"], "connectors", lora)
@@ -266,6 +312,7 @@ class ModelPool:
         """Free every model this process loaded (of every family)."""
         MODELS.clear()
         self._lora_skipped.clear()
+        self._adapter_use.clear()
 
 
 POOL = ModelPool()

@@ -255,17 +255,17 @@ def _components(pipe, cls, **overrides) -> dict[str, Any]:
     return parts
 
 
-def _pipeline_for(pipe, *, conditioned: bool, use_dynamic_shifting: bool | None):
+def _pipeline_for(pipe, *, conditioned: bool, use_dynamic_shifting: bool | None, in_context: bool = False):
     """The pipeline object to sample with.
 
-    Conditions need ``LTX2ConditionPipeline``. It is built from ``pipe``'s
+    Conditions need ``LTX2ConditionPipeline``, IC-LoRA reference videos ``LTX2InContextPipeline``. Either is built from ``pipe``'s
     components with its constructor rather than ``from_pipe``: ``from_pipe`` ends
     with ``.to(dtype=float32)`` on the *shared* modules (its dtype argument
     defaults to float32), which would silently up-cast a bf16/fp8 pipeline in
     place. Either way the modules (and the scheduler object) are shared, not
     copied.
     """
-    from diffusers import LTX2ConditionPipeline
+    from diffusers import LTX2ConditionPipeline, LTX2InContextPipeline
 
     overrides: dict[str, Any] = {}
     scheduler = pipe.scheduler
@@ -279,6 +279,8 @@ def _pipeline_for(pipe, *, conditioned: bool, use_dynamic_shifting: bool | None)
             changes["shift_terminal"] = None  # the distilled scheduler: sigmas are used as given
         overrides["scheduler"] = type(scheduler).from_config(config, **changes)
 
+    if in_context:
+        return LTX2InContextPipeline(**_components(pipe, LTX2InContextPipeline, **overrides))
     if conditioned:
         if isinstance(pipe, LTX2ConditionPipeline) and not overrides:
             return pipe
@@ -325,6 +327,8 @@ def sample_latents(
     use_dynamic_shifting: bool | None = None,
     use_cross_timestep: bool = True,
     image_crf: int | None = None,
+    references: Sequence[tuple[np.ndarray, float]] = (),
+    reference_downscale_factor: int = 1,
 ) -> dict[str, torch.Tensor]:
     """Denoise video + audio latents; no VAE decode.
 
@@ -372,6 +376,11 @@ def sample_latents(
             is LTX-2.3/2.5 behaviour; LTX-2.0 was trained with ``False``.
         image_crf: H.264 CRF applied to single-image conditions (None = model
             default, 33 for LTX-2.0/2.3; 0 = none).
+        references: IC-LoRA control videos ``(frames, strength)``: uint8
+            ``(N, H, W, 3)`` frames, encoded at ``width x height`` divided by
+            ``reference_downscale_factor`` and appended as extra tokens
+            (``strength`` 1: seen as clean), as ``LTX2InContextPipeline`` does;
+            the IC-LoRA itself must be active on the transformer.
 
     Returns:
         ``{"video": [B, C, F_lat, H/32, W/32], "audio": [B, C_audio, L, M]}``,
@@ -422,11 +431,21 @@ def sample_latents(
     if noise_scale is not None:
         kwargs["noise_scale"] = float(noise_scale)
 
-    runner = _pipeline_for(pipe, conditioned=bool(cond_objects), use_dynamic_shifting=use_dynamic_shifting)
+    runner = _pipeline_for(
+        pipe, conditioned=bool(cond_objects), use_dynamic_shifting=use_dynamic_shifting, in_context=bool(references)
+    )
     if runner is not pipe and hasattr(pipe, "_progress_bar_config"):
         runner.set_progress_bar_config(**pipe._progress_bar_config)
     if cond_objects:
         kwargs["conditions"] = cond_objects
+    if references:
+        from diffusers.pipelines.ltx2.pipeline_ltx2_ic_lora import LTX2ReferenceCondition
+
+        kwargs["reference_conditions"] = [
+            LTX2ReferenceCondition(frames=np.asarray(frames), strength=float(strength))
+            for frames, strength in references
+        ]
+        kwargs["reference_downscale_factor"] = int(reference_downscale_factor)
 
     if on_step is not None:
 

@@ -26,6 +26,16 @@ class Weights(_Strict):
         return (self.upsampler.subfolder if self.upsampler is not None else None) or "latent_upsampler"
 
 
+class LoraPreset(_Strict):
+    """A LoRA a spec names as `{preset: NAME}`: a file in a hub repo, its default weight and stages."""
+
+    repo: str
+    revision: str = "main"
+    file: str
+    weight: float = 1.0
+    stages: list[int] | None = None
+
+
 class Precision(_Strict):
     """Compute dtype, and the dtype transformer weights are stored in between uses."""
 
@@ -69,6 +79,8 @@ class Ltx2Settings(_Strict):
     """Everything an LTX-2 profile says about how to generate."""
 
     weights: Weights
+    model_version: str = "2.0"
+    """The LTX-2 release (`2.0`, `2.3`): the architecture of tiny weights; the real one is the folder's config."""
     precision: Precision = Field(default_factory=Precision)
     stages: list[Stage]
     guidance: Guidance = Field(default_factory=Guidance)
@@ -78,6 +90,10 @@ class Ltx2Settings(_Strict):
     use_cross_timestep: bool = False  # LTX-2.0 was trained without it; LTX-2.3+ with it
     speed: str = "auto"
     """The speed policy clips of this profile render with unless the render chooses (`scenekit.runtime.speed`)."""
+    loras: dict[str, LoraPreset] = Field(default_factory=dict)
+    """LoRA presets specs may name (the user config's win)."""
+    lora_stages: list[int] | None = None
+    """The stages a spec's LoRA applies to unless it says (None: every stage)."""
 
     def hub_files(self) -> list[str]:
         """The files and folders of the pipeline's hub repo a render needs (for `scenekit fetch`)."""

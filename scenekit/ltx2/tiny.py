@@ -35,6 +35,7 @@ import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -145,25 +146,52 @@ def _text_encoder(vocab_size: int):
     return Gemma3ForConditionalGeneration(config).eval()
 
 
-def _connectors():
+def _connectors(version: str = "2.0"):
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
 
+    # LTX-2.0: one text projection to the Gemma width, connectors at that width. LTX-2.3: a projection per
+    # modality straight to the transformer's video and audio widths (the caption projection moved out of the
+    # transformer, before the connectors), gated attention in the connectors.
+    v23 = version == "2.3"
+    video_width, audio_width = (_HEADS * _HEAD_DIM, _HEADS * _AUDIO_HEAD_DIM) if v23 else (_TEXT_HIDDEN,) * 2
     return LTX2TextConnectors(
         caption_channels=_TEXT_HIDDEN,
         text_proj_in_factor=_TEXT_LAYERS + 1,
         video_connector_num_attention_heads=_HEADS,
-        video_connector_attention_head_dim=_TEXT_HIDDEN // _HEADS,
+        video_connector_attention_head_dim=video_width // _HEADS,
         video_connector_num_layers=1,
         video_connector_num_learnable_registers=_REGISTERS,
         audio_connector_num_attention_heads=_HEADS,
-        audio_connector_attention_head_dim=_TEXT_HIDDEN // _HEADS,
+        audio_connector_attention_head_dim=audio_width // _HEADS,
         audio_connector_num_layers=1,
         audio_connector_num_learnable_registers=_REGISTERS,
         rope_type="split",
+        **(
+            {
+                "video_gated_attn": True,
+                "audio_gated_attn": True,
+                "per_modality_projections": True,
+                "video_hidden_dim": video_width,
+                "audio_hidden_dim": audio_width,
+                "proj_bias": True,
+            }
+            if v23
+            else {}
+        ),
     ).eval()
 
 
-def _transformer():
+#: The transformer options of LTX-2.3 (22B) over LTX-2.0's (diffusers' LTX-2.3 configuration).
+LTX23_TRANSFORMER: dict[str, Any] = {
+    "gated_attn": True,
+    "cross_attn_mod": True,
+    "audio_gated_attn": True,
+    "audio_cross_attn_mod": True,
+    "use_prompt_embeddings": False,
+}
+
+
+def _transformer(version: str = "2.0"):
     from diffusers import LTX2VideoTransformer3DModel
 
     return LTX2VideoTransformer3DModel(
@@ -186,7 +214,8 @@ def _transformer():
         # The attention processor that can skip self-attention for STG. It has no weights;
         # without it `spatio_temporal_guidance_blocks` is silently ignored.
         perturbed_attn=True,
-    ).eval()
+        **(LTX23_TRANSFORMER if version == "2.3" else {}),
+    ).eval()  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
 
 
 def _video_vae(timestep_conditioning: bool = False):
@@ -247,7 +276,7 @@ def _vocoder():
     ).eval()
 
 
-def _latent_upsampler():
+def _latent_upsampler(version: str = "2.0"):
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
 
     return LTX2LatentUpsamplerModel(
@@ -258,7 +287,7 @@ def _latent_upsampler():
         spatial_upsample=True,
         temporal_upsample=False,
         rational_spatial_scale=2.0,
-        use_rational_resampler=True,
+        use_rational_resampler=version != "2.3",  # LTX-2.3's x2 upsampler has none
     ).eval()
 
 
@@ -301,7 +330,9 @@ def _seeded(factory, seed: int, salt: int):
     return _finalize(module, torch.Generator().manual_seed(seed * 1000 + salt + 500))
 
 
-def build_tiny_ltx2(folder: Path, *, seed: int = 0, vae_timestep_conditioning: bool = False) -> Path:
+def build_tiny_ltx2(
+    folder: Path, *, seed: int = 0, vae_timestep_conditioning: bool = False, version: str = "2.0"
+) -> Path:
     """Build a tiny random LTX-2 pipeline and save it to ``folder`` like a hub repo.
 
     ``folder`` receives ``model_index.json`` and the sub-folders ``scheduler``,
@@ -316,6 +347,9 @@ def build_tiny_ltx2(folder: Path, *, seed: int = 0, vae_timestep_conditioning: b
     ``vae_timestep_conditioning=True`` builds a timestep-conditioned VAE decoder
     (as in LTX-Video 0.9.1+), so the ``decode_timestep``/``decode_noise_scale``
     code path can be tested; the LTX-2.0 VAE does not have one.
+
+    ``version="2.3"`` builds LTX-2.3's transformer and text connectors (gated attention, cross-attention
+    modulation, the caption projection before the connectors, per modality).
     """
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
 
@@ -329,8 +363,8 @@ def build_tiny_ltx2(folder: Path, *, seed: int = 0, vae_timestep_conditioning: b
             audio_vae=_seeded(_audio_vae, seed, 2),
             text_encoder=_seeded(lambda: _text_encoder(vocab_size), seed, 3),
             tokenizer=tokenizer,
-            connectors=_seeded(_connectors, seed, 4),
-            transformer=_seeded(_transformer, seed, 5),
+            connectors=_seeded(lambda: _connectors(version), seed, 4),
+            transformer=_seeded(lambda: _transformer(version), seed, 5),
             vocoder=_seeded(_vocoder, seed, 6),
         )
         pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
@@ -375,14 +409,17 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0, profile: str | No
     from scenekit.ltx2.settings import ltx2_settings
     from scenekit.profiles import available_profiles
 
-    build_tiny_ltx2(folder, seed=seed)
+    settings = ltx2_settings(available_profiles()[profile]) if profile is not None else None
+    version = settings.model_version if settings is not None else "2.0"
+    build_tiny_ltx2(folder, seed=seed, version=version)
     with _global_rng_kept():
-        _seeded(_latent_upsampler, seed, 7).save_pretrained(Path(folder) / "latent_upsampler")
-    if profile is not None:
-        settings = ltx2_settings(available_profiles()[profile])
+        _seeded(lambda: _latent_upsampler(version), seed, 7).save_pretrained(Path(folder) / "latent_upsampler")
+    if settings is not None:
         transformer, lora = settings.weights.transformer, settings.weights.distilled_lora
         if transformer is not None and transformer.file is not None:
-            build_tiny_transformer_file(folder, transformer.file, seed=seed, storage=settings.precision.storage)
+            build_tiny_transformer_file(
+                folder, transformer.file, seed=seed, storage=settings.precision.storage, version=version
+            )
         if lora is not None and lora.file is not None and any(stage.lora for stage in settings.stages):
             build_tiny_lora(folder, lora.file, seed=seed)
     return Path(folder)
@@ -406,18 +443,23 @@ _FP8_MAX = 448.0  # largest float8_e4m3fn
 def _original_key(key: str) -> str:
     for diffusers_name, original in _TO_ORIGINAL:
         key = key.replace(diffusers_name, original)
-    for diffusers_name, original in (("time_embed.", "adaln_single."), ("audio_time_embed.", "audio_adaln_single.")):
+    for diffusers_name, original in (
+        ("time_embed.", "adaln_single."),
+        ("audio_time_embed.", "audio_adaln_single."),
+        ("prompt_adaln.", "prompt_adaln_single."),
+        ("audio_prompt_adaln.", "audio_prompt_adaln_single."),
+    ):
         if key.startswith(diffusers_name):
             key = original + key[len(diffusers_name) :]
     return "model.diffusion_model." + key
 
 
-def _original_connectors(seed: int) -> dict[str, torch.Tensor]:
+def _original_connectors(seed: int, version: str) -> dict[str, torch.Tensor]:
     """Tiny text connectors (another seed than `connectors/`) under Lightricks' key names."""
     from scenekit.ltx2.checkpoint import connectors_state
 
     with _global_rng_kept():
-        state = _seeded(_connectors, seed, 10).state_dict()
+        state = _seeded(lambda: _connectors(version), seed, 10).state_dict()
     tensors = {}
     for key, value in state.items():
         original = (
@@ -425,7 +467,7 @@ def _original_connectors(seed: int) -> dict[str, torch.Tensor]:
             .replace("norm_q", "q_norm")
             .replace("norm_k", "k_norm")
         )
-        if original.startswith("text_proj_in."):
+        if original.startswith(("text_proj_in.", "video_text_proj_in.", "audio_text_proj_in.")):
             original = "text_embedding_projection." + original.replace("text_proj_in", "aggregate_embed")
         else:
             original = "model.diffusion_model." + original.replace(
@@ -437,7 +479,9 @@ def _original_connectors(seed: int) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, storage: str = "bfloat16") -> Path:
+def build_tiny_transformer_file(
+    folder: Path, file_name: str, *, seed: int = 0, storage: str = "bfloat16", version: str = "2.0"
+) -> Path:
     """A tiny transformer as a single-file checkpoint in Lightricks' published format, saved as
     `folder/file_name` (like `ltx-2-19b-distilled.safetensors` beside the diffusers folders).
 
@@ -447,13 +491,14 @@ def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, 
     `input_scale`), as pre-quantised checkpoints are; with `nvfp4`, in NVFP4 (`scenekit.runtime.nvfp4`). The weights differ from those
     in `folder/transformer/` (another seed), so a test can tell which were loaded. Returns the path.
     """
-    from diffusers.loaders.single_file_utils import convert_ltx2_transformer_to_diffusers
     from safetensors.torch import save_file
 
+    from scenekit.ltx2.checkpoint import transformer_keys_to_diffusers
+
     with _global_rng_kept():
-        state = _seeded(_transformer, seed, 9).state_dict()
+        state = _seeded(lambda: _transformer(version), seed, 9).state_dict()
     tensors = {_original_key(key): value.contiguous() for key, value in state.items()}
-    back = convert_ltx2_transformer_to_diffusers(dict(tensors))
+    back = transformer_keys_to_diffusers(dict(tensors))
     if set(back) != set(state):  # the inverse mapping must round-trip through diffusers' own conversion
         raise RuntimeError(f"key mapping out of date with diffusers: {sorted(set(back) ^ set(state))[:5]}")
     layers = [
@@ -473,18 +518,27 @@ def build_tiny_transformer_file(folder: Path, file_name: str, *, seed: int = 0, 
             tensors[f"{layer}.weight"] = packed
             tensors[f"{layer}.weight_scale"] = block_scales
             tensors[f"{layer}.weight_scale_2"] = tensor_scale.float()
-    tensors.update(_original_connectors(seed))
+    tensors.update(_original_connectors(seed, version))
     tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(_VIDEO_LATENT_CHANNELS)
     path = Path(folder) / file_name
-    save_file(tensors, str(path), metadata={"format": "pt", "model_version": "2.0.0"})
+    save_file(tensors, str(path), metadata={"format": "pt", "model_version": f"{version}.0"})
     return path
 
 
-def build_tiny_lora(folder: Path, weight_name: str, *, seed: int = 0) -> Path:
+def build_tiny_lora(
+    folder: Path,
+    weight_name: str | Path,
+    *,
+    seed: int = 0,
+    diffusers_format: bool = False,
+    reference_downscale_factor: int | None = None,
+) -> Path:
     """A tiny random LoRA for the tiny model in `folder`, saved as `folder/weight_name` in the format
     Lightricks publish LoRAs in (like `ltx-2-19b-distilled-lora-384.safetensors`): transformer layers
     under `diffusion_model.`, the text-embedding projection under `text_embedding_projection.`
-    (diffusers converts both on load). Returns its path."""
+    (diffusers converts both on load); with `diffusers_format`, under `transformer.` and `connectors.`
+    as diffusers saves them. With `reference_downscale_factor`, an IC-LoRA: the factor is in the file's
+    metadata, as Lightricks publish IC-LoRAs. Returns its path."""
     from diffusers import LTX2VideoTransformer3DModel
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from peft import LoraConfig
@@ -500,17 +554,23 @@ def build_tiny_lora(folder: Path, weight_name: str, *, seed: int = 0) -> Path:
                 r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"]
             )
         )
+        prefix, projection_prefix = (
+            ("transformer", "connectors.") if diffusers_format else ("diffusion_model", "text_embedding_projection.")
+        )
         tensors = {
-            f"diffusion_model.{key}": value.contiguous()
-            for key, value in get_peft_model_state_dict(transformer).items()
+            f"{prefix}.{key}": value.contiguous() for key, value in get_peft_model_state_dict(transformer).items()
         }
-        projection = LTX2TextConnectors.from_pretrained(folder, subfolder="connectors").text_proj_in
-        tensors["text_embedding_projection.aggregate_embed.lora_A.weight"] = (
-            torch.randn(rank, projection.in_features) * 0.02
-        )
-        tensors["text_embedding_projection.aggregate_embed.lora_B.weight"] = (
-            torch.randn(projection.out_features, rank) * 0.02
-        )
+        connectors = LTX2TextConnectors.from_pretrained(folder, subfolder="connectors")
+        for name in ("text_proj_in", "video_text_proj_in", "audio_text_proj_in"):  # LTX-2.0's, LTX-2.3's
+            projection = getattr(connectors, name, None)
+            if projection is None:
+                continue
+            written = name if diffusers_format else name.replace("text_proj_in", "aggregate_embed")
+            tensors[f"{projection_prefix}{written}.lora_A.weight"] = torch.randn(rank, projection.in_features) * 0.02
+            tensors[f"{projection_prefix}{written}.lora_B.weight"] = torch.randn(projection.out_features, rank) * 0.02
     path = Path(folder) / weight_name
-    save_file(tensors, str(path), metadata={"format": "pt"})
+    metadata = {"format": "pt"}
+    if reference_downscale_factor is not None:
+        metadata["reference_downscale_factor"] = str(reference_downscale_factor)
+    save_file(tensors, str(path), metadata=metadata)
     return path

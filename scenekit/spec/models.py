@@ -78,6 +78,41 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True)
 
 
+LORA_WEIGHT_RANGE = (-2.0, 2.0)
+
+
+class LoraEntry(SpecModel):
+    """A LoRA applied to a clip: a file, a file in a Hugging Face repo, or a preset named in the model profile
+    or the user config."""
+
+    file: str | None = Field(
+        default=None, description="A .safetensors LoRA: relative to the spec's folder, or inside `repo`."
+    )
+    repo: Annotated[str, Field(pattern=r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")] | None = Field(
+        default=None, description="Hugging Face repo holding `file`: 'org/name' or 'org/name@revision'."
+    )
+    preset: str | None = Field(
+        default=None, description="A LoRA named in the model profile or the user config (`loras:`)."
+    )
+    weight: float | None = Field(
+        default=None,
+        ge=LORA_WEIGHT_RANGE[0],
+        le=LORA_WEIGHT_RANGE[1],
+        description="Strength (default 1.0, or the preset's); 0 switches off a LoRA from `defaults`.",
+    )
+    stages: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, min_length=1, description="Sampling stages it applies to (default: the profile's choice)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LoraEntry:
+        if (self.preset is None) == (self.file is None):
+            raise ValueError("give `file` (with or without `repo`) or `preset`")
+        if self.preset is not None and self.repo is not None:
+            raise ValueError("a `preset` names its own file: remove `repo`")
+        return self
+
+
 class ClipSettings(SpecModel):
     """Settings a clip may take from `defaults` or set itself."""
 
@@ -100,6 +135,11 @@ class ClipSettings(SpecModel):
         ge=0.0,
         le=1.0,
         description="For continued clips: how strongly colours are pulled back to the chain's first clip (AdaIN of latents).",
+    )
+    loras: list[LoraEntry] | None = Field(
+        default=None,
+        description="LoRAs (profiles with a `loras` knob); a clip's add to those in `defaults`, the same file or "
+        "preset replacing the default's entry.",
     )
 
 
@@ -141,6 +181,22 @@ class Transition(SpecModel):
         return {"type": value} if isinstance(value, str) else value
 
 
+class Control(SpecModel):
+    """An IC-LoRA that makes a clip follow a control video (depth, pose, edges, ...)."""
+
+    lora: str = Field(description="The IC-LoRA: a .safetensors file (relative to the spec's folder) or a preset.")
+    video: str = Field(description="The control video, relative to the spec's folder.")
+    strength: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="How clean the control frames look to the model (1: fully)."
+    )
+    weight: float | None = Field(
+        default=None,
+        ge=LORA_WEIGHT_RANGE[0],
+        le=LORA_WEIGHT_RANGE[1],
+        description="The IC-LoRA's strength (default 1.0, or the preset's).",
+    )
+
+
 class Clip(ClipSettings):
     """One shot of the scene."""
 
@@ -156,6 +212,9 @@ class Clip(ClipSettings):
     )
     overlap: int | None = Field(default=None, ge=1, description="Frames of the continued clip's tail used as context.")
     transition: Transition | None = Field(default=None, description="How this clip enters (default: cut).")
+    control: Control | None = Field(
+        default=None, description="Follow a control video through an IC-LoRA (profiles with the `loras` knob)."
+    )
 
     @model_validator(mode="after")
     def _length(self) -> Clip:
