@@ -158,6 +158,8 @@ class Timeline:
     fade_out: int = 0
     speed: str | None = None
     """The speed policy every model runs with (`scenekit.runtime.speed`); None: each profile's own."""
+    memory: str = "auto"
+    """The memory policy (`scenekit.runtime.memory`): it decides whether VAE decodes run in tiles."""
 
     @property
     def fps(self) -> Fraction:

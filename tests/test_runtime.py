@@ -184,3 +184,36 @@ def test_releasing_text_encoders_keeps_the_streamed_ones_which_hold_no_gpu_memor
     cache.get("resident", lambda: torch.nn.Linear(2, 2), role="text_encoder")
     cache.release("text_encoder")
     assert "streamed" in cache and "resident" not in cache
+
+
+def test_a_small_gpu_decodes_in_tiles_keyed_unless_resident(ltx: Project, monkeypatch):
+    big = ltx.prepare(memory="auto").graph
+    monkeypatch.setattr(memory, "gpu_capacity_bytes", lambda device: 24 * 2**30)
+    small = ltx.prepare(memory="auto").graph
+    assert {n.id for n in small.ordered() if n.params != big.node(n.id).params} == {"shot/decode"}
+    assert small.node("shot/decode").params["tiled"] is True and "tiled" not in big.node("shot/decode").params
+    assert "tiled" not in ltx.prepare(memory="resident").graph.node("shot/decode").params
+
+
+def test_tiles_decode_in_tiles_in_space_and_time_only_inside():
+    from diffusers import AutoencoderKLLTX2Video, AutoencoderKLLTXVideo
+
+    for real in (AutoencoderKLLTX2Video, AutoencoderKLLTXVideo):  # the VAEs `tiles` switches
+        assert callable(real.enable_tiling) and callable(real.disable_tiling)
+
+    class Vae:  # records what `tiles` switches
+        use_tiling = use_framewise_decoding = False
+
+        def enable_tiling(self):
+            self.use_tiling = True
+
+        def disable_tiling(self):
+            self.use_tiling = False
+
+    vae = Vae()
+    with memory.tiles(vae, False):
+        assert not vae.use_tiling
+    with pytest.raises(RuntimeError), memory.tiles(vae, True):
+        assert vae.use_tiling and vae.use_framewise_decoding
+        raise RuntimeError("decode failed")
+    assert not vae.use_tiling and not vae.use_framewise_decoding

@@ -21,6 +21,7 @@ from scenekit.hardware import compute_device, why_profile_cannot_run
 from scenekit.ltx2.loras import ClipLora, clip_loras, reference_downscale_factor
 from scenekit.ltx2.parts import Part, fetch_hint, locate
 from scenekit.ltx2.settings import Ltx2Settings, Stage, ltx2_settings
+from scenekit.runtime.memory import tiled_decode
 from scenekit.runtime.speed import Numerics, SpeedUnavailable, held_storage, resolve_numerics, this_machine
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
@@ -143,7 +144,8 @@ class Ltx2Backend:
             )
             nodes.append(previous)
         assert previous is not None, f"profile {clip.profile.name} has no sampling stage"
-        decode = self._decode_node(clip, settings, weights, previous)
+        tiled = tiled_decode(timeline.memory, compute_device())
+        decode = self._decode_node(clip, settings, weights, previous, tiled)
         nodes.append(decode)
         return ClipNodes(nodes, decode.id)
 
@@ -305,7 +307,10 @@ class Ltx2Backend:
             },
         )
 
-    def _decode_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, latents: Node) -> Node:
+    def _decode_node(
+        self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource, latents: Node, tiled: bool
+    ) -> Node:
+        """The decode node; `tiled` (the memory policy on a small GPU) is in its key only when set."""
         params = {
             "width": clip.width,
             "height": clip.height,
@@ -316,6 +321,8 @@ class Ltx2Backend:
             "noise_scale": settings.decode.noise_scale,
             "precision": settings.precision.compute,
         }
+        if tiled:  # only then: keys of untiled decodes stay as they were
+            params["tiled"] = True
         sources = {"seed": clip.sources["seed"], "width": clip.sources["size"], "height": clip.sources["size"]}
         return Node(
             f"{clip.id}/decode",

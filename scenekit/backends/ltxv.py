@@ -21,6 +21,7 @@ from scenekit.graph.nodes import Node
 from scenekit.hardware import compute_device, why_profile_cannot_run
 from scenekit.ltxv.recipe import TEMPORAL, pass_size, schedule
 from scenekit.ltxv.settings import LtxvSettings, Pass, ltxv_settings
+from scenekit.runtime.memory import tiled_decode
 from scenekit.runtime.speed import Numerics, SpeedUnavailable, held_storage, resolve_numerics, this_machine
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
@@ -126,7 +127,8 @@ class LtxvBackend:
         first = self._pass_node(clip, timeline, settings, weights, numerics, 1, prompt, None, frames_of)
         upsample = self._upsample_node(clip, settings, weights, first)
         second = self._pass_node(clip, timeline, settings, weights, numerics, 2, prompt, upsample, frames_of)
-        decode = self._decode_node(clip, settings, weights, second)
+        tiled = tiled_decode(timeline.memory, compute_device())
+        decode = self._decode_node(clip, settings, weights, second, tiled)
         return ClipNodes([prompt, first, upsample, second, decode], decode.id)
 
     @staticmethod
@@ -267,7 +269,10 @@ class LtxvBackend:
             meta={"weights": str(weights.folder), "checkpoint": checkpoint, "upsampler": upsampler},
         )
 
-    def _decode_node(self, clip: ResolvedClip, settings: LtxvSettings, weights: WeightsSource, second: Node) -> Node:
+    def _decode_node(
+        self, clip: ResolvedClip, settings: LtxvSettings, weights: WeightsSource, second: Node, tiled: bool
+    ) -> Node:
+        """The decode node; `tiled` (the memory policy on a small GPU) is in its key only when set."""
         checkpoint = str(settings.weights.checkpoint.file)
         params = {
             "width": clip.width,
@@ -279,6 +284,8 @@ class LtxvBackend:
             "tone_map": settings.second_pass.tone_map,
             "precision": settings.precision.compute,
         }
+        if tiled:  # only then: keys of untiled decodes stay as they were
+            params["tiled"] = True
         return Node(
             f"{clip.id}/decode",
             DECODE,

@@ -156,7 +156,8 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     settings = user_settings()
     timeline.models.append(settings.models)
     timeline.speed = options.speed or settings.runtime.speed
-    return Checked(loaded, timeline, policy.root, options.memory or settings.runtime.memory or "auto")
+    timeline.memory = options.memory or settings.runtime.memory or "auto"
+    return Checked(loaded, timeline, policy.root, timeline.memory)
 
 
 def prepare(spec_file: Path, options: RenderOptions) -> Prepared:

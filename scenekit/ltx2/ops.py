@@ -19,6 +19,7 @@ from scenekit.ltx2.pool import POOL, adapter_name_of_file
 from scenekit.media.video import read_frames
 from scenekit.node_media import keep_audio, keep_frames
 from scenekit.ops import NodeOutput, RunContext, register
+from scenekit.runtime.memory import tiles
 from scenekit.runtime.speed import Numerics
 
 EMBEDS_FILE = "embeds.safetensors"
@@ -148,9 +149,14 @@ def decode(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     ctx.step(0, 1)
     pipe = POOL.decoder(Path(node.meta["weights"]), params["precision"])
     latents = _tensors(inputs["latents"], LATENTS_FILE)
-    frames, audio, sample_rate = recipe.decode(
-        pipe, latents, decode_timestep=params["timestep"], decode_noise_scale=params["noise_scale"], seed=params["seed"]
-    )
+    with tiles(pipe.vae, params.get("tiled", False)):
+        frames, audio, sample_rate = recipe.decode(
+            pipe,
+            latents,
+            decode_timestep=params["timestep"],
+            decode_noise_scale=params["noise_scale"],
+            seed=params["seed"],
+        )
     if frames.shape != (params["frames"], params["height"], params["width"], 3):
         raise RuntimeError(
             f"decoded {frames.shape}, expected {(params['frames'], params['height'], params['width'], 3)}"

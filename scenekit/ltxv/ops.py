@@ -15,6 +15,7 @@ from scenekit.ltxv import recipe
 from scenekit.ltxv.pool import POOL
 from scenekit.node_media import keep_frames
 from scenekit.ops import NodeOutput, RunContext, register
+from scenekit.runtime.memory import tiles
 from scenekit.runtime.speed import Numerics
 
 EMBEDS_FILE = "embeds.safetensors"
@@ -105,16 +106,17 @@ def decode(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     ctx.step(0, 1)
     pipe = POOL.decoder(Path(node.meta["weights"]), node.meta["checkpoint"], params["precision"])
     tensors = _tensors(inputs["latents"], LATENTS_FILE)
-    frames = recipe.decode(
-        pipe,
-        recipe.tone_map(tensors["latents"], params["tone_map"]),
-        tensors["rng"],
-        timestep=params["timestep"],
-        noise_scale=params["noise_scale"],
-        width=params["width"],
-        height=params["height"],
-        dtype=getattr(torch, params["precision"]),
-    )
+    with tiles(pipe.vae, params.get("tiled", False)):
+        frames = recipe.decode(
+            pipe,
+            recipe.tone_map(tensors["latents"], params["tone_map"]),
+            tensors["rng"],
+            timestep=params["timestep"],
+            noise_scale=params["noise_scale"],
+            width=params["width"],
+            height=params["height"],
+            dtype=getattr(torch, params["precision"]),
+        )
     if frames.shape != (params["frames"], params["height"], params["width"], 3):
         raise RuntimeError(
             f"decoded {frames.shape}, expected {(params['frames'], params['height'], params['width'], 3)}"

@@ -8,12 +8,16 @@
     auto      `resident` when the GPU has room for the model plus working memory, else `offload`
 
 Offloading moves weights, never changes them: outputs are identical under every policy, so the
-policy is not part of any cache key.
+policy is not part of any cache key. On a GPU smaller than `TILED_DECODE_BELOW_BYTES`, `auto` and
+`offload` also decode the VAE in overlapping tiles (in space and in time), which changes the frames
+slightly: whether a decode is tiled is part of its key (`tiled_decode`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,9 @@ WORKING_MEMORY_BYTES = 24 * 2**30
 #: GPU memory kept free beside the resident blocks of a streamed model: the blocks in flight, the
 #: smaller models (VAE, upsampler) and the activations (decode of 768x512x121 included).
 STREAMING_WORKING_BYTES = 10 * 2**30
+#: GPUs (within the process's cap) smaller than this decode in tiles unless the policy is `resident`:
+#: an untiled decode of 1280x704x121 does not fit in 30 GiB beside a streamed transformer.
+TILED_DECODE_BELOW_BYTES = 48 * 2**30
 
 
 @dataclass
@@ -56,6 +63,25 @@ def choose_placement(what: str, needed_bytes: int, free_bytes: int | None) -> st
     policy = "resident" if free_bytes >= needed_bytes + WORKING_MEMORY_BYTES else "offload"
     log.info("memory: %s %s (%.1f GB needed, %.1f GB free)", what, policy, needed_bytes / 1e9, free_bytes / 1e9)
     return policy
+
+
+def tiled_decode(policy: str, device: str) -> bool:
+    """Whether VAE decodes under `policy` on `device` run in tiles (only on a GPU smaller than
+    `TILED_DECODE_BELOW_BYTES`, and never under `resident`)."""
+    capacity = gpu_capacity_bytes(device)
+    return policy != "resident" and capacity is not None and capacity < TILED_DECODE_BELOW_BYTES
+
+
+def gpu_capacity_bytes(device: str) -> int | None:
+    """The memory of the GPU `device` within the process's cap; None on the CPU."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    index = torch.device(device).index
+    gpu = torch.cuda.current_device() if index is None else index
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _: 1.0)(gpu)
+    return int(fraction * torch.cuda.get_device_properties(gpu).total_memory)
 
 
 def free_gpu_bytes(device: str) -> int | None:
@@ -120,3 +146,18 @@ def resident_blocks(count: int, block_bytes: int, room: int) -> set[int]:
 
 def _bytes(module: Any) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+@contextmanager
+def tiles(vae: Any, tiled: bool) -> Iterator[None]:
+    """`vae` decodes in overlapping tiles, in space and in time, while inside (when `tiled`)."""
+    if not tiled:
+        yield
+        return
+    vae.enable_tiling()
+    vae.use_framewise_decoding = True
+    try:
+        yield
+    finally:
+        vae.disable_tiling()
+        vae.use_framewise_decoding = False
