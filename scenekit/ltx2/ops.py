@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
 from scenekit.conditioning import condition_frames, context_frames
 from scenekit.graph.nodes import Node
@@ -18,23 +16,13 @@ from scenekit.ltx2.loras import adapter_name
 from scenekit.ltx2.pool import POOL, adapter_name_of_file
 from scenekit.media.video import read_frames
 from scenekit.node_media import keep_audio, keep_frames
+from scenekit.node_tensors import keep_tensors, output_tensors
 from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.runtime.memory import tiles
 from scenekit.runtime.speed import Numerics
 
 EMBEDS_FILE = "embeds.safetensors"
 LATENTS_FILE = "latents.safetensors"
-
-
-def _keep_tensors(ctx: RunContext, name: str, tensors: dict[str, torch.Tensor]) -> None:
-    """Tensors for later nodes (a CPU copy in memory) and for the cache entry (safetensors, in the background)."""
-    on_cpu = {key: t.detach().to("cpu").contiguous() for key, t in tensors.items()}
-    ctx.keep(name, on_cpu, lambda path: save_file(on_cpu, str(path)))
-
-
-def _tensors(output: NodeOutput, name: str) -> dict[str, torch.Tensor]:
-    """A node's tensors (a new dict: the held one is shared)."""
-    return dict(output.read(name, lambda path: load_file(str(path))))
 
 
 @register("ltx2.encode_prompt", version=2)
@@ -50,7 +38,7 @@ def encode_prompt(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) ->
         device=POOL.device,
         max_sequence_length=params["max_sequence_length"],
     )
-    _keep_tensors(ctx, EMBEDS_FILE, recipe.compact_embeds(embeds))
+    keep_tensors(ctx, EMBEDS_FILE, recipe.compact_embeds(embeds))
     ctx.step(1, 1)
 
 
@@ -66,8 +54,8 @@ def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
         node.meta.get("lora_file"),
     )
     _use_loras(node, pipe)
-    embeds = recipe.expand_embeds(_tensors(inputs["prompt"], EMBEDS_FILE))
-    latents = _tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None
+    embeds = recipe.expand_embeds(output_tensors(inputs["prompt"], EMBEDS_FILE))
+    latents = output_tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None
     fixed_sigmas = params["sigmas"] is not None
     result = recipe.sample_latents(
         pipe,
@@ -90,9 +78,9 @@ def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
         **_control(node),
     )
     if params["drift_control"]:
-        reference = _tensors(inputs["reference"], LATENTS_FILE)["video"]
+        reference = output_tensors(inputs["reference"], LATENTS_FILE)["video"]
         result["video"] = adain(result["video"], reference, params["drift_control"])
-    _keep_tensors(ctx, LATENTS_FILE, result)
+    keep_tensors(ctx, LATENTS_FILE, result)
 
 
 def _use_loras(node: Node, pipe: object) -> None:
@@ -132,13 +120,13 @@ def _conditions(node: Node, inputs: dict[str, NodeOutput]) -> list[tuple[np.ndar
 def upsample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Spatial x2 upsampling of the video latents (audio latents pass through)."""
     ctx.step(0, 1)
-    latents = _tensors(inputs["latents"], LATENTS_FILE)
+    latents = output_tensors(inputs["latents"], LATENTS_FILE)
     folder = Path(node.meta["weights"])
     vae = POOL.component(folder, "vae", node.params["precision"])
     upsampler_folder = Path(node.meta.get("upsampler_weights", folder))
     upsampler = POOL.upsampler(upsampler_folder, node.meta["upsampler"], vae, node.params["precision"])
     latents["video"] = recipe.upsample_latents(upsampler, latents["video"])
-    _keep_tensors(ctx, LATENTS_FILE, latents)
+    keep_tensors(ctx, LATENTS_FILE, latents)
     ctx.step(1, 1)
 
 
@@ -148,7 +136,7 @@ def decode(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     params = node.params
     ctx.step(0, 1)
     pipe = POOL.decoder(Path(node.meta["weights"]), params["precision"])
-    latents = _tensors(inputs["latents"], LATENTS_FILE)
+    latents = output_tensors(inputs["latents"], LATENTS_FILE)
     with tiles(pipe.vae, params.get("tiled", False)):
         frames, audio, sample_rate = recipe.decode(
             pipe,

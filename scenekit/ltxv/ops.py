@@ -7,29 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from scenekit.conditioning import condition_frames, context_frames
 from scenekit.graph.nodes import Node
 from scenekit.ltxv import recipe
 from scenekit.ltxv.pool import POOL
 from scenekit.node_media import keep_frames
+from scenekit.node_tensors import keep_tensors, output_tensors
 from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.runtime.memory import tiles
 from scenekit.runtime.speed import Numerics
 
 EMBEDS_FILE = "embeds.safetensors"
 LATENTS_FILE = "latents.safetensors"
-
-
-def _keep_tensors(ctx: RunContext, name: str, tensors: dict[str, torch.Tensor]) -> None:
-    """Tensors for later nodes (a CPU copy in memory) and for the cache entry (safetensors, in the background)."""
-    on_cpu = {key: t.detach().to("cpu").contiguous() for key, t in tensors.items()}
-    ctx.keep(name, on_cpu, lambda path: save_file(on_cpu, str(path)))
-
-
-def _tensors(output: NodeOutput, name: str) -> dict[str, torch.Tensor]:
-    return dict(output.read(name, lambda path: load_file(str(path))))
 
 
 @register("ltxv.encode_prompt", version=1)
@@ -41,7 +31,7 @@ def encode_prompt(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) ->
     embeds = recipe.encode_prompt(
         pipe, params["prompt"], params["negative_prompt"], max_sequence_length=params["max_sequence_length"]
     )
-    _keep_tensors(ctx, EMBEDS_FILE, embeds)
+    keep_tensors(ctx, EMBEDS_FILE, embeds)
     ctx.step(1, 1)
 
 
@@ -52,8 +42,8 @@ def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     pipe = POOL.pipeline(
         Path(node.meta["weights"]), node.meta["checkpoint"], params["precision"], Numerics(**params["numerics"])
     )
-    embeds = _tensors(inputs["prompt"], EMBEDS_FILE)
-    latents = _tensors(inputs["latents"], LATENTS_FILE)["latents"] if "latents" in inputs else None
+    embeds = output_tensors(inputs["prompt"], EMBEDS_FILE)
+    latents = output_tensors(inputs["latents"], LATENTS_FILE)["latents"] if "latents" in inputs else None
     result = recipe.sample_pass(
         pipe,
         embeds,
@@ -71,9 +61,9 @@ def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
         on_step=ctx.step,
     )
     if params["drift_control"]:
-        reference = _tensors(inputs["reference"], LATENTS_FILE)["latents"]
+        reference = output_tensors(inputs["reference"], LATENTS_FILE)["latents"]
         result["latents"] = recipe.adain(result["latents"], reference, params["drift_control"])
-    _keep_tensors(ctx, LATENTS_FILE, result)
+    keep_tensors(ctx, LATENTS_FILE, result)
 
 
 def _conditions(node: Node, inputs: dict[str, NodeOutput]) -> list[tuple[list[Any], int, float]]:
@@ -92,10 +82,10 @@ def _conditions(node: Node, inputs: dict[str, NodeOutput]) -> list[tuple[list[An
 def upsample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     """Spatial x2 latent upsampling with AdaIN towards pass 1."""
     ctx.step(0, 1)
-    latents = _tensors(inputs["latents"], LATENTS_FILE)["latents"]
+    latents = output_tensors(inputs["latents"], LATENTS_FILE)["latents"]
     meta, compute = node.meta, node.params["precision"]
     pipe = POOL.upsampler(Path(meta["weights"]), meta["checkpoint"], meta["upsampler"], compute)
-    _keep_tensors(ctx, LATENTS_FILE, {"latents": recipe.upsample(pipe, latents, node.params["adain"])})
+    keep_tensors(ctx, LATENTS_FILE, {"latents": recipe.upsample(pipe, latents, node.params["adain"])})
     ctx.step(1, 1)
 
 
@@ -105,7 +95,7 @@ def decode(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
     params = node.params
     ctx.step(0, 1)
     pipe = POOL.decoder(Path(node.meta["weights"]), node.meta["checkpoint"], params["precision"])
-    tensors = _tensors(inputs["latents"], LATENTS_FILE)
+    tensors = output_tensors(inputs["latents"], LATENTS_FILE)
     with tiles(pipe.vae, params.get("tiled", False)):
         frames = recipe.decode(
             pipe,
