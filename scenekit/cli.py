@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from scenekit import __version__
 from scenekit.cache import CacheStore
+from scenekit.engine.execute import EXECUTORS
 from scenekit.engine.session import (
     Prepared,
     RenderOptions,
@@ -146,6 +148,23 @@ MemoryOpt = Annotated[
         "(stream the transformer and text encoder from CPU memory). Default: the user config's runtime.memory, else auto.",
     ),
 ]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        metavar="|".join(EXECUTORS),
+        help="What runs the nodes: local (this process, default) or ray (one actor per GPU of a Ray cluster; "
+        "pip install 'scenekit[ray]'). Default: the user config's executor.name.",
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        metavar="ADDR",
+        help="The Ray cluster to join (ray://head:10001, auto; implies --executor ray); default: a local Ray on this machine's GPUs.",
+    ),
+]
 OutputOpt = Annotated[
     Path | None,
     typer.Option(
@@ -222,6 +241,22 @@ def _main(
 ) -> None:
     """Render multi-shot videos from declarative YAML scene specs."""
     configure_logging(verbose)
+
+
+def _with_executor(options: RenderOptions, executor: str | None, address: str | None) -> RenderOptions:
+    """`options` run by `--executor` at `--address` (exit 2 for an unknown executor, or Ray not installed)."""
+    if executor is not None and executor not in EXECUTORS:
+        err.print(f"error: --executor: unknown value {executor!r}; use one of {', '.join(EXECUTORS)}", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
+    if address is not None and executor not in (None, "ray"):
+        err.print("error: --address: only the ray executor joins a cluster; use --executor ray", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
+    if address is not None:
+        executor = "ray"  # an address names a Ray cluster
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        err.print("error: --executor ray: Ray is not installed; pip install 'scenekit[ray]'", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
+    return replace(options, executor=executor, address=address)
 
 
 def _with_output(options: RenderOptions, output: Path | None) -> RenderOptions:
@@ -304,12 +339,15 @@ def render_command(
     output: OutputOpt = None,
     speed: SpeedOpt = None,
     memory: MemoryOpt = None,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Render a spec: run what is not cached, stitch, write the output and its manifest.
 
     With --model or --size the video goes beside the output (NAME.MODEL.WxH.mp4), never over it.
     """
-    prepared = _prepare(spec, _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output))
+    options = _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output)
+    prepared = _prepare(spec, _with_executor(options, executor, address))
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:
@@ -340,6 +378,8 @@ def watch(
     output: OutputOpt = None,
     speed: SpeedOpt = None,
     memory: MemoryOpt = None,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
     preview_first: Annotated[
         bool,
         typer.Option(
@@ -361,7 +401,9 @@ def watch(
 
     loop = WatchLoop(
         spec,
-        _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output),
+        _with_executor(
+            _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output), executor, address
+        ),
         ConsoleWatchEvents(out, err),
         lambda: RichProgress(out),
         preview_first=preview_first,

@@ -49,6 +49,11 @@ class RichProgress:
             self.progress.update(self.overall, total=total, description=f"render: node {position}/{total}")
         self.running[node.id] = self.progress.add_task(node.id, total=None)
 
+    def node_placed(self, node: Node, where: str) -> None:
+        """The running node runs on `where` (a Ray worker: host and GPU)."""
+        if node.id in self.running:
+            self.progress.update(self.running[node.id], description=f"{node.id} [{where}]")
+
     def node_step(self, node: Node, done: int, total: int) -> None:
         if node.id in self.running:
             self.progress.update(self.running[node.id], completed=done, total=total)

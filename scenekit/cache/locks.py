@@ -1,16 +1,27 @@
-"""Locks on cache keys, so no two processes (or threads) compute or replace one entry at once."""
+"""Locks on cache keys, so no two processes (or threads, or hosts sharing the cache) compute or replace one
+entry at once.
+
+On a cache shared over NFS, Linux carries `flock` to the server (as a POSIX lock), so hosts exclude each
+other too and a dead host's locks go when its lease expires. The holder writes `HOST PID` into the lock
+file, so a waiter can say who it waits for.
+"""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 POLL_SECONDS = 0.05
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+"""This machine's name as the cache writes it (in lock files and work folder names: no dots)."""
 
 
 class KeyLock:
@@ -37,6 +48,8 @@ class KeyLock:
                 return False
             if _names(self.path, fd):
                 self._fd = fd
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{HOST} {os.getpid()}\n".encode(), 0)
                 return True
             os.close(fd)  # its holder deleted it as we locked it: lock the file there now
 
@@ -45,6 +58,14 @@ class KeyLock:
         while not self.try_acquire():
             waiting()
             time.sleep(POLL_SECONDS)
+
+    def holder(self) -> str:
+        """`HOST PID` of whoever holds the lock (as it wrote it), or `?` when unknown."""
+        try:
+            with open(self.path, "rb", opener=lambda path, flags: os.open(path, flags | os.O_NOFOLLOW)) as file:
+                return file.read(200).decode(errors="replace").strip() or "?"
+        except OSError:
+            return "?"
 
     def release(self) -> None:
         """Delete the lock file and unlock it (a no-op when not held)."""

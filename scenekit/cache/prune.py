@@ -1,11 +1,20 @@
-"""Choosing which cache entries to remove."""
+"""Choosing which cache entries, and which work folders left by dead renders, to remove."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
+import uuid
+from typing import TYPE_CHECKING
 
-from scenekit.cache.store import EntryInfo
+from scenekit.cache.locks import HOST
+
+if TYPE_CHECKING:
+    from scenekit.cache.store import EntryInfo
+
+FOREIGN_STALE_SECONDS = 24 * 3600.0
+"""A work folder of another host is left alone until it is unchanged this long (its process cannot be asked)."""
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)?\s*$", re.IGNORECASE)
@@ -52,3 +61,32 @@ def select_for_pruning(
             victims.append(entry)
             remaining -= entry.size
     return victims
+
+
+def work_name(label: str) -> str:
+    """`LABEL.HOST.PID.RANDOM`: a work folder's name in `tmp/`, naming the host and process that own it."""
+    return f"{label}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+def is_stale_work(name: str, age: float, host: str = HOST) -> bool:
+    """Whether the work folder `name`, unchanged for `age` seconds, was left by a render that is gone: one
+    of this host whose process is dead (or a name no render writes), or one of another host unchanged for
+    `FOREIGN_STALE_SECONDS` (that host may still be working in it: a shared cache)."""
+    parts = name.split(".")
+    if len(parts) == 3 and parts[1].isdigit():  # `LABEL.PID.RANDOM`, as earlier versions wrote it: this host's
+        parts.insert(1, host)
+    if len(parts) != 4 or not parts[2].isdigit():
+        return True
+    if parts[1] != host:
+        return age > FOREIGN_STALE_SECONDS
+    return not _alive(int(parts[2]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -19,13 +19,13 @@ import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from scenekit.cache.locks import KeyLock
+from scenekit.cache.prune import is_stale_work, work_name
 from scenekit.fsutil import is_real_dir, is_real_file, remove_tree
 from scenekit.hashing import file_sha256
 
@@ -98,7 +98,7 @@ class CacheStore:
                 return folder
             if self.has(key):
                 self._drop_corrupt(key)
-            workdir = self._own_dir("tmp") / _work_name(key)
+            workdir = self._own_dir("tmp") / work_name(key)
             workdir.mkdir()
         except BaseException:
             lock.release()
@@ -116,11 +116,13 @@ class CacheStore:
             self._drop(key)
 
     def clean_stale(self) -> int:
-        """Remove work folders left by processes that died (e.g. a killed render); returns how many."""
+        """Remove work folders left by processes that died (e.g. a killed render), never another host's work in
+        progress (`is_stale_work`); returns how many."""
         if not self.root.is_dir():
             return 0
         tmp = self._own_dir("tmp")
-        stale = [Path(item.path) for item in os.scandir(tmp) if not _alive(_owner(item.name))]
+        now = time.time()
+        stale = [Path(item.path) for item in os.scandir(tmp) if is_stale_work(item.name, _unchanged_for(item, now))]
         for path in stale:
             remove_tree(path)
         if stale:
@@ -207,7 +209,7 @@ class CacheStore:
         self._verified.pop(key, None)
         if not os.path.lexists(folder):
             return
-        trash = self._own_dir("tmp") / _work_name(f"removed-{key}")
+        trash = self._own_dir("tmp") / work_name(f"removed-{key}")
         os.rename(folder, trash)  # a link is moved itself, not what it points to
         remove_tree(trash)
 
@@ -218,7 +220,7 @@ class CacheStore:
         for part in parts:
             path = path / part
             if not is_real_dir(path):
-                if os.path.lexists(path):
+                if os.path.lexists(path) and not is_real_dir(path):  # not made just now by another process
                     log.warning(
                         "%s in the cache is a link or a file, not a folder: removed it (not what it points to)", path
                     )
@@ -232,7 +234,7 @@ class CacheStore:
     def _acquire(self, lock: KeyLock, what: str, waiting: Callable[[], None]) -> None:
         if lock.try_acquire():
             return
-        log.info("waiting for %s: another render holds its lock %s", what, lock.path)
+        log.info("waiting for %s: another render holds its lock %s (%s)", what, lock.path, lock.holder())
         started = time.monotonic()
         lock.acquire(waiting)
         log.info("got the lock for %s after %.1fs", what, time.monotonic() - started)
@@ -313,30 +315,16 @@ def _real_subfolders(folder: Path, depth: int) -> Iterator[Path]:
             yield from _real_subfolders(Path(item.path), depth - 1)
 
 
+def _unchanged_for(item: os.DirEntry, now: float) -> float:
+    """Seconds since `item` last changed (0 if it is gone: its owner just committed or removed it)."""
+    try:
+        return now - item.stat(follow_symlinks=False).st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def _checked(key: str) -> str:
     """`key`, if it is a key (64 hex digits: it names files and folders)."""
     if not _KEY.fullmatch(key):
         raise ValueError(f"not a cache key: {key!r}")
     return key
-
-
-def _work_name(label: str) -> str:
-    """`LABEL.PID.RANDOM`: a work folder's name in `tmp/`, naming the process that owns it."""
-    return f"{label}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-
-
-def _owner(name: str) -> int | None:
-    parts = name.split(".")
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -27,6 +27,13 @@ class RenderEvents(Protocol):
         """The render ended: finished, failed or cancelled."""
 
 
+class PlacementEvents(Protocol):
+    """Optionally also implemented by RenderEvents: executors that run nodes elsewhere (Ray) say where."""
+
+    def node_placed(self, node: Node, where: str) -> None:
+        """The node just started runs on `where` (e.g. `host GPU 3`)."""
+
+
 class SilentEvents:
     """Ignores every event."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from scenekit.cache import CacheStore, StagedEntry
 from scenekit.engine.events import RenderEvents
@@ -43,9 +44,19 @@ class Cancellation:
         if self._requested.is_set() and node.key not in self._keep:
             raise RenderCancelled(f"cancelled during {node.id}")
 
+    @property
+    def requested(self) -> bool:
+        """Whether `cancel` was called."""
+        return self._requested.is_set()
+
+    @property
+    def keep(self) -> frozenset[str]:
+        """The keys of running nodes that finish anyway."""
+        return self._keep
+
 
 @dataclass
-class _Context:
+class NodeContext:
     """What a running operation sees: its work folder, progress reporting, cancellation, and
     the outputs it keeps in memory (written to the entry in the background)."""
 
@@ -67,10 +78,63 @@ class _Context:
 
 @dataclass
 class Execution:
-    """The target's cache folder and the seconds of every node that ran."""
+    """The target's cache folder, the seconds of every node that ran and where each ran."""
 
     output: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    placements: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Node id -> where it ran (`executor`, `host`, and for Ray the worker and its GPUs)."""
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """Which executor runs a render's nodes: `local` (this process) or `ray` (GPU actors of a Ray cluster)."""
+
+    name: str = "local"
+    address: str | None = None
+    """The Ray cluster to join (`ray://head:10001`, `auto`); None starts a local one on this machine's GPUs."""
+
+
+EXECUTORS = ("local", "ray")
+
+
+class GraphExecutor(Protocol):
+    """Brings a graph's target into the cache (`Executor` here; `scenekit.engine.ray_executor.RayExecutor`)."""
+
+    def run(self, expected_runs: int) -> Execution: ...
+
+
+def make_executor(
+    choice: ExecutorChoice,
+    render_graph: RenderGraph,
+    cache: CacheStore,
+    events: RenderEvents,
+    cancellation: Cancellation | None = None,
+    gpu_gb: dict[str, float] | None = None,
+) -> GraphExecutor:
+    """The executor `choice` names; `gpu_gb` is the GPU memory each clip's profile needs (for Ray's placement)."""
+    if choice.name == "ray":
+        from scenekit.engine.ray_executor import RayExecutor  # Ray is an optional extra: imported only when chosen
+
+        return RayExecutor(render_graph, cache, events, cancellation, address=choice.address, gpu_gb=gpu_gb or {})
+    return Executor(render_graph, cache, events, cancellation)
+
+
+def run_operation(node: Node, inputs: dict[str, NodeOutput], context: NodeContext) -> float:
+    """Run a node's operation in `context`'s work folder; returns its seconds. Failures become RenderError
+    naming the node (cancellation and interrupts pass through); the caller discards the work folder."""
+    operation = get_operation(node.op)
+    started = time.perf_counter()
+    try:
+        operation.run(node, inputs, context)
+    except Exception as exc:
+        if isinstance(exc, RenderCancelled):
+            raise
+        raise RenderError(f"{node.id} ({node.op}) failed: {exc}") from exc
+    return time.perf_counter() - started
+
+
+HOST = socket.gethostname()
 
 
 def _affinity(node: Node, loaded: str | None, position: int) -> tuple[bool, int]:
@@ -99,6 +163,7 @@ class Executor:
         self.events = events
         self.cancellation = cancellation or Cancellation()
         self.seconds: dict[str, float] = {}  # of every node that ran
+        self.placements: dict[str, dict[str, Any]] = {}
         self._outputs: dict[str, NodeOutput] = {}
         self._corrupt: Counter[str] = Counter()
         self._to_run = 0
@@ -123,7 +188,7 @@ class Executor:
             output = self._outputs.get(target.id)
             folder = output.folder() if output is not None else self.cache.open(target.key)
             if folder is not None:
-                return Execution(folder, self.seconds)
+                return Execution(folder, self.seconds, self.placements)
             self._count_corrupt(target)  # the target's entry turned out corrupt: it runs again
 
     def _run_pending(self, writer: EntryWriter) -> None:
@@ -246,17 +311,13 @@ class Executor:
         self, node: Node, inputs: dict[str, NodeOutput], staged: StagedEntry, writer: EntryWriter
     ) -> NodeOutput:
         """Run a node's operation in its work folder; its entry is committed in the background."""
-        operation = get_operation(node.op)
-        started = time.perf_counter()
-        context = _Context(staged.workdir, node, self.events, self.cancellation)
+        context = NodeContext(staged.workdir, node, self.events, self.cancellation)
         try:
-            operation.run(node, inputs, context)
-        except BaseException as exc:
+            seconds = run_operation(node, inputs, context)
+        except BaseException:
             staged.discard()
-            if isinstance(exc, RenderCancelled) or not isinstance(exc, Exception):
-                raise
-            raise RenderError(f"{node.id} ({node.op}) failed: {exc}") from exc
-        seconds = time.perf_counter() - started
+            raise
         self.seconds[node.id] = seconds
+        self.placements[node.id] = {"executor": "local", "host": HOST}
         self.events.node_finished(node, seconds)
         return NodeOutput(writer.submit(staged, context.writes), context.held)

@@ -51,8 +51,13 @@ def build_manifest(
     plan: list[PlannedNode],
     seconds: dict[str, float],
     output_sha256: str,
+    placements: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Everything needed to trace and explain a render; the spec files as they were read for it."""
+    """Everything needed to trace and explain a render; the spec files as they were read for it.
+
+    `placements` says where each node that ran ran (`ran_on`: executor, host, and for Ray the worker and GPUs).
+    """
+    placements = placements or {}
     spec_file, spec_files = loaded.path, loaded.files
     nodes = []
     for planned in plan:
@@ -62,6 +67,7 @@ def build_manifest(
             {
                 "status": "ran" if node.id in seconds else "cached",
                 "seconds": round(seconds.get(node.id, 0.0), 3),
+                "ran_on": placements.get(node.id),
                 "op_version": get_operation(node.op).version,
                 "input_keys": {name: render_graph.node(dep).key for name, dep in node.inputs.items()},
             }

@@ -12,7 +12,7 @@ from typing import Any
 from scenekit.backends import UnknownBackend, get_backend
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
-from scenekit.engine.execute import Cancellation, Executor
+from scenekit.engine.execute import Cancellation, ExecutorChoice, make_executor
 from scenekit.engine.manifest import build_manifest, read_previous_nodes
 from scenekit.engine.plan import PlannedNode, make_plan
 from scenekit.errors import SpecIssue
@@ -49,6 +49,10 @@ class RenderOptions:
     """The speed policy for every model (`scenekit.runtime.speed`); None: the user config's, else each profile's."""
     memory: str | None = None
     """The memory policy (`scenekit.runtime.memory`); None: the user config's, else `auto`."""
+    executor: str | None = None
+    """What runs the nodes: `local` or `ray` (`scenekit.engine.execute.EXECUTORS`); None: the user config's."""
+    address: str | None = None
+    """The Ray cluster to join with the `ray` executor; None: the user config's, else a local Ray instance."""
 
     @property
     def output_tags(self) -> list[str]:
@@ -77,6 +81,7 @@ class Prepared:
     graph: RenderGraph
     cache: CacheStore
     root: Path
+    executor: ExecutorChoice = field(default_factory=ExecutorChoice)
 
     @property
     def asset_files(self) -> list[Path]:
@@ -133,6 +138,8 @@ class Checked:
     root: Path
     memory: str = "auto"
     """The memory policy the render runs under (`--memory`, else the user config's, else auto)."""
+    executor: ExecutorChoice = field(default_factory=ExecutorChoice)
+    """What runs the nodes (`--executor`/`--address`, else the user config's, else local)."""
 
     def machine_problems(self) -> list[SpecIssue]:
         """What keeps this machine from rendering the spec (hardware, missing weights), located at each clip's model."""
@@ -157,7 +164,8 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     timeline.models.append(settings.models)
     timeline.speed = options.speed or settings.runtime.speed
     timeline.memory = options.memory or settings.runtime.memory or "auto"
-    return Checked(loaded, timeline, policy.root, timeline.memory)
+    executor = ExecutorChoice(options.executor or settings.executor.name, options.address or settings.executor.address)
+    return Checked(loaded, timeline, policy.root, timeline.memory, executor)
 
 
 def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
@@ -166,7 +174,9 @@ def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
     cache = cache_store(checked.root, options.cache_dir)
     use_compile_cache(cache.root / "compiled")
     use_memory_policy(checked.memory)
-    return Prepared(checked.loaded, checked.timeline, compile_timeline(checked.timeline), cache, checked.root)
+    return Prepared(
+        checked.loaded, checked.timeline, compile_timeline(checked.timeline), cache, checked.root, checked.executor
+    )
 
 
 def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation | None = None) -> RenderResult:
@@ -175,7 +185,8 @@ def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation 
     plan = prepared.plan()
     events.planned(plan)
     try:
-        executor = Executor(prepared.graph, prepared.cache, events, cancellation)
+        gpu_gb = {clip.id: clip.profile.requires.vram_gb for clip in prepared.timeline.clips}
+        executor = make_executor(prepared.executor, prepared.graph, prepared.cache, events, cancellation, gpu_gb)
         execution = executor.run(sum(1 for p in plan if p.status == "run"))
     finally:
         events.closed()
@@ -189,6 +200,7 @@ def render(prepared: Prepared, events: RenderEvents, cancellation: Cancellation 
         render_graph=prepared.graph,
         plan=plan,
         seconds=execution.seconds,
+        placements=execution.placements,
         output_sha256=prepared.cache.recorded_sha256(prepared.graph.node(prepared.graph.target).key, VIDEO_FILE),
     )
     atomic_write_text(manifest_path(timeline.output_file), json.dumps(manifest, indent=2))

@@ -26,10 +26,12 @@ class EntryWriter:
         return lambda: _folder(staged.node, future)
 
     def check(self) -> None:
-        """Raise RenderError now if an entry already failed (so no more work is done in vain)."""
-        for node, future in self._pending:
-            if future.done():
-                _folder(node, future)
+        """Raise RenderError now if an entry already failed (so no more work is done in vain); forget the
+        entries committed so far."""
+        done = [(node, future) for node, future in self._pending if future.done()]
+        for node, future in done:
+            _folder(node, future)
+        self._pending = [item for item in self._pending if item not in done]
 
     def drain(self) -> None:
         """Wait until every queued entry is committed; raises RenderError for the first that failed."""
