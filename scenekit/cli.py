@@ -54,6 +54,7 @@ from scenekit.userconfig import config_path
 if TYPE_CHECKING:
     from scenekit.profiles import ModelProfile
     from scenekit.userconfig import ModelsMapping
+    from scenekit.weights import ProfileWeights
 
 
 if TYPE_CHECKING:  # the mixin is checked against the command it is mixed into; at runtime it is a plain class
@@ -496,19 +497,27 @@ def profiles(as_json: Annotated[bool, typer.Option("--json", help="Print the pro
 
 
 def _profile_info(profile: ModelProfile, mappings: list[ModelsMapping]) -> dict[str, Any]:
-    """What `scenekit profiles` says of a profile: backend, needs, and whether its weights are on this machine."""
-    from scenekit.weights import MissingWeights, resolve_weights
+    """What `scenekit profiles` says of a profile: backend, needs, the files it downloads, and whether they
+    are on this machine (`missing`: parts of other repos than the pipeline's that are not)."""
+    from scenekit.backends import UnknownBackend
+    from scenekit.weights import MissingWeights, missing_parts, resolve_weights
 
     weights: dict[str, Any] = {"needed": False, "present": True, "where": None, "fetch": None}
-    if "ltx2" in (profile.model_extra or {}):
-        from scenekit.ltx2.settings import ltx2_settings
-
-        weights = {"needed": True, "present": False, "where": None, "fetch": f"scenekit fetch {profile.name}"}
+    weights |= {"files": [], "missing": [], "problem": None}
+    try:
+        needs = _profile_weights(profile)
+    except UnknownBackend as exc:
+        needs = None
+        weights.update(present=False, problem=str(exc))
+    if needs is not None:
+        weights.update(needed=True, present=False, fetch=f"scenekit fetch {profile.name}")
+        weights["files"] = [
+            {"repo": files.repo, "revision": files.revision, "patterns": list(files.patterns)} for files in needs.files
+        ]
         with contextlib.suppress(MissingWeights):
-            weights.update(
-                present=True,
-                where=resolve_weights(profile.name, ltx2_settings(profile).weights.pipeline, mappings).described,
-            )
+            source = resolve_weights(profile.name, needs.pipeline, mappings)
+            missing = missing_parts(source, needs)
+            weights.update(present=not missing, where=source.described, missing=missing)
     return {
         "name": profile.name,
         "backend": profile.backend,
@@ -516,6 +525,15 @@ def _profile_info(profile: ModelProfile, mappings: list[ModelsMapping]) -> dict[
         "needs": profile.requires.model_dump(),
         "weights": weights,
     }
+
+
+def _profile_weights(profile: ModelProfile) -> ProfileWeights | None:
+    """What `profile` downloads, as its family says; None for a family without weights. Raises UnknownBackend."""
+    from scenekit.backends import get_family, load
+
+    reference = get_family(profile.backend).weights
+    weights: ProfileWeights | None = None if reference is None else load(reference)(profile)
+    return weights
 
 
 def _needs_text(needs: dict[str, Any]) -> str:
@@ -526,36 +544,52 @@ def _needs_text(needs: dict[str, Any]) -> str:
 
 
 def _weights_text(weights: dict[str, Any]) -> str:
+    if weights["problem"]:
+        return weights["problem"]
     if not weights["needed"]:
         return "built in"
-    return f"found: {weights['where']}" if weights["present"] else f"missing ({weights['fetch']})"
+    if weights["present"]:
+        return f"found: {weights['where']}"
+    if weights["missing"]:
+        return f"incomplete: {weights['where']} lacks {', '.join(weights['missing'])} ({weights['fetch']})"
+    return f"missing ({weights['fetch']})"
 
 
 @app.command(cls=_Command)
 def fetch(
     profile: Annotated[str, typer.Argument(metavar="PROFILE", help="Profile whose weights to download.")],
 ) -> None:
-    """Download a profile's weights into the Hugging Face cache (needs network access)."""
+    """Download the files a profile's renders read into the Hugging Face cache (needs network access)."""
+    from scenekit.backends import UnknownBackend
     from scenekit.profiles import available_profiles
 
     found = available_profiles().get(profile)
-    if found is None or "ltx2" not in (found.model_extra or {}):
+    try:
+        needs = _profile_weights(found) if found is not None else None
+    except UnknownBackend as exc:
+        err.print(f"error: profile `{profile}`: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC) from None
+    if needs is None:
         err.print(
             f"error: `{profile}` is not a profile with downloadable weights (see `scenekit profiles`)", markup=False
         )
         raise typer.Exit(EXIT_INVALID_SPEC)
     from huggingface_hub import snapshot_download
 
-    from scenekit.ltx2.settings import ltx2_settings
-
-    settings = ltx2_settings(found)
-    ref = settings.weights.pipeline
-    out.print(f"fetching {ref.repo}@{ref.revision} for {profile} …", markup=False)
-    folder = snapshot_download(ref.repo, revision=ref.revision, allow_patterns=settings.hub_files())
-    out.print(f"weights for {profile} are in {folder}", markup=False)
+    folders = []
+    for files in needs.files:
+        out.print(f"fetching {files.repo}@{files.revision} ({', '.join(files.patterns)}) for {profile} …", markup=False)
+        try:
+            folders.append(snapshot_download(files.repo, revision=files.revision, allow_patterns=list(files.patterns)))
+        except OSError as exc:  # huggingface_hub's HTTP, offline and not-found errors are all OSErrors
+            err.print(f"error: fetching {files.repo}@{files.revision} failed: {exc}", markup=False)
+            raise typer.Exit(EXIT_FAILED) from None
+    for files, folder in zip(needs.files, folders, strict=True):
+        out.print(f"{files.repo} for {profile} is in {folder}", markup=False)
+    ref = needs.pipeline
     out.print(
-        f"to keep renders on exactly these weights: `models: {{{profile}: {ref.repo}@{Path(folder).name}}}` "
-        f"(in the spec or in {config_path()})",
+        f"to keep renders on exactly this snapshot of {ref.repo}: "
+        f"`models: {{{profile}: {ref.repo}@{Path(folders[0]).name}}}` (in the spec or in {config_path()})",
         markup=False,
     )
 

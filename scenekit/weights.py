@@ -47,6 +47,29 @@ class WeightsSource:
         return "dir:" + hashlib.sha256("".join(folder_digest(p) for p in paths).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class HubFiles:
+    """Files of one hub repo at a revision: glob patterns as `snapshot_download(allow_patterns=...)` takes them."""
+
+    repo: str
+    revision: str
+    patterns: tuple[str, ...]
+
+    def command(self) -> str:
+        """The `hf download` command that fetches exactly these files (the whole repo without patterns)."""
+        includes = [f"--include '{pattern}'" for pattern in self.patterns]
+        return " ".join([f"hf download {self.repo} --revision {self.revision}", *includes])
+
+
+@dataclass(frozen=True)
+class ProfileWeights:
+    """What a profile loads from the hub: the pipeline repo (whose snapshot or local copy is the profile's
+    weights folder) and, per repo, the files a render reads (the pipeline's first)."""
+
+    pipeline: WeightsRef
+    files: tuple[HubFiles, ...]
+
+
 class MissingWeights(Exception):
     """No weights for a profile in any of the places looked."""
 
@@ -69,10 +92,13 @@ def _local(folder: Path, described: str) -> WeightsSource:
     return WeightsSource(folder.resolve(), described)
 
 
-def resolve_weights(profile: str, default: WeightsRef, mappings: Sequence[ModelsMapping]) -> WeightsSource:
+def resolve_weights(
+    profile: str, default: WeightsRef, mappings: Sequence[ModelsMapping], files: Sequence[str] = ()
+) -> WeightsSource:
     """Find a profile's weights: the first `models:` mapping that names the profile (the spec's, then the
     user config's), else `$SCENEKIT_MODELS/<profile>`, else the Hugging Face cache. Raises MissingWeights
-    naming every place looked and how to fetch them."""
+    naming every place looked and how to fetch them (only `files`, the patterns of the repo the profile
+    needs, when given)."""
     looked = []
     for mapping in mappings:
         if profile not in mapping.entries:
@@ -85,7 +111,7 @@ def resolve_weights(profile: str, default: WeightsRef, mappings: Sequence[Models
         match = _REPO_ID.match(written)
         if match:
             ref = WeightsRef(repo=match["repo"], revision=match["revision"] or default.revision)
-            return _from_hub_cache(profile, ref, [where])
+            return _from_hub_cache(profile, ref, [where], files)
         looked.append(f"{where} (not a folder, not a repo id)")
         break
     env_root = os.environ.get(MODELS_ENV)
@@ -96,10 +122,10 @@ def resolve_weights(profile: str, default: WeightsRef, mappings: Sequence[Models
         looked.append(f"${MODELS_ENV}/{profile} = {folder}")
     else:
         looked.append(f"${MODELS_ENV}/{profile} (${MODELS_ENV} is not set)")
-    return _from_hub_cache(profile, default, looked)
+    return _from_hub_cache(profile, default, looked, files)
 
 
-def _from_hub_cache(profile: str, ref: WeightsRef, looked: list[str]) -> WeightsSource:
+def _from_hub_cache(profile: str, ref: WeightsRef, looked: list[str], files: Sequence[str]) -> WeightsSource:
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(ref.repo, "model_index.json", revision=ref.revision)
@@ -110,7 +136,29 @@ def _from_hub_cache(profile: str, ref: WeightsRef, looked: list[str]) -> Weights
     raise MissingWeights(
         f"no weights for model profile `{profile}`; looked in: "
         + "; ".join(looked)
-        + f". Fetch them with `scenekit fetch {profile}` (or `hf download {ref.repo} --revision {ref.revision}`), "
+        + f". Fetch them with `scenekit fetch {profile}` (or `{HubFiles(ref.repo, ref.revision, tuple(files)).command()}`), "
         f"or name a folder holding them in `models: {{{profile}: /path/to/folder}}` (in the spec or in {config_path()}) "
         f"or in ${MODELS_ENV}/{profile}."
     )
+
+
+def missing_parts(source: WeightsSource, weights: ProfileWeights) -> list[str]:
+    """The files of repos other than the pipeline's (`repo:pattern`) that `source`'s folder lacks and, when
+    `source` is a hub snapshot, that repo's snapshot in the Hugging Face cache lacks too (a folder part
+    counts as there when its `config.json` is), as `scenekit.ltx2.parts` looks for them."""
+    from huggingface_hub import try_to_load_from_cache
+
+    missing = []
+    for files in weights.files:
+        if files.repo == weights.pipeline.repo:
+            continue
+        for pattern in files.patterns:
+            name = pattern.removesuffix("/*")
+            probe = name if name == pattern else f"{name}/config.json"
+            found = (source.folder / name).exists() or (
+                source.hub is not None
+                and isinstance(try_to_load_from_cache(files.repo, probe, revision=files.revision), str)
+            )
+            if not found:
+                missing.append(f"{files.repo}:{pattern}")
+    return missing

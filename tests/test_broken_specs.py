@@ -19,6 +19,7 @@ the project folder is the copied corpus: `../support/...` is inside it, `../../.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -199,3 +200,36 @@ def test_the_ltx2_example_is_valid_without_weights_and_plans_as_an_animatic(
     assert result.output.count("note: defaults.model: no weights for model profile `ltx2-distilled`") == 1
     plan = runner.invoke(app, ["plan", str(example), "--model", "preview", "--json", "--cache-dir", str(tmp_path)])
     assert plan.exit_code == 0, plan.output
+
+
+@pytest.mark.parametrize(
+    ("name", "profile", "summary"),
+    [
+        ("lighthouse-ltxv.yaml", "ltxv-13b-0.9.8-distilled", "ok: 2 clips, 216 frames (9.000s at 24 fps), 768x512"),
+        ("lighthouse-ltx23.yaml", "ltx23-distilled", "ok: 3 clips, 276 frames (11.500s at 24 fps), 768x512"),
+    ],
+)
+def test_the_ltxv_and_ltx23_examples_are_valid_without_weights_and_plan_as_animatics(
+    runner: CliRunner, monkeypatch, tmp_path: Path, name: str, profile: str, summary: str
+):
+    from scenekit.spec.loader import load_spec
+    from scenekit.spec.paths import PathPolicy
+
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    example = EXAMPLE.with_name(name)
+    result = runner.invoke(app, ["validate", str(example)])
+    assert result.exit_code == 0, result.output
+    assert summary in result.stdout
+    assert result.output.count(f"note: defaults.model: no weights for model profile `{profile}`") == 1
+    plan = runner.invoke(app, ["plan", str(example), "--model", "preview", "--json", "--cache-dir", str(tmp_path)])
+    assert plan.exit_code == 0, plan.output
+    assert {node["op"] for node in json.loads(plan.stdout)["nodes"]} == {"preview.generate", "stitch.segment", "stitch"}
+
+    spec = load_spec(example, PathPolicy(example.parents[2])).spec  # what the example shows off
+    assert spec.defaults.model == profile
+    if profile.startswith("ltxv"):
+        assert spec.clips[1].continue_ == spec.clips[0].id and all(clip.conditioning for clip in spec.clips)
+    else:
+        assert spec.defaults.loras and [clip.control is not None for clip in spec.clips].count(True) == 1

@@ -113,15 +113,23 @@ def test_profiles_say_what_each_needs_and_whether_its_weights_are_here(weights_f
     found = {p["name"]: p for p in json.loads(result.output)["profiles"]}
     assert set(found) == set(available_profiles())
     assert found["preview"]["backend"] == "preview" and not found["preview"]["needs"]["gpu"]
-    assert found["preview"]["weights"] == {"needed": False, "present": True, "where": None, "fetch": None}
+    assert found["preview"]["weights"] == {
+        "needed": False,
+        "present": True,
+        "where": None,
+        "fetch": None,
+        "files": [],
+        "missing": [],
+        "problem": None,
+    }
     assert found["ltx2-distilled"]["needs"]["gpu"] and found["ltx2-distilled"]["needs"]["vram_gb"] > 0
-    assert found["ltx2-distilled"]["weights"] == {
+    assert _said(found["ltx2-distilled"]["weights"]) == {
         "needed": True,
         "present": True,
         "where": "$SCENEKIT_MODELS/ltx2-distilled",
         "fetch": "scenekit fetch ltx2-distilled",
     }
-    assert found["ltx2-dev"]["weights"] == {
+    assert _said(found["ltx2-dev"]["weights"]) == {
         "needed": True,
         "present": False,
         "where": None,
@@ -132,6 +140,104 @@ def test_profiles_say_what_each_needs_and_whether_its_weights_are_here(weights_f
     assert rows["preview"][:2] == ["CPUonly", "builtin"]
     assert rows["ltx2-distilled"][1] == "found:$SCENEKIT_MODELS/ltx2-distilled"
     assert rows["ltx2-dev"][1] == "missing(scenekitfetchltx2-dev)" and rows["ltx2-dev"][0].startswith("GPU~")
+
+
+def _said(weights: dict) -> dict:
+    """What `profiles --json` says of a profile's weights, less the files it lists."""
+    return {key: weights[key] for key in ("needed", "present", "where", "fetch")}
+
+
+def test_profiles_list_every_family_with_the_files_each_downloads(weights_for_one_profile, tmp_path: Path):
+    found = {p["name"]: p for p in json.loads(run("profiles", "--json").output)["profiles"]}
+    assert {p["backend"] for p in found.values()} == {"preview", "ltx2", "ltxv"}
+    assert all(p["weights"]["needed"] and p["weights"]["files"] for p in found.values() if p["backend"] != "preview")
+    assert found["ltxv-13b-0.9.8-distilled"]["weights"]["files"] == [
+        {
+            "repo": "Lightricks/LTX-Video",
+            "revision": "main",
+            "patterns": [
+                "model_index.json",
+                "scheduler/*",
+                "tokenizer/*",
+                "text_encoder/*",
+                "ltxv-13b-0.9.8-distilled.safetensors",
+                "ltxv-spatial-upscaler-0.9.8.safetensors",
+            ],
+        }
+    ]
+    assert found["ltxv-13b-0.9.8-distilled"]["weights"]["fetch"] == "scenekit fetch ltxv-13b-0.9.8-distilled"
+    pipeline, checkpoints = found["ltx23-dev"]["weights"]["files"]
+    assert pipeline["repo"] == "diffusers/LTX-2.3-Diffusers"
+    assert {"transformer/config.json", "latent_upsampler/*", "connectors/*"} <= set(pipeline["patterns"])
+    assert not any(p.endswith(".safetensors") for p in pipeline["patterns"])  # those are in Lightricks/LTX-2.3
+    assert checkpoints == {
+        "repo": "Lightricks/LTX-2.3",
+        "revision": "main",
+        "patterns": ["ltx-2.3-22b-dev.safetensors", "ltx-2.3-22b-distilled-lora-384-1.1.safetensors"],
+    }
+
+    folder = tmp_path / "models" / "ltx23-distilled"  # the pipeline's folders, not the 2.3 checkpoint
+    folder.mkdir()
+    weights = json.loads(run("profiles", "--json").output)["profiles"]
+    weights = next(p["weights"] for p in weights if p["name"] == "ltx23-distilled")
+    assert (weights["present"], weights["where"]) == (False, "$SCENEKIT_MODELS/ltx23-distilled")
+    assert weights["missing"] == ["Lightricks/LTX-2.3:ltx-2.3-22b-distilled-1.1.safetensors"]
+    assert table_rows(run("profiles").output)["ltx23-distilled"][1].startswith("incomplete:$SCENEKIT_MODELS")
+    (folder / "ltx-2.3-22b-distilled-1.1.safetensors").touch()
+    assert table_rows(run("profiles").output)["ltx23-distilled"][1] == "found:$SCENEKIT_MODELS/ltx23-distilled"
+
+
+def test_fetch_downloads_every_repo_a_profile_reads_and_nothing_else(monkeypatch, tmp_path: Path):
+    import huggingface_hub
+
+    asked: list[tuple[str, str, list[str]]] = []
+
+    def snapshot_download(repo, revision, allow_patterns):
+        asked.append((repo, revision, allow_patterns))
+        return str(tmp_path / repo / "snapshots" / "0123abcd")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    result = run("fetch", "ltx23-distilled")
+    assert result.exit_code == 0, result.output
+    assert [(repo, revision) for repo, revision, _ in asked] == [
+        ("diffusers/LTX-2.3-Diffusers", "main"),
+        ("Lightricks/LTX-2.3", "main"),
+    ]
+    assert asked[1][2] == ["ltx-2.3-22b-distilled-1.1.safetensors"]
+    assert "models: {ltx23-distilled: diffusers/LTX-2.3-Diffusers@0123abcd}" in result.output.replace("\n", "")
+
+    asked.clear()
+    assert run("fetch", "ltxv-2b-0.9.8-distilled").exit_code == 0
+    [(repo, _, patterns)] = asked
+    assert repo == "Lightricks/LTX-Video" and "transformer/*" not in patterns and "vae/*" not in patterns
+    assert {"ltxv-2b-0.9.8-distilled.safetensors", "ltxv-spatial-upscaler-0.9.8.safetensors"} <= set(patterns)
+
+    def offline(*args, **kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    failed = run("fetch", "ltxv-2b-0.9.8-distilled")
+    assert failed.exit_code == 1 and "fetching Lightricks/LTX-Video@main failed: offline" in failed.output
+    assert "Traceback" not in failed.output
+    assert run("fetch", "preview").exit_code == 2
+
+
+def test_missing_ltx_video_weights_name_only_the_files_the_profile_reads(project: Project, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
+    monkeypatch.delenv("SCENEKIT_MODELS", raising=False)
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    project.write(SCENE.replace("fps: 8}", "fps: 8, model: ltxv-2b-0.9.8-distilled}"))
+    result = run("validate", project.spec)
+    assert result.exit_code == 0, result.output
+    hint = re.search(r"\(or `(hf download [^`]*)`\)", result.output.replace("\n", ""))
+    assert hint, result.output
+    assert hint[1] == (
+        "hf download Lightricks/LTX-Video --revision main --include 'model_index.json' --include 'scheduler/*' "
+        "--include 'tokenizer/*' --include 'text_encoder/*' --include 'ltxv-2b-0.9.8-distilled.safetensors' "
+        "--include 'ltxv-spatial-upscaler-0.9.8.safetensors'"
+    )
 
 
 def table_rows(text: str) -> dict[str, list[str]]:

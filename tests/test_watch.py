@@ -77,14 +77,15 @@ class Recorder(SilentEvents):
 
 @pytest.fixture
 def watching(project: Project):
-    def start(text: str = SCENE, **kwargs) -> Recorder:
+    def start(text: str = SCENE, *, model: str | None = None, first: str = "changed", **kwargs) -> Recorder:
         project.write(text)
         recorder = Recorder()
-        loop = WatchLoop(project.spec, RenderOptions(cache_dir=project.cache), recorder, lambda: recorder, **kwargs)
+        options = RenderOptions(cache_dir=project.cache, model=model)
+        loop = WatchLoop(project.spec, options, recorder, lambda: recorder, **kwargs)
         thread = threading.Thread(target=loop.run, daemon=True)
         thread.start()
         started.append((loop, thread))
-        recorder.wait_for("changed")
+        recorder.wait_for(first)
         return recorder
 
     started: list[tuple[WatchLoop, threading.Thread]] = []
@@ -266,3 +267,60 @@ def test_a_save_made_while_the_spec_was_being_read_is_not_lost(tmp_path: Path):
         assert watcher.wait_for_change(timeout=5) == [spec.resolve()]
     finally:
         watcher.stop()
+
+
+LORA_SCENE = """
+    scenekit: 1
+    defaults: {model: ltx23-distilled, size: 256x256, fps: 12, loras: [{file: loras/style.safetensors}]}
+    clips:
+      - id: a
+        prompt: "first"
+        frames: 9
+        control: {lora: loras/ic.safetensors, video: control.mp4}
+    output: {file: out.mp4, preset: ultrafast}
+"""
+
+
+def _control_video(path: Path, colour: int) -> None:
+    from fractions import Fraction
+
+    import numpy as np
+
+    from scenekit.media.video import write_frames
+
+    write_frames(path, np.full((9, 64, 64, 3), colour, dtype=np.uint8), Fraction(12))
+
+
+def test_saving_a_lora_or_a_control_video_the_spec_names_renders_again(project: Project, watching):
+    """Under `--model preview` the render reads neither the LoRAs nor the control video, yet saving one of
+    them re-checks and re-renders the spec, and says which file changed."""
+    (project.root / "loras").mkdir()
+    for name in ("style", "ic"):
+        (project.root / "loras" / f"{name}.safetensors").write_bytes(b"v1")
+    _control_video(project.root / "control.mp4", 0)
+    recorder = watching(LORA_SCENE, model="preview")
+    recorder.wait_for("rendered")
+    for count, (path, label) in enumerate(
+        [
+            (project.root / "loras" / "style.safetensors", "asset loras/style.safetensors"),
+            (project.root / "loras" / "ic.safetensors", "asset loras/ic.safetensors"),
+            (project.root / "control.mp4", "asset control.mp4"),
+        ],
+        start=2,
+    ):
+        if path.suffix == ".mp4":
+            _control_video(path, 255)
+        else:
+            path.write_bytes(b"v2")
+        recorder.wait_for("rendered", count)
+        assert recorder.of("changed")[-1][1] == [label]
+
+
+def test_a_lora_file_the_invalid_spec_names_renders_once_it_is_saved(project: Project, watching):
+    (project.root / "loras").mkdir()
+    _control_video(project.root / "control.mp4", 0)
+    (project.root / "loras" / "ic.safetensors").write_bytes(b"v1")
+    recorder = watching(LORA_SCENE, model="preview", first="invalid")
+    assert recorder.of("invalid")[0][1] == ["defaults.loras[0].file"]
+    (project.root / "loras" / "style.safetensors").write_bytes(b"v1")
+    assert recorder.wait_for("rendered")[0][1] == "render"

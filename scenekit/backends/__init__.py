@@ -37,13 +37,16 @@ class Backend(Protocol):
 class Family:
     """A model family: the backend that expands its clips (`module:Class`), the module that registers
     its operations (named `PREFIX...`) and, for families with weights, the function that writes tiny
-    random weights for one of its profiles in the real layout (`module:function(folder, profile=NAME)`).
-    Each is imported only when used, so a family's heavy imports cost nothing to specs that do not use it."""
+    random weights for one of its profiles in the real layout (`module:function(folder, profile=NAME)`) and
+    the one that says what a profile downloads (`module:function(profile) -> scenekit.weights.ProfileWeights`,
+    for `scenekit profiles` and `scenekit fetch`). Each is imported only when used, so a family's heavy
+    imports cost nothing to specs that do not use it."""
 
     backend: str
     operations_prefix: str
     operations_module: str
     tiny_weights: str | None = None
+    weights: str | None = None
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -63,6 +66,7 @@ register_family(
         "ltx2.",
         "scenekit.ltx2.ops",
         tiny_weights="scenekit.ltx2.tiny:build_tiny_profile_weights",
+        weights="scenekit.ltx2.settings:profile_weights",
     ),
 )
 register_family(
@@ -72,6 +76,7 @@ register_family(
         "ltxv.",
         "scenekit.ltxv.ops",
         tiny_weights="scenekit.ltxv.tiny:build_tiny_profile_weights",
+        weights="scenekit.ltxv.settings:profile_weights",
     ),
 )
 

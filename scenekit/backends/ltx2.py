@@ -72,7 +72,7 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> _Ready | str:
         return f"model `{name}`: {exc}"
     pipeline = settings.weights.pipeline
     try:
-        weights = resolve_weights(name, pipeline, timeline.models)
+        weights = resolve_weights(name, pipeline, timeline.models, settings.hub_files())
     except MissingWeights as exc:
         return str(exc)
     transformer_ref, transformer = settings.weights.transformer, None

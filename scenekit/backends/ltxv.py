@@ -47,7 +47,7 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[LtxvSettings, Weight
     except SpeedUnavailable as exc:
         return f"model `{clip.profile.name}`: {exc}"
     try:
-        weights = resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models)
+        weights = resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models, settings.hub_files())
     except MissingWeights as exc:
         return str(exc)
     for ref, folders in (

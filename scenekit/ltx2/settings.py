@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from scenekit.profiles import ModelProfile
-from scenekit.weights import WeightsRef
+from scenekit.weights import HubFiles, ProfileWeights, WeightsRef
 
 
 class _Strict(BaseModel):
@@ -96,20 +96,40 @@ class Ltx2Settings(_Strict):
     """The stages a spec's LoRA applies to unless it says (None: every stage)."""
 
     def hub_files(self) -> list[str]:
-        """The files and folders of the pipeline's hub repo a render needs (for `scenekit fetch`)."""
+        """The files and folders of the pipeline's hub repo a render needs (for `scenekit fetch`); the parts
+        named in another repo are in `profile_weights`."""
         patterns = ["model_index.json"] + [
             f"{part}/*"
             for part in ("scheduler", "tokenizer", "text_encoder", "connectors", "vae", "audio_vae", "vocoder")
         ]
         transformer = self.weights.transformer
-        patterns += (
-            [transformer.file, "transformer/config.json"] if transformer and transformer.file else ["transformer/*"]
-        )
-        if self.weights.upsampler is not None:
-            patterns.append(f"{self.weights.upsampler_folder}/*")
-        if self.weights.distilled_lora is not None and self.weights.distilled_lora.file:
-            patterns.append(self.weights.distilled_lora.file)
-        return patterns
+        patterns.append("transformer/config.json" if transformer and transformer.file else "transformer/*")
+        return patterns + [_pattern(ref) for ref in self.parts() if ref.repo == self.weights.pipeline.repo]
+
+    def parts(self) -> list[WeightsRef]:
+        """The parts the profile names apart from the pipeline's folders (`scenekit.ltx2.parts`): its
+        single-file transformer, latent upsampler and distilled LoRA."""
+        weights = self.weights
+        upsampler = weights.upsampler or WeightsRef(repo=weights.pipeline.repo, revision=weights.pipeline.revision)
+        found = [upsampler.model_copy(update={"subfolder": weights.upsampler_folder})]
+        found += [ref for ref in (weights.transformer, weights.distilled_lora) if ref is not None and ref.file]
+        return found
+
+
+def _pattern(ref: WeightsRef) -> str:
+    """The download pattern of a part: its file, else everything in its subfolder."""
+    return ref.file or f"{ref.subfolder}/*"
+
+
+def profile_weights(profile: ModelProfile) -> ProfileWeights:
+    """What an LTX-2 profile downloads: the pipeline repo's files, then each other repo's parts."""
+    settings = ltx2_settings(profile)
+    pipeline = settings.weights.pipeline
+    grouped: dict[tuple[str, str], list[str]] = {(pipeline.repo, pipeline.revision): settings.hub_files()}
+    for ref in settings.parts():
+        if ref.repo != pipeline.repo:
+            grouped.setdefault((ref.repo, ref.revision), []).append(_pattern(ref))
+    return ProfileWeights(pipeline, tuple(HubFiles(*where, tuple(found)) for where, found in grouped.items()))
 
 
 def ltx2_settings(profile: ModelProfile) -> Ltx2Settings:

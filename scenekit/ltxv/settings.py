@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from scenekit.profiles import ModelProfile
-from scenekit.weights import WeightsRef
+from scenekit.weights import HubFiles, ProfileWeights, WeightsRef
 
 
 class _Strict(BaseModel):
@@ -118,3 +118,11 @@ def ltxv_settings(profile: ModelProfile) -> LtxvSettings:
     sections = profile.model_extra
     assert sections is not None  # ModelProfile allows extra keys, so pydantic always keeps them here
     return LtxvSettings.model_validate(sections["ltxv"])
+
+
+def profile_weights(profile: ModelProfile) -> ProfileWeights:
+    """What an LTX-Video profile downloads: its files of the pipeline repo (which holds the checkpoint and the
+    upscaler too: the backend looks for them in the pipeline's folder)."""
+    settings = ltxv_settings(profile)
+    pipeline = settings.weights.pipeline
+    return ProfileWeights(pipeline, (HubFiles(pipeline.repo, pipeline.revision, tuple(settings.hub_files())),))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from scenekit.engine.session import Prepared
@@ -20,8 +23,9 @@ def _flatten(value: Any, path: FieldPath, into: dict[FieldPath, Any]) -> None:
         into[path] = value
 
 
-def spec_changes(old: Prepared, new: Prepared) -> list[str]:
-    """Changed fields (`clips[2].prompt`, `defaults.fps`) and assets (`asset assets/sea.png`)."""
+def spec_changes(old: Prepared, new: Prepared, saved: Iterable[Path] = ()) -> list[str]:
+    """Changed fields (`clips[2].prompt`, `defaults.fps`) and assets (`asset assets/sea.png`): those the
+    render reads, and the other `saved` files that are not spec files (a LoRA the `preview` model ignores)."""
     before: dict[FieldPath, Any] = {}
     after: dict[FieldPath, Any] = {}
     _flatten(old.loaded.spec.model_dump(by_alias=True, exclude={"vars", "include"}), (), before)
@@ -39,4 +43,9 @@ def spec_changes(old: Prepared, new: Prepared) -> list[str]:
             label = f"asset {asset.written}"
             if asset.written in old_assets and old_assets[asset.written] != asset.sha256 and label not in changed:
                 changed.append(label)
+    read = {*new.loaded.files, *(a.path for n in new.graph.ordered() for a in n.files.values())}  # compared above
+    for file in saved:
+        label = f"asset {Path(os.path.relpath(file, new.loaded.path.parent)).as_posix()}"
+        if file not in read and label not in changed:
+            changed.append(label)
     return changed

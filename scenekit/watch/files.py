@@ -49,6 +49,8 @@ class FileWatcher(FileSystemEventHandler):
         self._watched: set[Path] = set()
         self._scheduled: set[Path] = set()
         self._hashes: dict[Path, str | None] = {}
+        self._touched: set[Path] = set()
+        self._rearmed = False
         self.set_files(files)
 
     def set_files(self, files: Iterable[Path]) -> None:
@@ -66,6 +68,12 @@ class FileWatcher(FileSystemEventHandler):
                     self._observer.schedule(self, str(folder), recursive=False)
                     self._scheduled.add(folder)
 
+    def add_files(self, files: Iterable[Path]) -> None:
+        """Watch these files as well as those watched now."""
+        with self._lock:
+            watched = set(self._watched)
+        self.set_files([*watched, *files])
+
     def start(self) -> None:
         self._observer.start()
 
@@ -77,7 +85,7 @@ class FileWatcher(FileSystemEventHandler):
         """Count the next save of any watched file as a change even if its content is the same (so a
         failed render is tried again when the user saves)."""
         with self._lock:
-            self._hashes = {}
+            self._rearmed = True
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in _READS:
@@ -85,12 +93,16 @@ class FileWatcher(FileSystemEventHandler):
         touched = {Path(str(event.src_path)).resolve()}
         if getattr(event, "dest_path", None):
             touched.add(Path(str(event.dest_path)).resolve())
-        if touched & self._watched:
+        with self._lock:
+            touched &= self._watched
+            self._touched |= touched
+        if touched:
             self._last_event = time.monotonic()
             self._dirty.set()
 
     def wait_for_change(self, timeout: float | None = None) -> list[Path] | None:
-        """Block until watched files changed content; returns them, or None on timeout."""
+        """Block until watched files changed content (or, after `rearm`, were saved at all); returns them,
+        or None on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -102,6 +114,9 @@ class FileWatcher(FileSystemEventHandler):
             with self._lock:
                 now = content_hashes(self._watched)
                 changed = sorted(p for p in self._watched if now[p] != self._hashes.get(p))
-                self._hashes = now
+                if not changed and self._rearmed:
+                    changed = sorted(self._touched & self._watched)
+                self._hashes, self._touched = now, set()
+                self._rearmed = self._rearmed and not changed
             if changed:
                 return changed

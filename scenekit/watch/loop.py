@@ -20,8 +20,11 @@ from scenekit.engine.session import (
     render,
 )
 from scenekit.errors import RenderCancelled, RenderError, SpecError, SpecIssue
+from scenekit.spec.loader import load_spec
+from scenekit.spec.paths import PathPolicy, find_project_root
 from scenekit.watch.diff import spec_changes
 from scenekit.watch.files import FileWatcher
+from scenekit.watch.named import named_files
 
 PREVIEW_MODEL = "preview"
 
@@ -87,8 +90,9 @@ class WatchLoop:
         try:
             self._reload(initial=True)
             while not self.stop_requested.is_set():
-                if self._files.wait_for_change(timeout=0.2):
-                    self._reload(initial=False)
+                saved = self._files.wait_for_change(timeout=0.2)
+                if saved:
+                    self._reload(initial=False, saved=saved)
         finally:
             self._cancel_render(frozenset())
             self._files.stop()
@@ -96,11 +100,12 @@ class WatchLoop:
     def stop(self) -> None:
         self.stop_requested.set()
 
-    def _reload(self, *, initial: bool) -> None:
+    def _reload(self, *, initial: bool, saved: list[Path] | None = None) -> None:
         try:
             passes = self._prepare_passes()
             reruns = {p.node.id: p.reason for item in passes for p in item.prepared.plan() if p.status == "run"}
         except SpecError as exc:
+            self._watch_named_files()
             self.events.invalid(exc.issues)
             self.events.state("error: the spec is invalid; fix it and save (the last good render stays)")
             return
@@ -108,14 +113,26 @@ class WatchLoop:
             self._failed("render", exc)
             return
         full = passes[-1].prepared
-        self._files.set_files([*full.loaded.files, *full.asset_files])
-        changes = ["new"] if initial or self._current is None else spec_changes(self._current, full)
+        self._files.set_files([*full.loaded.files, *full.asset_files, *named_files(full.loaded, self._policy())])
+        changes = ["new"] if initial or self._current is None else spec_changes(self._current, full, saved or [])
         self.events.changed(changes, reruns)
         self._cancel_render(frozenset(node.key for item in passes for node in item.prepared.graph.ordered()))
         self._current = full
         self._cancellation = Cancellation()
         self._thread = threading.Thread(target=self._render_passes, args=(passes, self._cancellation), daemon=True)
         self._thread.start()
+
+    def _policy(self) -> PathPolicy:
+        return PathPolicy(find_project_root(self.spec), self.options.allow_outside)
+
+    def _watch_named_files(self) -> None:
+        """Watch what an invalid spec names too (its includes, a LoRA file it names that is not there yet), so
+        saving it renders; a spec that cannot even be read keeps the files watched so far."""
+        try:
+            loaded = load_spec(self.spec, self._policy(), self.options.variables)
+        except (SpecError, OSError):
+            return
+        self._files.add_files([*loaded.files, *named_files(loaded, self._policy())])
 
     def _prepare_passes(self) -> list[_Pass]:
         """The full render, after a quick preview pass when asked for one: with the `preview` model
