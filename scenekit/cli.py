@@ -486,7 +486,7 @@ def profiles(as_json: Annotated[bool, typer.Option("--json", help="Print the pro
         mappings = [user_settings().models]
     except SpecError as exc:
         _exit_invalid(exc, f"{config_path()}: invalid config")
-    found = [_profile_info(profile, mappings) for profile in available_profiles().values()]
+    found = [_profile_info(profile, mappings) for _, profile in sorted(available_profiles().items())]
     if as_json:
         out.print_json(json.dumps({"profiles": found}))
         return
@@ -540,7 +540,8 @@ def _needs_text(needs: dict[str, Any]) -> str:
     if not needs["gpu"]:
         return "CPU only"
     capability = needs["min_compute_capability"]
-    return f"GPU ~{needs['vram_gb']:g} GB" + (f", compute capability {capability:g}+" if capability else "")
+    resident = f" ({needs['resident_gb']:g} GB all resident)" if needs.get("resident_gb") else ""
+    return f"GPU ~{needs['vram_gb']:g} GB{resident}" + (f", compute capability {capability:g}+" if capability else "")
 
 
 def _weights_text(weights: dict[str, Any]) -> str:

@@ -123,6 +123,9 @@ def test_profiles_say_what_each_needs_and_whether_its_weights_are_here(weights_f
         "problem": None,
     }
     assert found["ltx2-distilled"]["needs"]["gpu"] and found["ltx2-distilled"]["needs"]["vram_gb"] > 0
+    assert list(found) == sorted(found)
+    table = run("profiles").output
+    assert "(71 GB all" in table and "resident)" in table  # the measured resident peak, beside the least memory
     assert _said(found["ltx2-distilled"]["weights"]) == {
         "needed": True,
         "present": True,

@@ -22,6 +22,9 @@ class Requirements(BaseModel):
     model_config = ConfigDict(extra="forbid")
     gpu: bool = False
     vram_gb: float = 0
+    """The least GPU memory it renders in (with the `auto` memory policy, streaming what does not fit)."""
+    resident_gb: float | None = None
+    """Measured peak GPU memory with every model resident (the fastest), where measured."""
     min_compute_capability: float | None = None
 
 
