@@ -760,8 +760,12 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", metavar="URL", help="Allow cross-origin requests from URL.")
     ] = None,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
 ) -> None:
-    """Serve PROJECT over HTTP: the render API, and a page at / to watch renders."""
+    """Serve PROJECT over HTTP: the render API, and a page at / to watch renders (one render at a time per
+    GPU, or every render through the Ray executor)."""
+    chosen = _with_executor(RenderOptions(), executor, address)
     try:
         from scenekit.server.serve import run_server
     except ImportError as exc:
@@ -771,7 +775,15 @@ def serve(
         err.print(f"error: {project} is not a folder", markup=False)
         raise typer.Exit(EXIT_INVALID_SPEC)
     code = run_server(
-        project, host, port, token, no_auth, cors_origin or [], lambda text: out.print(text, markup=False)
+        project,
+        host,
+        port,
+        token,
+        no_auth,
+        cors_origin or [],
+        lambda text: out.print(text, markup=False),
+        executor=chosen.executor,
+        address=chosen.address,
     )
     raise typer.Exit(code)
 

@@ -16,8 +16,10 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
 from scenekit.engine.events import RenderEvents
-from scenekit.engine.execute import Cancellation
+from scenekit.engine.execute import Cancellation, ExecutorChoice
 from scenekit.engine.session import Prepared, RenderResult, render
+from scenekit.hardware import compute_device
+from scenekit.runtime.pool import MODELS
 from scenekit.server.app import ServerConfig, create_app
 from scenekit.server.limits import Limits
 from scenekit.server.store import Store
@@ -116,6 +118,99 @@ def test_a_render_end_to_end_with_events_in_order_and_a_seekable_video(project: 
         again = client.post("/renders", json={"spec": SCENE}, headers=AUTH).json()
         assert {n["status"] for n in again["plan"]} == {"cached"}
         assert [r["id"] for r in client.get("/renders", headers=AUTH).json()] == [again["id"], body["id"]]
+
+
+def test_a_renders_video_stays_the_one_it_made_when_a_later_render_overwrites_the_file(project: Project):
+    with serve(project) as client:
+        before = client.post("/renders", json={"spec": SCENE}, headers=AUTH).json()["id"]
+        assert [k for k, _ in events_of(client, before)][-1] == "render_done"
+        made = (project.root / "renders/tiny.mp4").read_bytes()
+        after = client.post("/renders", json={"spec": SCENE.replace("second", "third")}, headers=AUTH).json()["id"]
+        assert [k for k, _ in events_of(client, after)][-1] == "render_done"
+        overwritten = (project.root / "renders/tiny.mp4").read_bytes()
+        assert overwritten != made
+        assert client.get(f"/renders/{before}/video", headers=AUTH).content == made
+        assert client.get(f"/renders/{after}/video", headers=AUTH).content == overwritten
+
+
+def test_one_worker_per_device_renders_side_by_side_each_with_its_own_models(project: Project):
+    loads: list[tuple[str, str]] = []
+    model = object()  # a key of this test's own
+    side_by_side = threading.Barrier(2, timeout=10)  # the first two renders wait here for each other
+    arrived = []
+
+    def runner(prepared: Prepared, events: RenderEvents, cancellation: Cancellation) -> RenderResult:
+        MODELS.get(model, lambda: loads.append((threading.current_thread().name, compute_device())))
+        arrived.append(1)
+        if len(arrived) <= 2:
+            side_by_side.wait()
+        return render(prepared, events, cancellation)
+
+    specs = [SCENE, SCENE.replace("first", "other").replace("tiny.mp4", "other.mp4")] * 2
+    with serve(project, runner=runner, devices=["cpu", "cpu"]) as client:
+        ids = [client.post("/renders", json={"spec": spec}, headers=AUTH).json()["id"] for spec in specs]
+        assert [[k for k, _ in events_of(client, i)][-1] for i in ids] == ["render_done"] * 4
+    assert sorted(loads) == [("scenekit-render-0", "cpu"), ("scenekit-render-1", "cpu")]  # once per worker
+    assert model not in MODELS  # this thread's models (the default slot) are not the workers'
+
+
+def test_workers_find_their_own_models_but_load_one_at_a_time():
+    """Loading changes process-wide state (torch's default dtype, accelerate's patched `nn.Module`): two
+    workers' loads never overlap."""
+    key, loading, overlapped, found = object(), [], [], {}
+    both = threading.Barrier(2, timeout=5)
+
+    def load() -> str:
+        loading.append(1)
+        overlapped.append(len(loading) > 1)
+        time.sleep(0.05)
+        loading.pop()
+        return threading.current_thread().name
+
+    def worker(slot: int) -> None:
+        with MODELS.bound(slot):
+            both.wait()
+            found[slot] = MODELS.get(key, load)
+
+    threads = [threading.Thread(target=worker, args=(slot,), name=f"w{slot}") for slot in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlapped == [False, False] and found == {"a": "wa", "b": "wb"}  # each slot its own model
+
+
+def test_serve_with_the_ray_executor_runs_every_render_through_it_from_one_worker(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from typer.testing import CliRunner
+
+    from scenekit.cli import app
+
+    served: list[ServerConfig] = []
+    monkeypatch.setattr("scenekit.server.serve.create_app", served.append)
+    monkeypatch.setattr("scenekit.server.serve.uvicorn.run", lambda *a, **k: None)
+    address = "ray://head:10001"
+    result = CliRunner().invoke(app, ["serve", str(project.root), "--no-auth", "--address", address])
+    assert result.exit_code == 0, result.output
+    assert (served[0].executor, served[0].address, served[0].workers()) == ("ray", address, [None])
+
+    seen: list[ExecutorChoice] = []
+
+    def runner(prepared: Prepared, events: RenderEvents, cancellation: Cancellation) -> RenderResult:
+        seen.append(prepared.executor)
+        raise RuntimeError("not run here")
+
+    with serve(project, runner=runner, executor="ray", address=address) as client:
+        render_id = client.post("/renders", json={"spec": SCENE}, headers=AUTH).json()["id"]
+        assert [k for k, _ in events_of(client, render_id)][-1] == "render_failed"
+    assert seen == [ExecutorChoice("ray", address)]
+
+    config = tmp_path / "config" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text("executor: {name: ray}\n")
+    monkeypatch.setenv("SCENEKIT_CONFIG", str(config))
+    assert ServerConfig(project=project.root, token=None, devices=["cpu", "cpu"]).workers() == [None]
 
 
 def test_an_invalid_spec_is_422_with_located_errors(project: Project):

@@ -164,6 +164,7 @@ def concat_videos(paths: list[Path], path: Path, fps: Fraction, audio: tuple[np.
 
     Raises ValueError when the files were encoded with other settings than the first.
     """
+    shifts = _decode_shifts(paths)
     with av.open(str(path), mode="w", options={"movflags": "+faststart"}) as output:
         with av.open(str(paths[0])) as first:
             template = first.streams.video[0]
@@ -171,7 +172,7 @@ def concat_videos(paths: list[Path], path: Path, fps: Fraction, audio: tuple[np.
             headers = bytes(template.codec_context.extradata or b"")
         track = _AudioTrack(output, *audio) if audio is not None else None
         frames = 0
-        for part in paths:
+        for part, early in zip(paths, shifts, strict=True):
             with av.open(str(part)) as source:
                 stream = source.streams.video[0]
                 if bytes(stream.codec_context.extradata or b"") != headers:
@@ -179,9 +180,11 @@ def concat_videos(paths: list[Path], path: Path, fps: Fraction, audio: tuple[np.
                 if stream.time_base is None:
                     raise ValueError(f"{part.name}: the video stream has no time base")
                 offset = Fraction(frames) / fps / stream.time_base
-                if offset.denominator != 1:
+                shift = early / stream.time_base
+                if offset.denominator != 1 or shift.denominator != 1:
                     raise ValueError(
                         f"{part.name}: time base {stream.time_base} cannot place frame {frames} at {fps} fps"
+                        f" (decoded {early}s early)"
                     )
                 for packet in source.demux(stream):
                     if packet.dts is None:  # the demuxer's end-of-stream marker
@@ -189,7 +192,7 @@ def concat_videos(paths: list[Path], path: Path, fps: Fraction, audio: tuple[np.
                     if packet.pts is None:
                         raise ValueError(f"{part.name}: a packet has no presentation time")
                     packet.pts += int(offset)
-                    packet.dts += int(offset)
+                    packet.dts += int(offset - shift)
                     packet.stream = video
                     output.mux(packet)
                     frames += 1
@@ -198,6 +201,34 @@ def concat_videos(paths: list[Path], path: Path, fps: Fraction, audio: tuple[np.
         if track is not None:
             track.finish()
     return frames
+
+
+def _decode_shifts(paths: list[Path]) -> list[Fraction]:
+    """How much earlier (in seconds) each file's decode times go in the joined stream, so they keep increasing.
+
+    A file's decode times start its reorder delay (x264's B-frames: the first frame's pts minus its dts) before
+    its first frame, and that delay depends on its frames: a file too short for B-frames has none. Where a
+    later file has more delay than an earlier one, its first decode times would fall before the earlier
+    file's last ones (the muxer refuses: "Invalid argument"). So every file decodes as early as the largest
+    delay from it onwards: earlier decode times keep the order and stay before the presentation times, and
+    files whose delay does not grow keep theirs.
+    """
+    delays = []
+    for part in paths:
+        delay = Fraction(0)
+        with av.open(str(part)) as source:
+            stream = source.streams.video[0]
+            for packet in source.demux(stream):  # the first in decode order: the key frame, decoded earliest
+                if packet.pts is not None and packet.dts is not None and stream.time_base is not None:
+                    delay = (packet.pts - packet.dts) * stream.time_base
+                break
+        delays.append(delay)
+    shifts = []
+    later = Fraction(0)  # the largest delay of the files from this one on
+    for delay in reversed(delays):
+        later = max(later, delay)
+        shifts.append(later - delay)
+    return shifts[::-1]
 
 
 class _AudioTrack:

@@ -20,9 +20,10 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from scenekit.engine.session import cache_store, check, prepare, render
+from scenekit.engine.session import RenderOptions, cache_store, check, prepare, render
 from scenekit.errors import SpecError
 from scenekit.fsutil import atomic_write_text
+from scenekit.hardware import local_devices
 from scenekit.server.auth import TokenMiddleware
 from scenekit.server.builders import generate_spec, stitch_spec, to_yaml
 from scenekit.server.events import TERMINAL, EventLog
@@ -40,8 +41,9 @@ from scenekit.server.specs import (
 )
 from scenekit.server.store import Store
 from scenekit.server.uploads import UploadRejected, store_upload
-from scenekit.stitch import SEGMENT_FILE
+from scenekit.stitch import SEGMENT_FILE, STITCH, VIDEO_FILE
 from scenekit.units import parse_size
+from scenekit.userconfig import user_settings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,23 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     cors_origins: list[str] = field(default_factory=list)
     runner: Runner = render
-    """How renders run (the seam for another executor)."""
+    """How a prepared render runs (the engine's `render`, which runs the executor its options name)."""
+    executor: str | None = None
+    """`local` or `ray` (`--executor`); None: the user config's `executor.name`, else local."""
+    address: str | None = None
+    """The Ray cluster to join (`--address`); None: the user config's, else a local Ray instance."""
+    devices: list[str] | None = None
+    """The devices the local executor renders on side by side, one worker each; None: `local_devices()`."""
+
+    def render_base(self) -> RenderOptions:
+        """The options every render starts from: the executor, and the cluster it joins."""
+        return RenderOptions(executor=self.executor, address=self.address)
+
+    def workers(self) -> list[str | None]:
+        """One worker per device for the local executor; one, bound to no device, that feeds the Ray cluster."""
+        if (self.executor or user_settings().executor.name) == "ray":
+            return [None]
+        return list(self.devices if self.devices is not None else local_devices())
 
 
 class InvalidRequest(Exception):
@@ -81,7 +99,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     project = ensure_project(config.project)
     store = Store(project / DATABASE)
     events = EventLog(store)
-    queue = RenderQueue(project, events, config.runner)
+    render_base = config.render_base()
+    queue = RenderQueue(project, events, config.runner, config.workers(), render_base)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -161,7 +180,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     def queue_spec(spec_file: Path, options: dict[str, Any], source: str) -> dict[str, Any]:
         """Prepare (validate and plan) a spec file of the project and queue it."""
         with spec_errors():
-            prepared = prepare(spec_file, render_options(options))
+            prepared = prepare(spec_file, render_options(options, render_base))
         render_id = secrets.token_hex(8)
         request = {
             "spec_file": spec_file.relative_to(project).as_posix(),
@@ -204,9 +223,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         try:
             if request.spec is not None and request.path is None:
                 with scratch_spec(project, request.spec) as path:
-                    check(path, render_options(options))
+                    check(path, render_options(options, render_base))
             else:
-                check(spec_file_of(request), render_options(options))
+                check(spec_file_of(request), render_options(options, render_base))
         except SpecError as exc:
             return {"valid": False, "errors": [issue_json(issue, project) for issue in exc.issues]}
         return {"valid": True, "errors": []}
@@ -243,13 +262,23 @@ def create_app(config: ServerConfig) -> FastAPI:
         queue.cancel(render_id)
         return {"id": render_id, "state": record_of(render_id)["state"]}
 
+    def cached_file(record: dict[str, Any], key: str, name: str, what: str) -> FileResponse:
+        """File `name` of the cache entry `key` the render used (its own, whatever renders came after)."""
+        cache = cache_store(project, Path(record["request"]["cache"]))
+        path = cache.entry_dir(key) / name
+        if not cache.has(key) or not path.is_file() or path.is_symlink():
+            raise HTTPException(404, f"{what} is not in the cache (pruned?): render the spec again")
+        return FileResponse(path, media_type="video/mp4")
+
     @app.get("/renders/{render_id}/video")
     def get_video(render_id: str) -> FileResponse:
-        """The output video (HTTP range requests let a browser seek)."""
+        """The video this render made (HTTP range requests let a browser seek): its stitch's cache entry, which
+        a later render of the spec does not replace, as it does the output file."""
         record = record_of(render_id)
-        if record["state"] != "done" or not record["output"]:
+        key = next((n["key"] for n in record["plan"] if n["op"] == STITCH), None)
+        if record["state"] != "done" or key is None:
             raise HTTPException(404, f"render {render_id} has no video ({record['state']})")
-        return FileResponse(file_of(record["output"]), media_type="video/mp4")
+        return cached_file(record, key, VIDEO_FILE, f"the video of render {render_id}")
 
     @app.get("/renders/{render_id}/segments/{clip}")
     def get_segment(render_id: str, clip: str) -> FileResponse:
@@ -258,11 +287,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         key = next((n["key"] for n in record["plan"] if n["id"] == f"{clip}/segment"), None)
         if key is None:
             raise HTTPException(404, f"render {render_id} has no segment for clip {clip!r}")
-        cache = cache_store(project, Path(record["request"]["cache"]))
-        path = cache.entry_dir(key) / SEGMENT_FILE
-        if not cache.has(key) or not path.is_file() or path.is_symlink():
-            raise HTTPException(404, f"the segment of clip {clip!r} is not in the cache")
-        return FileResponse(path, media_type="video/mp4")
+        return cached_file(record, key, SEGMENT_FILE, f"the segment of clip {clip!r}")
 
     @app.get("/renders/{render_id}/events")
     async def get_events(render_id: str, request: Request) -> StreamingResponse:
@@ -310,7 +335,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         for render_id in request.renders:
             record = record_of(render_id)
             with spec_errors():
-                checked = check(file_of(record["request"]["spec_file"]), render_options(record["request"]["options"]))
+                checked = check(
+                    file_of(record["request"]["spec_file"]), render_options(record["request"]["options"], render_base)
+                )
             timelines.append(checked.timeline)
         base = new_file(request.save_as).parent if request.save_as else project
         spec = stitch_spec(

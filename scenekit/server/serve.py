@@ -20,8 +20,11 @@ def run_server(
     no_auth: bool,
     cors_origins: list[str],
     say: Callable[[str], None],
+    executor: str | None = None,
+    address: str | None = None,
 ) -> int:
-    """Serve until interrupted; the exit code (2 when `--no-auth` is asked for on a host others can reach)."""
+    """Serve until interrupted; the exit code (2 when `--no-auth` is asked for on a host others can reach).
+    `executor` and `address` run every render (None: the user config's executor, else one worker per GPU)."""
     if no_auth and not is_loopback(host):
         say(f"error: --no-auth only with a loopback host (127.0.0.1, ::1, localhost), not {host}")
         return EXIT_INVALID_SPEC
@@ -30,9 +33,14 @@ def run_server(
         chosen, created = resolve_token(token)
         if created:
             say(f"API token (kept in {token_file()}; shown only this once): {chosen}")
-    app = create_app(ServerConfig(project=project, token=chosen, cors_origins=cors_origins))
+    config = ServerConfig(project=project, token=chosen, cors_origins=cors_origins, executor=executor, address=address)
+    app = create_app(config)
     shown = f"[{host}]" if ":" in host else host
-    say(f"serving {project.resolve()} at http://{shown}:{port}/  (page at /, API at /openapi.json)")
+    workers = config.workers()
+    running = "the Ray executor" if workers == [None] else ", ".join(str(device) for device in workers)
+    say(
+        f"serving {project.resolve()} at http://{shown}:{port}/  (page at /, API at /openapi.json; renders on {running})"
+    )
     # open event streams end when the render does: without a limit, Ctrl-C would wait for them
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
     return 0
