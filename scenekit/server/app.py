@@ -29,7 +29,7 @@ from scenekit.server.builders import generate_spec, stitch_spec, to_yaml
 from scenekit.server.events import TERMINAL, EventLog
 from scenekit.server.limits import BodyLimitMiddleware, Limits
 from scenekit.server.queue import RenderQueue, Runner, render_options
-from scenekit.server.schemas import GenerateRequest, Options, SpecRequest, StitchRequest
+from scenekit.server.schemas import ERROR_ANSWERS, GenerateRequest, Options, SpecRequest, StitchRequest
 from scenekit.server.specs import (
     OutsideProject,
     ensure_project,
@@ -116,6 +116,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         docs_url=None,  # the interactive docs load scripts from a CDN; the page and /openapi.json work offline
         redoc_url=None,
         lifespan=lifespan,
+        responses=ERROR_ANSWERS,
     )
     if config.token is not None:
         app.add_middleware(TokenMiddleware, token=config.token)
@@ -154,10 +155,17 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     def new_file(written: str) -> Path:
         """A path to write a new spec at: inside the project, a .yaml name, not an existing file."""
-        target = (project / written).resolve()
-        if Path(written).is_absolute() or not target.is_relative_to(project):
+        if "\0" in written or Path(written).is_absolute():
             raise HTTPException(404, f"{written!r} is not a path in the project")
-        if target.suffix not in (".yaml", ".yml") or target.exists():
+        try:
+            target = (project / written).resolve()
+            inside = target.is_relative_to(project)
+            taken = target.exists()
+        except OSError:  # a name the filesystem refuses (too long, ...)
+            raise InvalidRequest([request_issue("save_as", "is not a file name this filesystem accepts")]) from None
+        if not inside:
+            raise HTTPException(404, f"{written!r} is not a path in the project")
+        if target.suffix not in (".yaml", ".yml") or taken:
             raise InvalidRequest([request_issue("save_as", "must name a new .yaml file in the project")])
         return target
 

@@ -55,3 +55,29 @@ class StitchRequest(BaseModel):
     transition_duration: str = Field(default="0.5s", max_length=40)
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     save_as: str | None = Field(default=None, max_length=4096)
+
+
+class LocatedIssue(BaseModel):
+    """One problem, located where it is: a spec's file, line, column and field (null when not in a file)."""
+
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    field: str | None = None
+    message: str
+    hint: str | None = None
+
+
+class ErrorAnswer(BaseModel):
+    """What every error answers: a summary, and for an invalid spec or request the located problems."""
+
+    detail: str
+    errors: list[LocatedIssue] = Field(default_factory=list)
+
+
+ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorAnswer, "description": "a body that cannot be read (not UTF-8, not JSON)"},
+    404: {"model": ErrorAnswer, "description": "no such render, or a path that is not a file in the project"},
+    422: {"model": ErrorAnswer, "description": "an invalid spec or request: the located problems"},
+}
+"""The error answers every operation may give, as the OpenAPI document describes them."""

@@ -43,8 +43,12 @@ def project_file(project: Path, written: str) -> Path:
     reached without leaving it (`..`, an absolute path, or a link out)."""
     if not written or "\0" in written or Path(written).is_absolute() or written.startswith("~"):
         raise OutsideProject(written)
-    path = (project / written).resolve()
-    if not path.is_relative_to(project) or not path.is_file():
+    try:
+        path = (project / written).resolve()
+        found = path.is_relative_to(project) and path.is_file()
+    except OSError:  # a name the filesystem refuses (too long, ...)
+        found = False
+    if not found:
         raise OutsideProject(written)
     return path
 
