@@ -149,6 +149,15 @@ MemoryOpt = Annotated[
         "(stream the transformer and text encoder from CPU memory). Default: the user config's runtime.memory, else auto.",
     ),
 ]
+GpusOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--gpus-per-clip",
+        metavar="N",
+        help="Split each LTX-2 sampling stage of a clip across N GPUs of this machine (context parallelism); "
+        "outputs and cache keys are the one-GPU render's, to float rounding.",
+    ),
+]
 ExecutorOpt = Annotated[
     str | None,
     typer.Option(
@@ -260,6 +269,21 @@ def _with_executor(options: RenderOptions, executor: str | None, address: str | 
     return replace(options, executor=executor, address=address)
 
 
+def _with_gpus(options: RenderOptions, gpus: int | None) -> RenderOptions:
+    """`options` with `--gpus-per-clip` (exit 2 below 1, with the ray executor, or beyond this machine's GPUs)."""
+    if gpus is None:
+        return options
+    from scenekit.runtime.parallel import parallel_problem
+
+    problem = "must be at least 1" if gpus < 1 else parallel_problem(gpus)
+    if gpus > 1 and options.executor == "ray":
+        problem = "the ray executor runs each clip on one GPU; use the local executor"
+    if problem:
+        err.print(f"error: --gpus-per-clip: {problem}", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC)
+    return replace(options, gpus_per_clip=gpus)
+
+
 def _with_output(options: RenderOptions, output: Path | None) -> RenderOptions:
     """`options` writing to `--output` (exit 2 unless it names an .mp4 file)."""
     if output is None:
@@ -340,6 +364,7 @@ def render_command(
     output: OutputOpt = None,
     speed: SpeedOpt = None,
     memory: MemoryOpt = None,
+    gpus_per_clip: GpusOpt = None,
     executor: ExecutorOpt = None,
     address: AddressOpt = None,
 ) -> None:
@@ -348,7 +373,7 @@ def render_command(
     With --model or --size the video goes beside the output (NAME.MODEL.WxH.mp4), never over it.
     """
     options = _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output)
-    prepared = _prepare(spec, _with_executor(options, executor, address))
+    prepared = _prepare(spec, _with_gpus(_with_executor(options, executor, address), gpus_per_clip))
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:
@@ -379,6 +404,7 @@ def watch(
     output: OutputOpt = None,
     speed: SpeedOpt = None,
     memory: MemoryOpt = None,
+    gpus_per_clip: GpusOpt = None,
     executor: ExecutorOpt = None,
     address: AddressOpt = None,
     preview_first: Annotated[
@@ -402,8 +428,13 @@ def watch(
 
     loop = WatchLoop(
         spec,
-        _with_executor(
-            _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output), executor, address
+        _with_gpus(
+            _with_executor(
+                _with_output(_options(model, cache_dir, allow_outside, var, size, speed, memory), output),
+                executor,
+                address,
+            ),
+            gpus_per_clip,
         ),
         ConsoleWatchEvents(out, err),
         lambda: RichProgress(out),

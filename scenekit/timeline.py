@@ -160,6 +160,8 @@ class Timeline:
     """The speed policy every model runs with (`scenekit.runtime.speed`); None: each profile's own."""
     memory: str = "auto"
     """The memory policy (`scenekit.runtime.memory`): it decides whether VAE decodes run in tiles."""
+    gpus_per_clip: int = 1
+    """GPUs each sampling stage runs across (`scenekit.runtime.parallel`); in no key: outputs are the same."""
 
     @property
     def fps(self) -> Fraction:

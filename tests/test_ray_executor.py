@@ -39,6 +39,8 @@ SIX_CLIPS = """
     output: {file: out.mp4, preset: ultrafast}
 """
 
+pytestmark = pytest.mark.cluster  # a local Ray: about 35 s of two cores, run apart (`pytest -m cluster`; CI does)
+
 PREVIEW = """
     scenekit: 1
     defaults: {model: preview, size: 96x64, fps: 12, seed: 3}

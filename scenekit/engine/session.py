@@ -4,6 +4,7 @@ later the HTTP API all go through here."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from scenekit.graph.compile import RenderGraph, compile_timeline
 from scenekit.output_file import manifest_path
 from scenekit.profiles import available_profiles
 from scenekit.runtime.memory import use_memory_policy
+from scenekit.runtime.parallel import use_gpus_per_clip
 from scenekit.runtime.speed import use_compile_cache
 from scenekit.spec.loader import LoadedSpec, load_spec
 from scenekit.spec.paths import PathPolicy, find_project_root
@@ -29,6 +31,8 @@ from scenekit.timeline import Timeline, resolve_timeline
 from scenekit.userconfig import user_settings
 
 CACHE_DIR_ENV = "SCENEKIT_CACHE_DIR"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +57,8 @@ class RenderOptions:
     """What runs the nodes: `local` or `ray` (`scenekit.engine.execute.EXECUTORS`); None: the user config's."""
     address: str | None = None
     """The Ray cluster to join with the `ray` executor; None: the user config's, else a local Ray instance."""
+    gpus_per_clip: int | None = None
+    """GPUs each sampling stage of a clip runs across (`scenekit.runtime.parallel`); None: one."""
 
     @property
     def output_tags(self) -> list[str]:
@@ -165,6 +171,10 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     timeline.speed = options.speed or settings.runtime.speed
     timeline.memory = options.memory or settings.runtime.memory or "auto"
     executor = ExecutorChoice(options.executor or settings.executor.name, options.address or settings.executor.address)
+    timeline.gpus_per_clip = options.gpus_per_clip or 1
+    if timeline.gpus_per_clip > 1 and executor.name == "ray":
+        log.warning("--gpus-per-clip is for the local executor; the ray executor runs each clip on one GPU")
+        timeline.gpus_per_clip = 1
     return Checked(loaded, timeline, policy.root, timeline.memory, executor)
 
 
@@ -174,6 +184,7 @@ def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
     cache = cache_store(checked.root, options.cache_dir)
     use_compile_cache(cache.root / "compiled")
     use_memory_policy(checked.memory)
+    use_gpus_per_clip(checked.timeline.gpus_per_clip)
     return Prepared(
         checked.loaded, checked.timeline, compile_timeline(checked.timeline), cache, checked.root, checked.executor
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -14,15 +15,19 @@ from scenekit.ltx2 import recipe
 from scenekit.ltx2.drift import adain
 from scenekit.ltx2.loras import adapter_name
 from scenekit.ltx2.pool import POOL, adapter_name_of_file
+from scenekit.ltx2.ranks import StageCall, sample_across, split_problem, stage_pipeline
 from scenekit.media.video import read_frames
 from scenekit.node_media import keep_audio, keep_frames
 from scenekit.node_tensors import keep_tensors, output_tensors
 from scenekit.ops import NodeOutput, RunContext, register
 from scenekit.runtime.memory import tiles
+from scenekit.runtime.parallel import gpus_per_clip
 from scenekit.runtime.speed import Numerics
 
 EMBEDS_FILE = "embeds.safetensors"
 LATENTS_FILE = "latents.safetensors"
+
+log = logging.getLogger(__name__)
 
 
 @register("ltx2.encode_prompt", version=2)
@@ -44,58 +49,76 @@ def encode_prompt(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) ->
 
 @register("ltx2.sample", version=1)
 def sample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
-    """One sampling stage: from noise (stage 1) or refining upsampled latents (stage 2)."""
+    """One sampling stage: from noise (stage 1) or refining upsampled latents (stage 2); across the GPUs of
+    a rank group with `--gpus-per-clip N` (the same latents, to float rounding)."""
     params = node.params
-    pipe = POOL.pipeline(
+    call = StageCall(
         Path(node.meta["weights"]),
         node.meta.get("transformer_file"),
         params["precision"],
         Numerics(**params["numerics"]),
         node.meta.get("lora_file"),
+        _adapters(node),
+        _sample_kwargs(node, inputs),
     )
-    _use_loras(node, pipe)
-    embeds = recipe.expand_embeds(output_tensors(inputs["prompt"], EMBEDS_FILE))
-    latents = output_tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None
-    fixed_sigmas = params["sigmas"] is not None
-    result = recipe.sample_latents(
-        pipe,
-        embeds,
-        width=params["width"],
-        height=params["height"],
-        num_frames=params["frames"],
-        frame_rate=float(Fraction(params["fps"])),
-        seed=params["seed"],
-        sigmas=params["sigmas"],
-        num_inference_steps=params["steps"],
-        guidance=params["guidance"],
-        conditions=_conditions(node, inputs),
-        latents=latents,
-        noise_scale=params["noise_scale"] if latents is not None else None,
-        on_step=ctx.step,
-        use_dynamic_shifting=False if fixed_sigmas else None,
-        use_cross_timestep=params["use_cross_timestep"],
-        image_crf=params["crf"],
-        **_control(node),
-    )
+    world_size = gpus_per_clip()
+    problem = split_problem(call, world_size) if world_size > 1 else None
+    if problem:
+        log.warning("%s runs on one GPU: %s", node.id, problem)
+    if world_size > 1 and not problem:
+        POOL.release_text_encoder()  # the GPU of rank 0 is this process's too
+        result = sample_across(call, world_size, ctx.step)
+    else:
+        result = _sample_here(call, ctx)
     if params["drift_control"]:
         reference = output_tensors(inputs["reference"], LATENTS_FILE)["video"]
         result["video"] = adain(result["video"], reference, params["drift_control"])
     keep_tensors(ctx, LATENTS_FILE, result)
 
 
-def _use_loras(node: Node, pipe: object) -> None:
-    """The stage's LoRAs active at their weights: the profile's (loaded with the transformer) and the spec's
-    (loaded beside it on first use)."""
+def _sample_kwargs(node: Node, inputs: dict[str, NodeOutput]) -> dict[str, Any]:
+    """`recipe.sample_latents`' arguments for the stage, but the pipeline and ``on_step``."""
     params = node.params
-    adapters = (
-        [] if params["lora"] is None else [(adapter_name_of_file(params["lora"]["file"]), params["lora"]["strength"])]
+    latents = output_tensors(inputs["latents"], LATENTS_FILE) if "latents" in inputs else None
+    fixed_sigmas = params["sigmas"] is not None
+    return {
+        "embeds": recipe.expand_embeds(output_tensors(inputs["prompt"], EMBEDS_FILE)),
+        "width": params["width"],
+        "height": params["height"],
+        "num_frames": params["frames"],
+        "frame_rate": float(Fraction(params["fps"])),
+        "seed": params["seed"],
+        "sigmas": params["sigmas"],
+        "num_inference_steps": params["steps"],
+        "guidance": params["guidance"],
+        "conditions": _conditions(node, inputs),
+        "latents": latents,
+        "noise_scale": params["noise_scale"] if latents is not None else None,
+        "use_dynamic_shifting": False if fixed_sigmas else None,
+        "use_cross_timestep": params["use_cross_timestep"],
+        "image_crf": params["crf"],
+        **_control(node),
+    }
+
+
+def _sample_here(call: StageCall, ctx: RunContext) -> dict[str, Any]:
+    """The stage in this process, on its device."""
+    return recipe.sample_latents(stage_pipeline(call), **call.kwargs, on_step=ctx.step)
+
+
+def _adapters(node: Node) -> list[tuple[Path | None, str, float]]:
+    """(file, adapter, weight) of the stage's LoRAs: the profile's (file None: loaded with the transformer),
+    then the spec's (loaded beside it on first use)."""
+    params = node.params
+    adapters: list[tuple[Path | None, str, float]] = (
+        []
+        if params["lora"] is None
+        else [(None, adapter_name_of_file(params["lora"]["file"]), params["lora"]["strength"])]
     )
     for entry in params.get("loras", []):
         asset = node.files[entry["file"]]
-        adapter = adapter_name(asset.sha256)
-        POOL.load_adapter(pipe, asset.path, adapter, params["precision"]["compute"])
-        adapters.append((adapter, entry["weight"]))
-    POOL.activate(pipe, adapters)
+        adapters.append((asset.path, adapter_name(asset.sha256), entry["weight"]))
+    return adapters
 
 
 def _control(node: Node) -> dict[str, Any]:
