@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
+from scenekit.backends.prompts import prompt_node
 from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError
 from scenekit.graph.nodes import Node
@@ -152,26 +153,14 @@ class Ltx2Backend:
     def _prompt_node(self, clip: ResolvedClip, settings: Ltx2Settings, weights: WeightsSource) -> Node:
         guidance = self._guidance(clip, settings)  # as the guided stage will use it: CFG needs a negative prompt
         guided = any(stage.guided for stage in settings.stages) and max(guidance["cfg"], guidance["audio_cfg"]) > 1.0
-        params = {
-            "prompt": clip.prompt,
-            "negative_prompt": clip.knobs.get("negative_prompt", "") if guided else None,
-            "max_sequence_length": settings.max_sequence_length,
-            "precision": settings.precision.compute,
-        }
-        sources = {
-            "prompt": clip.sources["prompt"],
-            "negative_prompt": clip.sources.get("negative_prompt", "negative_prompt"),
-        }
-        return Node(
-            f"{clip.id}/prompt",
+        return prompt_node(
+            clip,
             ENCODE_PROMPT,
-            params,
-            {},
-            {},
-            clip.id,
-            weights.identity("text_encoder", "tokenizer"),
-            sources,
-            meta={"weights": str(weights.folder), "model": f"text encoder in {weights.folder}"},
+            weights,
+            negative_prompt=str(clip.knobs.get("negative_prompt", "")) if guided else None,
+            max_sequence_length=settings.max_sequence_length,
+            precision=settings.precision.compute,
+            encoder="text encoder",
         )
 
     def _stage_node(

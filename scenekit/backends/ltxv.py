@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
+from scenekit.backends.prompts import prompt_node
 from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError, SpecIssue
 from scenekit.graph.nodes import Node
@@ -148,28 +149,15 @@ class LtxvBackend:
         return False
 
     def _prompt_node(self, clip: ResolvedClip, settings: LtxvSettings, weights: WeightsSource) -> Node:
-        params = {
-            "prompt": clip.prompt,
-            "negative_prompt": clip.knobs.get("negative_prompt", settings.negative_prompt)
-            if self._guided(clip, settings)
-            else None,
-            "max_sequence_length": settings.max_sequence_length,
-            "precision": settings.precision.compute,
-        }
-        sources = {
-            "prompt": clip.sources["prompt"],
-            "negative_prompt": clip.sources.get("negative_prompt", "negative_prompt"),
-        }
-        return Node(
-            f"{clip.id}/prompt",
+        guided = self._guided(clip, settings)
+        return prompt_node(
+            clip,
             ENCODE_PROMPT,
-            params,
-            {},
-            {},
-            clip.id,
-            weights.identity("text_encoder", "tokenizer"),
-            sources,
-            meta={"weights": str(weights.folder), "model": f"T5 text encoder in {weights.folder}"},
+            weights,
+            negative_prompt=str(clip.knobs.get("negative_prompt", settings.negative_prompt)) if guided else None,
+            max_sequence_length=settings.max_sequence_length,
+            precision=settings.precision.compute,
+            encoder="T5 text encoder",
         )
 
     def _pass_node(
