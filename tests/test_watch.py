@@ -324,3 +324,20 @@ def test_a_lora_file_the_invalid_spec_names_renders_once_it_is_saved(project: Pr
     assert recorder.of("invalid")[0][1] == ["defaults.loras[0].file"]
     (project.root / "loras" / "style.safetensors").write_bytes(b"v1")
     assert recorder.wait_for("rendered")[0][1] == "render"
+
+
+def test_comparing_by_content_reads_a_file_again_only_when_it_was_saved(tmp_path: Path, monkeypatch):
+    import scenekit.spec.assets as assets
+    from scenekit.watch.files import content_hashes
+
+    reads: list[Path] = []
+    monkeypatch.setattr(assets, "file_sha256", lambda path: reads.append(path) or f"hash of {path.read_text()}")
+    assets._sha256_of_version.cache_clear()
+    lora, spec = tmp_path / "big.safetensors", tmp_path / "scene.yaml"
+    lora.write_text("weights")
+    spec.write_text("one")
+    content_hashes([lora, spec])
+    time.sleep(0.01)  # a later mtime for the save
+    spec.write_text("two")
+    assert content_hashes([lora, spec]) == {lora: "hash of weights", spec: "hash of two"}
+    assert reads == [lora, spec, spec]  # the unsaved file was read once

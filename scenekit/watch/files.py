@@ -15,18 +15,19 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from scenekit.hashing import file_sha256
+from scenekit.spec.assets import cached_sha256
 
 DEBOUNCE_SECONDS = 0.1
 _READS = {EVENT_TYPE_OPENED, EVENT_TYPE_CLOSED_NO_WRITE}  # reading a file (as a render does) is no save
 
 
 def content_hashes(paths: Iterable[Path]) -> dict[Path, str | None]:
-    """sha256 of each file, None where it is missing or unreadable."""
+    """sha256 of each file, None where it is missing or unreadable; read again only when its size or
+    mtime changed (a batch of saves re-hashes the saved files, not a multi-GB LoRA beside them)."""
     hashes: dict[Path, str | None] = {}
     for path in paths:
         try:
-            hashes[path] = file_sha256(path)
+            hashes[path] = cached_sha256(path)
         except OSError:
             hashes[path] = None
     return hashes
