@@ -75,7 +75,7 @@ def ltx(project: Project, models: Path, monkeypatch) -> Project:
 
 def test_the_speed_policy_keys_exactly_the_transformer_nodes(ltx: Project, monkeypatch):
     eager = ltx.prepare(speed="eager").graph
-    monkeypatch.setattr("scenekit.backends.ltx2.this_machine", lambda device: HOPPER)
+    monkeypatch.setattr("scenekit.backends.machine.this_machine", lambda device: HOPPER)
     compiled = ltx.prepare(speed="compiled").graph
     own_params_changed = {n.id for n in compiled.ordered() if n.params != eager.node(n.id).params}
     assert own_params_changed == {"shot/stage1", "shot/stage2"}

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
+from scenekit.backends.machine import numerics_here
 from scenekit.backends.prompts import prompt_node
 from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError
 from scenekit.graph.nodes import Node
-from scenekit.hardware import compute_device, why_profile_cannot_run
+from scenekit.hardware import compute_device
 from scenekit.ltx2.loras import ClipLora, clip_loras, reference_downscale_factor
 from scenekit.ltx2.parts import Part, fetch_hint, locate
 from scenekit.ltx2.settings import Ltx2Settings, Stage, ltx2_settings
 from scenekit.runtime.memory import tiled_decode
-from scenekit.runtime.speed import Numerics, SpeedUnavailable, held_storage, resolve_numerics, this_machine
+from scenekit.runtime.speed import Numerics, held_storage
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
 from scenekit.weights import MissingWeights, WeightsRef, WeightsSource, resolve_weights
@@ -61,16 +62,10 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> _Ready | str:
     """The clip's profile settings, weights, transformer numerics and parts, or why this machine cannot render
     the clip."""
     name, settings = clip.profile.name, ltx2_settings(clip.profile)
-    reason = why_profile_cannot_run(clip.profile)
-    if reason:
-        return reason
     precision = settings.precision
-    try:
-        numerics = resolve_numerics(
-            timeline.speed or settings.speed, precision.compute, precision.storage, this_machine(compute_device())
-        )
-    except SpeedUnavailable as exc:
-        return f"model `{name}`: {exc}"
+    numerics = numerics_here(clip, timeline, settings.speed, precision.compute, precision.storage)
+    if isinstance(numerics, str):
+        return numerics
     pipeline = settings.weights.pipeline
     try:
         weights = resolve_weights(name, pipeline, timeline.models, settings.hub_files())

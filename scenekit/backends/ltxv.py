@@ -15,15 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
+from scenekit.backends.machine import numerics_here
 from scenekit.backends.prompts import prompt_node
 from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError, SpecIssue
 from scenekit.graph.nodes import Node
-from scenekit.hardware import compute_device, why_profile_cannot_run
+from scenekit.hardware import compute_device
 from scenekit.ltxv.recipe import TEMPORAL, pass_size, schedule
 from scenekit.ltxv.settings import LtxvSettings, Pass, ltxv_settings
 from scenekit.runtime.memory import tiled_decode
-from scenekit.runtime.speed import Numerics, SpeedUnavailable, held_storage, resolve_numerics, this_machine
+from scenekit.runtime.speed import Numerics, held_storage
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
 from scenekit.weights import MissingWeights, WeightsSource, resolve_weights
@@ -37,16 +38,10 @@ DECODE = "ltxv.decode"
 def _ready(clip: ResolvedClip, timeline: Timeline) -> tuple[LtxvSettings, WeightsSource, Numerics] | str:
     """The clip's profile settings, weights and transformer numerics, or why this machine cannot render it."""
     settings = ltxv_settings(clip.profile)
-    reason = why_profile_cannot_run(clip.profile)
-    if reason:
-        return reason
     precision = settings.precision
-    try:
-        numerics = resolve_numerics(
-            timeline.speed or settings.speed, precision.compute, precision.storage, this_machine(compute_device())
-        )
-    except SpeedUnavailable as exc:
-        return f"model `{clip.profile.name}`: {exc}"
+    numerics = numerics_here(clip, timeline, settings.speed, precision.compute, precision.storage)
+    if isinstance(numerics, str):
+        return numerics
     try:
         weights = resolve_weights(clip.profile.name, settings.weights.pipeline, timeline.models, settings.hub_files())
     except MissingWeights as exc:

@@ -24,6 +24,23 @@ MAX_CORRUPT_RETRIES = 2
 """How many times a node runs again because its entry came back corrupt before the render fails."""
 
 
+class CorruptEntries:
+    """How often each node's cache entry came back corrupt in one render (it is recomputed each time)."""
+
+    def __init__(self, cache: CacheStore) -> None:
+        self.cache = cache
+        self._seen: Counter[str] = Counter()
+
+    def count(self, node: Node) -> None:
+        """Note that `node`'s entry came back corrupt; a RenderError once it did so too often."""
+        self._seen[node.id] += 1
+        if self._seen[node.id] > MAX_CORRUPT_RETRIES:
+            raise RenderError(
+                f"{node.id}: its cache entry {self.cache.entry_dir(node.key)} is still corrupt after "
+                f"{MAX_CORRUPT_RETRIES} attempts to recompute it (is the cache's disk failing, or read-only?)"
+            )
+
+
 class Cancellation:
     """Asks a render to stop: before its next node, and inside the running node (at its next step)
     unless that node's output is still wanted (its key is in `keep`)."""
@@ -165,7 +182,7 @@ class Executor:
         self.seconds: dict[str, float] = {}  # of every node that ran
         self.placements: dict[str, dict[str, Any]] = {}
         self._outputs: dict[str, NodeOutput] = {}
-        self._corrupt: Counter[str] = Counter()
+        self._corrupt = CorruptEntries(cache)
         self._to_run = 0
         self._started = 0
 
@@ -189,7 +206,7 @@ class Executor:
             folder = output.folder() if output is not None else self.cache.open(target.key)
             if folder is not None:
                 return Execution(folder, self.seconds, self.placements)
-            self._count_corrupt(target)  # the target's entry turned out corrupt: it runs again
+            self._corrupt.count(target)  # the target's entry turned out corrupt: it runs again
 
     def _run_pending(self, writer: EntryWriter) -> None:
         """Run what is missing: main-lane nodes (model work) one at a time in this thread, background
@@ -271,19 +288,10 @@ class Executor:
                 continue
             folder = self.cache.open(self.graph.node(dep).key)
             if folder is None:
-                self._count_corrupt(self.graph.node(dep))
+                self._corrupt.count(self.graph.node(dep))
                 return None
             inputs[name] = NodeOutput.committed(folder)
         return inputs
-
-    def _count_corrupt(self, node: Node) -> None:
-        """Note that `node`'s entry came back corrupt; a RenderError once it did so too often."""
-        self._corrupt[node.id] += 1
-        if self._corrupt[node.id] > MAX_CORRUPT_RETRIES:
-            raise RenderError(
-                f"{node.id}: its cache entry {self.cache.entry_dir(node.key)} is still corrupt after "
-                f"{MAX_CORRUPT_RETRIES} attempts to recompute it (is the cache's disk failing, or read-only?)"
-            )
 
     def _claim(self, node: Node) -> StagedEntry | Path:
         """A work folder holding the node's key lock, or its entry if another render committed it

@@ -34,7 +34,7 @@ from ray.exceptions import (
 
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
-from scenekit.engine.execute import MAX_CORRUPT_RETRIES, Cancellation, Execution
+from scenekit.engine.execute import Cancellation, CorruptEntries, Execution
 from scenekit.engine.ray_routing import WorkerState, affinity_key, assign, fits_nowhere
 from scenekit.engine.ray_worker import GpuWorker, run_cpu_node
 from scenekit.errors import RenderCancelled, RenderError
@@ -154,7 +154,7 @@ class RayExecutor:
         self.seconds: dict[str, float] = {}
         self.placements: dict[str, dict[str, Any]] = {}
         self._token = uuid.uuid4().hex
-        self._corrupt: Counter[str] = Counter()
+        self._corrupt = CorruptEntries(self.cache)
         self._attempts: Counter[str] = Counter()
         self._excluded: dict[str, set[int]] = {}
         self._started = 0
@@ -172,7 +172,7 @@ class RayExecutor:
                 if isinstance(found, Path):
                     return Execution(found, self.seconds, self.placements)
                 found.discard()
-                self._count_corrupt(target)
+                self._corrupt.count(target)
         finally:
             for worker in pool.workers:
                 pool.control(worker.index, "end", self._token)
@@ -280,7 +280,7 @@ class RayExecutor:
             return
         if "missing" in report:  # an input's entry was removed or corrupt: it runs again first
             dep = next(d for d in node.inputs.values() if self.graph.node(d).key == report["missing"])
-            self._count_corrupt(self.graph.node(dep))
+            self._corrupt.count(self.graph.node(dep))
             pending |= self.graph.uncached(self.cache, dep)
             readers.update(d for n in self.graph.uncached(self.cache, dep) for d in self.graph.node(n).inputs.values())
             return
@@ -361,14 +361,6 @@ class RayExecutor:
                     ray.cancel(ref)
             else:
                 pool.control(item.worker.index, "cancel", self._token, keep)
-
-    def _count_corrupt(self, node: Node) -> None:
-        self._corrupt[node.id] += 1
-        if self._corrupt[node.id] > MAX_CORRUPT_RETRIES:
-            raise RenderError(
-                f"{node.id}: its cache entry {self.cache.entry_dir(node.key)} is still corrupt after "
-                f"{MAX_CORRUPT_RETRIES} attempts to recompute it (is the shared cache's filesystem failing?)"
-            )
 
     @staticmethod
     def _where(worker: WorkerState | None) -> str:
