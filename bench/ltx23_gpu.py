@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # scenekit from the checkout unless PYTHONPATH has one
 
-from scenekit.ltx2.tiny import LTX23_TRANSFORMER
+from scenekit.ltx2.tiny import LTX23_TRANSFORMER, tiny_configs
 
 import ltx2_gpu
 import ltx2_gpu_configs as configs
@@ -67,22 +67,12 @@ REAL = dict(
     connectors=_CONNECTORS_23,
     latent_upsampler=dict(configs.UPSAMPLER, use_rational_resampler=False),
 )
-_TINY_VIDEO, _TINY_AUDIO = 32, 16  # the tiny transformer's video and audio widths
-TINY = dict(
-    configs.TINY,
-    transformer=dict(configs.TINY["transformer"], **LTX23_TRANSFORMER),
-    connectors=dict(
-        configs.TINY["connectors"],
-        audio_connector_attention_head_dim=_TINY_AUDIO // 2,
-        video_gated_attn=True,
-        audio_gated_attn=True,
-        per_modality_projections=True,
-        video_hidden_dim=_TINY_VIDEO,
-        audio_hidden_dim=_TINY_AUDIO,
-        proj_bias=True,
-    ),
-    latent_upsampler=dict(configs.TINY["latent_upsampler"], use_rational_resampler=False),
-)
+_TINY_23 = tiny_configs("2.3")
+TINY = {
+    **configs.TINY,
+    **_TINY_23,
+    "transformer": dict(_TINY_23["transformer"], num_layers=configs.TINY["transformer"]["num_layers"]),
+}
 PROFILE = "ltx23-distilled"
 
 

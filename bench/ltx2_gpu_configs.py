@@ -9,6 +9,8 @@ TINY: the sizes of `scenekit.ltx2.tiny` (a few hundred thousand parameters in al
 
 from __future__ import annotations
 
+from scenekit.ltx2.tiny import tiny_configs
+
 # --- real LTX-2.0 ---------------------------------------------------------------------------------
 
 TRANSFORMER = dict(
@@ -219,93 +221,12 @@ REAL = dict(
 
 # --- tiny (CPU dry runs): the sizes of scenekit.ltx2.tiny ----------------------------------------
 
-_TEXT_HIDDEN, _TEXT_LAYERS, _LAT, _AUD_LAT, _MEL = 32, 2, 8, 2, 16
-_AUD_PACKED = _AUD_LAT * (_MEL // 4)
+_TEXT_HIDDEN, _TEXT_LAYERS = 32, 2  # the tiny Gemma-3 of scenekit.ltx2.tiny
 
+_TINY = tiny_configs()
 TINY = dict(
-    transformer=dict(
-        in_channels=_LAT,
-        out_channels=_LAT,
-        num_attention_heads=2,
-        attention_head_dim=16,
-        cross_attention_dim=32,
-        vae_scale_factors=(8, 32, 32),
-        audio_in_channels=_AUD_PACKED,
-        audio_out_channels=_AUD_PACKED,
-        audio_num_attention_heads=2,
-        audio_attention_head_dim=8,
-        audio_cross_attention_dim=16,
-        audio_sampling_rate=16000,
-        audio_hop_length=160,
-        caption_channels=_TEXT_HIDDEN,
-        num_layers=30,  # so that the dev profiles' STG block 29 exists
-        rope_type="split",
-        perturbed_attn=True,
-    ),
-    connectors=dict(
-        caption_channels=_TEXT_HIDDEN,
-        text_proj_in_factor=_TEXT_LAYERS + 1,
-        video_connector_num_attention_heads=2,
-        video_connector_attention_head_dim=16,
-        video_connector_num_layers=1,
-        video_connector_num_learnable_registers=8,
-        audio_connector_num_attention_heads=2,
-        audio_connector_attention_head_dim=16,
-        audio_connector_num_layers=1,
-        audio_connector_num_learnable_registers=8,
-        rope_type="split",
-    ),
-    vae=dict(
-        latent_channels=_LAT,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(8, 16, 32),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1),
-        spatio_temporal_scaling=(True, True, True, True),
-        decoder_spatio_temporal_scaling=(True, True, True),
-        decoder_inject_noise=(False, False, False, False),
-        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-        upsample_type=("spatiotemporal", "spatiotemporal", "spatiotemporal"),
-        upsample_residual=(True, True, True),
-        upsample_factor=(2, 2, 2),
-        timestep_conditioning=False,
-        patch_size=4,
-        patch_size_t=1,
-        encoder_causal=True,
-        decoder_causal=False,
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-    ),
-    audio_vae=dict(
-        base_channels=_AUD_PACKED,
-        output_channels=2,
-        ch_mult=(1, 2, 4),
-        num_res_blocks=1,
-        latent_channels=_AUD_LAT,
-        sample_rate=16000,
-        mel_hop_length=160,
-        mel_bins=_MEL,
-    ),
-    vocoder=dict(
-        in_channels=2 * _MEL,
-        hidden_channels=16,
-        out_channels=2,
-        upsample_kernel_sizes=[12, 11, 16],
-        upsample_factors=[6, 5, 8],
-        resnet_kernel_sizes=[3],
-        resnet_dilations=[[1, 3]],
-        output_sampling_rate=24000,
-    ),
-    latent_upsampler=dict(
-        in_channels=_LAT,
-        mid_channels=32,
-        num_blocks_per_stage=1,
-        dims=3,
-        spatial_upsample=True,
-        temporal_upsample=False,
-        rational_spatial_scale=2.0,
-        use_rational_resampler=True,
-    ),
+    _TINY,
+    transformer=dict(_TINY["transformer"], num_layers=30),  # so that the dev profiles' STG block 29 exists
     scheduler=SCHEDULER,
     text_encoder=dict(
         text_config=dict(

@@ -146,39 +146,112 @@ def _text_encoder(vocab_size: int):
     return Gemma3ForConditionalGeneration(config).eval()
 
 
-def _connectors(version: str = "2.0"):
-    from diffusers.pipelines.ltx2 import LTX2TextConnectors
-
+def tiny_configs(version: str = "2.0", timestep_conditioning: bool = False) -> dict[str, dict[str, Any]]:
+    """The constructor arguments of every tiny LTX-2.x component but the text encoder, by pipeline folder
+    name (the bench's CPU dry runs build the same sizes)."""
+    v23 = version == "2.3"
     # LTX-2.0: one text projection to the Gemma width, connectors at that width. LTX-2.3: a projection per
     # modality straight to the transformer's video and audio widths (the caption projection moved out of the
     # transformer, before the connectors), gated attention in the connectors.
-    v23 = version == "2.3"
     video_width, audio_width = (_HEADS * _HEAD_DIM, _HEADS * _AUDIO_HEAD_DIM) if v23 else (_TEXT_HIDDEN,) * 2
-    return LTX2TextConnectors(
-        caption_channels=_TEXT_HIDDEN,
-        text_proj_in_factor=_TEXT_LAYERS + 1,
-        video_connector_num_attention_heads=_HEADS,
-        video_connector_attention_head_dim=video_width // _HEADS,
-        video_connector_num_layers=1,
-        video_connector_num_learnable_registers=_REGISTERS,
-        audio_connector_num_attention_heads=_HEADS,
-        audio_connector_attention_head_dim=audio_width // _HEADS,
-        audio_connector_num_layers=1,
-        audio_connector_num_learnable_registers=_REGISTERS,
-        rope_type="split",
-        **(
-            {
-                "video_gated_attn": True,
-                "audio_gated_attn": True,
-                "per_modality_projections": True,
-                "video_hidden_dim": video_width,
-                "audio_hidden_dim": audio_width,
-                "proj_bias": True,
-            }
-            if v23
-            else {}
+    connectors_23 = {
+        "video_gated_attn": True,
+        "audio_gated_attn": True,
+        "per_modality_projections": True,
+        "video_hidden_dim": video_width,
+        "audio_hidden_dim": audio_width,
+        "proj_bias": True,
+    }
+    return {
+        "connectors": dict(
+            caption_channels=_TEXT_HIDDEN,
+            text_proj_in_factor=_TEXT_LAYERS + 1,
+            video_connector_num_attention_heads=_HEADS,
+            video_connector_attention_head_dim=video_width // _HEADS,
+            video_connector_num_layers=1,
+            video_connector_num_learnable_registers=_REGISTERS,
+            audio_connector_num_attention_heads=_HEADS,
+            audio_connector_attention_head_dim=audio_width // _HEADS,
+            audio_connector_num_layers=1,
+            audio_connector_num_learnable_registers=_REGISTERS,
+            rope_type="split",
+            **(connectors_23 if v23 else {}),
         ),
-    ).eval()
+        "transformer": dict(
+            in_channels=_VIDEO_LATENT_CHANNELS,
+            out_channels=_VIDEO_LATENT_CHANNELS,
+            num_attention_heads=_HEADS,
+            attention_head_dim=_HEAD_DIM,
+            cross_attention_dim=_HEADS * _HEAD_DIM,
+            vae_scale_factors=(8, 32, 32),
+            audio_in_channels=_AUDIO_PACKED,
+            audio_out_channels=_AUDIO_PACKED,
+            audio_num_attention_heads=_HEADS,
+            audio_attention_head_dim=_AUDIO_HEAD_DIM,
+            audio_cross_attention_dim=_HEADS * _AUDIO_HEAD_DIM,
+            audio_sampling_rate=16000,
+            audio_hop_length=160,
+            num_layers=2,
+            caption_channels=_TEXT_HIDDEN,
+            rope_type="split",
+            # The attention processor that can skip self-attention for STG. It has no weights;
+            # without it `spatio_temporal_guidance_blocks` is silently ignored.
+            perturbed_attn=True,
+            **(LTX23_TRANSFORMER if v23 else {}),
+        ),
+        "vae": dict(
+            latent_channels=_VIDEO_LATENT_CHANNELS,
+            block_out_channels=(8, 8, 8, 8),
+            decoder_block_out_channels=(8, 16, 32),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1),
+            spatio_temporal_scaling=(True, True, True, True),
+            decoder_spatio_temporal_scaling=(True, True, True),
+            decoder_inject_noise=(False, False, False, False),
+            downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+            upsample_type=("spatiotemporal", "spatiotemporal", "spatiotemporal"),
+            upsample_residual=(True, True, True),
+            upsample_factor=(2, 2, 2),
+            timestep_conditioning=timestep_conditioning,
+            patch_size=4,
+            patch_size_t=1,
+            encoder_causal=True,
+            decoder_causal=False,
+            spatial_compression_ratio=32,
+            temporal_compression_ratio=8,
+        ),
+        "audio_vae": dict(
+            base_channels=_AUDIO_PACKED,  # per-channel statistics live on the packed (C * mel) axis
+            output_channels=2,
+            ch_mult=(1, 2, 4),
+            num_res_blocks=1,
+            latent_channels=_AUDIO_LATENT_CHANNELS,
+            sample_rate=16000,
+            mel_hop_length=160,
+            mel_bins=_MEL_BINS,
+        ),
+        # 6 * 5 * 8 = 240 samples per mel frame: 100 mel frames/s -> 24 kHz, like the real vocoder.
+        "vocoder": dict(
+            in_channels=2 * _MEL_BINS,
+            hidden_channels=16,
+            out_channels=2,
+            upsample_kernel_sizes=[12, 11, 16],
+            upsample_factors=[6, 5, 8],
+            resnet_kernel_sizes=[3],
+            resnet_dilations=[[1, 3]],
+            output_sampling_rate=24000,
+        ),
+        "latent_upsampler": dict(
+            in_channels=_VIDEO_LATENT_CHANNELS,
+            mid_channels=32,  # GroupNorm(32, mid_channels)
+            num_blocks_per_stage=1,
+            dims=3,
+            spatial_upsample=True,
+            temporal_upsample=False,
+            rational_spatial_scale=2.0,
+            use_rational_resampler=not v23,  # LTX-2.3's x2 upsampler has none
+        ),
+    }
 
 
 #: The transformer options of LTX-2.3 (22B) over LTX-2.0's (diffusers' LTX-2.3 configuration).
@@ -191,104 +264,42 @@ LTX23_TRANSFORMER: dict[str, Any] = {
 }
 
 
+def _connectors(version: str = "2.0"):
+    from diffusers.pipelines.ltx2 import LTX2TextConnectors
+
+    return LTX2TextConnectors(**tiny_configs(version)["connectors"]).eval()
+
+
 def _transformer(version: str = "2.0"):
     from diffusers import LTX2VideoTransformer3DModel
 
-    return LTX2VideoTransformer3DModel(
-        in_channels=_VIDEO_LATENT_CHANNELS,
-        out_channels=_VIDEO_LATENT_CHANNELS,
-        num_attention_heads=_HEADS,
-        attention_head_dim=_HEAD_DIM,
-        cross_attention_dim=_HEADS * _HEAD_DIM,
-        vae_scale_factors=(8, 32, 32),
-        audio_in_channels=_AUDIO_PACKED,
-        audio_out_channels=_AUDIO_PACKED,
-        audio_num_attention_heads=_HEADS,
-        audio_attention_head_dim=_AUDIO_HEAD_DIM,
-        audio_cross_attention_dim=_HEADS * _AUDIO_HEAD_DIM,
-        audio_sampling_rate=16000,
-        audio_hop_length=160,
-        num_layers=2,
-        caption_channels=_TEXT_HIDDEN,
-        rope_type="split",
-        # The attention processor that can skip self-attention for STG. It has no weights;
-        # without it `spatio_temporal_guidance_blocks` is silently ignored.
-        perturbed_attn=True,
-        **(LTX23_TRANSFORMER if version == "2.3" else {}),
-    ).eval()  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
+    model = LTX2VideoTransformer3DModel(**tiny_configs(version)["transformer"])
+    return model.eval()  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
 
 
 def _video_vae(timestep_conditioning: bool = False):
     from diffusers import AutoencoderKLLTX2Video
 
-    vae = AutoencoderKLLTX2Video(
-        latent_channels=_VIDEO_LATENT_CHANNELS,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(8, 16, 32),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1),
-        spatio_temporal_scaling=(True, True, True, True),
-        decoder_spatio_temporal_scaling=(True, True, True),
-        decoder_inject_noise=(False, False, False, False),
-        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-        upsample_type=("spatiotemporal", "spatiotemporal", "spatiotemporal"),
-        upsample_residual=(True, True, True),
-        upsample_factor=(2, 2, 2),
-        timestep_conditioning=timestep_conditioning,
-        patch_size=4,
-        patch_size_t=1,
-        encoder_causal=True,
-        decoder_causal=False,
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-    )
+    vae = AutoencoderKLLTX2Video(**tiny_configs(timestep_conditioning=timestep_conditioning)["vae"])
     return vae.eval()  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
 
 
 def _audio_vae():
     from diffusers import AutoencoderKLLTX2Audio
 
-    return AutoencoderKLLTX2Audio(
-        base_channels=_AUDIO_PACKED,  # per-channel statistics live on the packed (C * mel) axis
-        output_channels=2,
-        ch_mult=(1, 2, 4),
-        num_res_blocks=1,
-        latent_channels=_AUDIO_LATENT_CHANNELS,
-        sample_rate=16000,
-        mel_hop_length=160,
-        mel_bins=_MEL_BINS,
-    ).eval()
+    return AutoencoderKLLTX2Audio(**tiny_configs()["audio_vae"]).eval()
 
 
 def _vocoder():
     from diffusers.pipelines.ltx2 import LTX2Vocoder
 
-    # 6 * 5 * 8 = 240 samples per mel frame: 100 mel frames/s -> 24 kHz, like the real vocoder.
-    return LTX2Vocoder(
-        in_channels=2 * _MEL_BINS,
-        hidden_channels=16,
-        out_channels=2,
-        upsample_kernel_sizes=[12, 11, 16],
-        upsample_factors=[6, 5, 8],
-        resnet_kernel_sizes=[3],
-        resnet_dilations=[[1, 3]],
-        output_sampling_rate=24000,
-    ).eval()
+    return LTX2Vocoder(**tiny_configs()["vocoder"]).eval()
 
 
 def _latent_upsampler(version: str = "2.0"):
     from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
 
-    return LTX2LatentUpsamplerModel(
-        in_channels=_VIDEO_LATENT_CHANNELS,
-        mid_channels=32,  # GroupNorm(32, mid_channels)
-        num_blocks_per_stage=1,
-        dims=3,
-        spatial_upsample=True,
-        temporal_upsample=False,
-        rational_spatial_scale=2.0,
-        use_rational_resampler=version != "2.3",  # LTX-2.3's x2 upsampler has none
-    ).eval()
+    return LTX2LatentUpsamplerModel(**tiny_configs(version)["latent_upsampler"]).eval()
 
 
 def _finalize(module: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
