@@ -19,7 +19,8 @@ from scenekit.spec.models import Clip
 from scenekit.spec.paths import PathPolicy
 from scenekit.spec.schema import include_schema_text, schema_text
 from scenekit.spec.yaml_source import ReadBudget, read_yaml
-from tests.conftest import Project
+
+from conftest import Project
 
 REPO = Path(__file__).resolve().parents[1]
 HEAD = "scenekit: 1\ndefaults: {model: preview, size: 256x256, fps: 24}\n"

@@ -113,9 +113,34 @@ def read_inputs(
 
 
 def run_cpu_node(token: str, node: Node, input_keys: dict[str, str], cache_root: str) -> dict[str, Any]:
-    """A CPU node (a segment encode, the stitch) as a Ray task; cancelling the task interrupts it."""
-    store = _store(cache_root)
+    """A CPU node (a segment encode, the stitch) as a Ray task. Cancelling the task interrupts its main thread
+    at any line, so the node runs in a thread of its own, asked to stop at its next step, that always releases
+    its key's lock and work folder; the main thread waits for it."""
     cancellation = Cancellation()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = _run_cpu_node(_store(cache_root), node, input_keys, cancellation)
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, name=f"scenekit {node.id}")
+    thread.start()
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            cancellation.cancel()
+    if "error" in outcome:
+        raise outcome["error"]
+    result: dict[str, Any] = outcome["result"]
+    return result
+
+
+def _run_cpu_node(
+    store: CacheStore, node: Node, input_keys: dict[str, str], cancellation: Cancellation
+) -> dict[str, Any]:
     found = read_inputs(store, node, input_keys, {}, cancellation)
     if "missing" in found:
         return found
