@@ -37,7 +37,7 @@ def main() -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")  # a cold compile cache
     from torch._dynamo.utils import counters
 
-    import scenekit.backends.ltx2 as ltx2_backend
+    import scenekit.backends.machine as target
     from scenekit.engine.events import SilentEvents
     from scenekit.engine.session import RenderOptions, prepare, render
     from scenekit.runtime.speed import Machine
@@ -45,7 +45,7 @@ def main() -> None:
 
     build_tiny_weights("ltx2-distilled", root / "models" / "ltx2-distilled")
     # resolve `compiled` as a GPU would; the models still run (and compile) on the CPU
-    ltx2_backend.this_machine = lambda device: Machine("cuda", 9.0, has_torchao=False)  # type: ignore[assignment]
+    target.this_machine = lambda device: Machine("cuda", 9.0, has_torchao=False)  # type: ignore[assignment]
     project = root / "project"
     project.mkdir()
     (project / "scenekit.toml").write_text("")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from scenekit.profiles import ModelProfile
+from scenekit.runtime.speed import Machine
 
 DEVICE_ENV = "SCENEKIT_DEVICE"
 
@@ -55,24 +56,17 @@ def bound_device(device: str) -> Iterator[None]:
         _THREAD.device = previous
 
 
-def why_profile_cannot_run(profile: ModelProfile) -> str | None:
-    """A sentence saying why `profile` cannot run on this machine, or None when it can."""
-    device = compute_device()
+def why_profile_cannot_run(profile: ModelProfile, machine: Machine) -> str | None:
+    """A sentence saying why `profile` cannot run on `machine` (this one, or a Ray cluster's GPUs), or None."""
     needed = profile.requires.min_compute_capability
-    if device == "cpu":
+    if not machine.device.startswith("cuda"):
         if profile.requires.gpu and os.environ.get(DEVICE_ENV) != "cpu":
             return (
-                f"model `{profile.name}` needs a GPU ({profile.requires.vram_gb:g} GB) and none is visible; "
+                f"model `{profile.name}` needs a GPU ({profile.requires.vram_gb:g} GB) and {machine.name} has none; "
                 f"set {DEVICE_ENV}=cpu to force the CPU (only sensible with tiny test weights)"
             )
         return None
-    import torch
-
-    major, minor = torch.cuda.get_device_capability()
-    have = major + minor / 10
+    have = machine.capability or 0.0
     if needed is not None and have < needed:
-        return (
-            f"model `{profile.name}` needs a GPU of compute capability {needed:g}+; "
-            f"{torch.cuda.get_device_name()} has {have:g}"
-        )
+        return f"model `{profile.name}` needs a GPU of compute capability {needed:g}+; {machine.name} has {have:g}"
     return None

@@ -26,6 +26,7 @@ from scenekit.media.probe import check_image, check_video
 from scenekit.media.video import MAX_OUTPUT_SIDE
 from scenekit.output_file import output_problem
 from scenekit.profiles import ModelProfile
+from scenekit.runtime.speed import Machine
 from scenekit.spec.assets import Asset, cached_sha256
 from scenekit.spec.loader import LoadedSpec
 from scenekit.spec.models import Clip, Conditioning, Control, LoraEntry
@@ -34,7 +35,7 @@ from scenekit.units import Duration, parse_duration, parse_fps, parse_size
 from scenekit.userconfig import ModelsMapping, config_path
 
 DEFAULT_PROFILE = "preview"
-KNOBS = ("negative_prompt", "steps", "guidance", "stg", "drift_control")
+KNOBS = ("negative_prompt", "steps", "guidance", "stg", "drift_control", "step_cache")
 DEFAULT_TRANSITION = Duration(seconds=Fraction(1, 2))
 
 
@@ -162,6 +163,8 @@ class Timeline:
     """The memory policy (`scenekit.runtime.memory`): it decides whether VAE decodes run in tiles."""
     gpus_per_clip: int = 1
     """GPUs each sampling stage runs across (`scenekit.runtime.parallel`); in no key: outputs are the same."""
+    machine: Machine | None = None
+    """The machine the model nodes run on, when not this process's (a Ray cluster's GPUs, `scenekit.backends.machine`)."""
 
     @property
     def fps(self) -> Fraction:
@@ -503,10 +506,12 @@ class _Resolver:
             if name not in profile.knobs:
                 if self.model_override is None:
                     takes = ", ".join(profile.knobs) or "none of them"
+                    others = sorted(p.name for p in self.profiles.values() if name in p.knobs)
                     self.fail(
                         origin,
                         f"model `{profile.name}` has no `{name}` setting",
-                        f"remove it; `{profile.name}` takes: {takes}",
+                        f"remove it; `{profile.name}` takes: {takes}"
+                        + (f" (`{name}` is a setting of {', '.join(others)})" if others else ""),
                     )
                 continue
             knobs[name] = value

@@ -13,8 +13,9 @@ from scenekit.cache.locks import HOST, KeyLock
 from scenekit.cache.prune import FOREIGN_STALE_SECONDS, is_stale_work
 from scenekit.cli import app
 from scenekit.engine.execute import ExecutorChoice
-from scenekit.engine.ray_routing import GB, WorkerState, assign, fits_nowhere
+from scenekit.engine.ray_routing import GB, WorkerState, assign, compile_target, fits_nowhere
 from scenekit.graph.nodes import Node
+from scenekit.runtime.speed import Machine
 
 from conftest import Project
 
@@ -84,6 +85,18 @@ def test_a_node_whose_worker_died_goes_to_another():
     assert _assigned([_node("a/stage1")], workers, excluded={"a/stage1": {0}}) == {"a/stage1": "gpu-0"}
 
 
+def test_a_render_is_compiled_for_the_weakest_gpu_of_the_cluster():
+    h200 = Machine("cuda", 9.0, has_torchao=True, gpu_bytes=141 * GB, name="NVIDIA H200")
+    a100 = Machine("cuda", 8.0, has_torchao=True, gpu_bytes=40 * GB, name="NVIDIA A100")
+    assert compile_target([h200, h200]) == Machine(
+        "cuda", 9.0, True, 141 * GB, name="the Ray cluster's GPUs (NVIDIA H200)"
+    )
+    mixed = compile_target([h200, a100, h200])
+    assert (mixed.capability, mixed.gpu_bytes, mixed.fp8_compute) == (8.0, 40 * GB, False)
+    assert not compile_target([h200, Machine("cuda", 9.0, has_torchao=False, gpu_bytes=141 * GB)]).fp8_compute
+    assert compile_target([h200, None]).device == "cpu" and compile_target([None]).device == "cpu"
+
+
 def test_stale_work_of_another_host_is_left_alone_until_it_is_a_day_old(tmp_path: Path):
     assert not is_stale_work("k.other-host.1.ab12cd34", 60.0)
     assert is_stale_work("k.other-host.1.ab12cd34", FOREIGN_STALE_SECONDS + 1)
@@ -121,6 +134,7 @@ def test_executor_options_and_the_user_config(project: Project, monkeypatch, tmp
     assert project.prepare().executor == ExecutorChoice("local", None)
     config = tmp_path / "config.yaml"
     monkeypatch.setenv("SCENEKIT_CONFIG", str(config))
+    monkeypatch.setattr("scenekit.engine.session.executor_machine", lambda choice: None)  # joins no cluster
     config.write_text("executor: {name: ray, address: 'ray://head:10001'}\n")
     assert project.prepare().executor == ExecutorChoice("ray", "ray://head:10001")
     assert project.prepare(executor="local", address=None).executor.name == "local"

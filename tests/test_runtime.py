@@ -3,6 +3,7 @@ memory policies (offloading changes no output value)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,28 @@ def test_the_speed_policy_keys_exactly_the_transformer_nodes(ltx: Project, monke
     keys_changed = {n.id for n in compiled.ordered() if n.key != eager.node(n.id).key}
     assert "shot/prompt" not in keys_changed and {"shot/stage1", "shot/decode", "stitch"} <= keys_changed
     assert compiled.node("shot/stage1").params["numerics"] == {"matmul": "bfloat16", "compiled": True}
+
+
+def test_a_ray_render_is_compiled_for_the_clusters_gpus_not_for_the_machine_driving_it(ltx: Project, monkeypatch):
+    from scenekit.errors import SpecError
+
+    monkeypatch.delenv("SCENEKIT_DEVICE")  # the driver has no GPU
+    with pytest.raises(SpecError, match="this machine has none"):
+        ltx.prepare()
+    cluster = Machine("cuda", 9.0, has_torchao=True, gpu_bytes=24 * 1024**3, name="the Ray cluster's GPUs (H100)")
+    monkeypatch.setattr("scenekit.engine.session.executor_machine", lambda choice: cluster)
+    graph = ltx.prepare(executor="ray").graph
+    assert graph.node("shot/stage1").params["numerics"] == {"matmul": "bfloat16", "compiled": True}
+    assert graph.node("shot/decode").params.get("tiled") is True  # a 24 GB GPU decodes in tiles
+    monkeypatch.setattr(
+        "scenekit.engine.session.executor_machine", lambda choice: replace(cluster, gpu_bytes=80 * 1024**3)
+    )
+    assert "tiled" not in ltx.prepare(executor="ray").graph.node("shot/decode").params
+    monkeypatch.setattr(
+        "scenekit.engine.session.executor_machine", lambda choice: Machine("cpu", name="the Ray cluster")
+    )
+    with pytest.raises(SpecError, match="the Ray cluster has none"):
+        ltx.prepare(executor="ray")
 
 
 def test_an_unavailable_speed_is_a_located_error(ltx: Project):
@@ -188,7 +211,7 @@ def test_releasing_text_encoders_keeps_the_streamed_ones_which_hold_no_gpu_memor
 
 def test_a_small_gpu_decodes_in_tiles_keyed_unless_resident(ltx: Project, monkeypatch):
     big = ltx.prepare(memory="auto").graph
-    monkeypatch.setattr(memory, "gpu_capacity_bytes", lambda device: 24 * 2**30)
+    monkeypatch.setattr("scenekit.backends.machine.gpu_capacity_bytes", lambda device: 24 * 2**30)
     small = ltx.prepare(memory="auto").graph
     assert {n.id for n in small.ordered() if n.params != big.node(n.id).params} == {"shot/decode"}
     assert small.node("shot/decode").params["tiled"] is True and "tiled" not in big.node("shot/decode").params

@@ -10,29 +10,31 @@ statistics of the chain's first clip (AdaIN).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
-from scenekit.backends.machine import numerics_here
+from scenekit.backends.machine import decodes_tiled, numerics_here
 from scenekit.backends.prompts import prompt_node
 from scenekit.conditioning import condition_params, tail_range
-from scenekit.errors import SpecError
+from scenekit.errors import SpecError, SpecIssue
 from scenekit.graph.nodes import Node
-from scenekit.hardware import compute_device
 from scenekit.ltx2.loras import ClipLora, clip_loras, reference_downscale_factor
 from scenekit.ltx2.parts import Part, fetch_hint, locate
 from scenekit.ltx2.settings import Ltx2Settings, Stage, ltx2_settings
-from scenekit.runtime.memory import tiled_decode
+from scenekit.ltx2.upsampler import file_config, spatial_factor
 from scenekit.runtime.speed import Numerics, held_storage
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
-from scenekit.weights import MissingWeights, WeightsRef, WeightsSource, resolve_weights
+from scenekit.weights import MissingWeights, WeightsSource, resolve_weights
 
 ENCODE_PROMPT = "ltx2.encode_prompt"
 SAMPLE = "ltx2.sample"
 UPSAMPLE = "ltx2.upsample"
 DECODE = "ltx2.decode"
+_LATENT_CELL = 32  # pixels per latent cell, each side (the VAE's spatial compression)
 
 
 @dataclass(frozen=True)
@@ -88,16 +90,56 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> _Ready | str:
                 f"model `{name}` refines with the LoRA {lora_ref.file}, which is not in {weights.folder}; "
                 + fetch_hint(name, lora_ref, pipeline)
             )
-    upsampler_ref = settings.weights.upsampler or WeightsRef(repo=pipeline.repo, subfolder="latent_upsampler")
-    upsampler = locate(
-        weights, upsampler_ref.model_copy(update={"subfolder": settings.weights.upsampler_folder}), pipeline
-    )
+    upsampler_ref = settings.weights.upsampler_ref
+    upsampler = locate(weights, upsampler_ref, pipeline)
     if upsampler is None:
-        return (
-            f"model `{name}` upsamples with {settings.weights.upsampler_folder}/, which is not in {weights.folder}; "
-            + fetch_hint(name, upsampler_ref, pipeline)
+        what = upsampler_ref.file or f"{upsampler_ref.subfolder}/"
+        return f"model `{name}` upsamples with {what}, which is not in {weights.folder}; " + fetch_hint(
+            name, upsampler_ref, pipeline
         )
+    problem = _upsampler_problem(name, settings, upsampler)
+    if problem is not None:
+        return problem
     return _Ready(settings, weights, numerics, transformer, lora, upsampler)
+
+
+def _upsampler_problem(name: str, settings: Ltx2Settings, upsampler: Part) -> str | None:
+    """Why the upsampler cannot upsample as the profile's stages need (their scales' ratio), if it cannot."""
+    factors = {f for number in range(2, len(settings.stages) + 1) if (f := settings.upsample_factor(number))}
+    try:
+        config = (
+            file_config(upsampler.path)
+            if upsampler.path.is_file()
+            else json.loads((upsampler.path / "config.json").read_text(encoding="utf-8"))
+        )
+    except (OSError, ValueError) as exc:
+        return f"model `{name}` cannot read its upsampler {upsampler.path}: {exc}"
+    found = spatial_factor(config)
+    wrong = sorted(float(f) for f in factors if f != Fraction(str(found)))
+    if wrong:
+        return (
+            f"model `{name}` upsamples x{wrong[0]:g} between its stages, but {upsampler.path.name} upsamples "
+            f"x{found:g}; name the matching upscaler in the profile's `ltx2.weights.upsampler`"
+        )
+    return None
+
+
+def _stage_size(clip: ResolvedClip, stage: Stage) -> tuple[int, int]:
+    """A stage's exact size: the clip's times the stage's scale, in whole latent cells (32 pixels)."""
+    width, height = clip.width * stage.ratio, clip.height * stage.ratio
+    if width.denominator != 1 or height.denominator != 1 or width % _LATENT_CELL or height % _LATENT_CELL:
+        raise SpecError(
+            [
+                SpecIssue(
+                    f"model `{clip.profile.name}` samples a stage at {stage.scale} of the size, and "
+                    f"{clip.width}x{clip.height} times {stage.scale} is not in whole {_LATENT_CELL}-pixel cells",
+                    clip.at,
+                    clip.sources.get("size"),
+                    f"use a size whose sides times {stage.scale} are multiples of {_LATENT_CELL}",
+                )
+            ]
+        )
+    return int(width), int(height)
 
 
 def _chain_root(clip: ResolvedClip, timeline: Timeline) -> ResolvedClip:
@@ -131,8 +173,9 @@ class Ltx2Backend:
         nodes = [prompt]
         previous: Node | None = None
         for number, stage in enumerate(settings.stages, start=1):
-            if previous is not None and stage.scale > settings.stages[number - 2].scale:
-                previous = self._upsample_node(clip, found, previous)
+            factor = settings.upsample_factor(number)
+            if previous is not None and factor is not None:
+                previous = self._upsample_node(clip, found, previous, factor)
                 nodes.append(previous)
             applied = [lora for lora in loras if number in lora.stages]
             previous = self._stage_node(
@@ -140,7 +183,7 @@ class Ltx2Backend:
             )
             nodes.append(previous)
         assert previous is not None, f"profile {clip.profile.name} has no sampling stage"
-        tiled = tiled_decode(timeline.memory, compute_device())
+        tiled = decodes_tiled(timeline)
         decode = self._decode_node(clip, settings, weights, previous, tiled)
         nodes.append(decode)
         return ClipNodes(nodes, decode.id)
@@ -177,9 +220,10 @@ class Ltx2Backend:
         if previous is not None:
             inputs["latents"] = previous.id
         steps = clip.knobs.get("steps", stage.steps) if stage.guided else stage.steps
+        width, height = _stage_size(clip, stage)
         params: dict[str, Any] = {
-            "width": int(clip.width * stage.scale),
-            "height": int(clip.height * stage.scale),
+            "width": width,
+            "height": height,
             "frames": clip.generated_frames,
             "fps": format_rate(clip.fps),
             "seed": clip.seed,
@@ -272,8 +316,10 @@ class Ltx2Backend:
             guidance["stg_blocks"] = []
         return guidance
 
-    def _upsample_node(self, clip: ResolvedClip, found: _Ready, previous: Node) -> Node:
-        params = {"factor": 2, "precision": previous.params["precision"]["compute"]}
+    def _upsample_node(self, clip: ResolvedClip, found: _Ready, previous: Node, factor: Fraction) -> Node:
+        """Upsampling by `factor` (2 as before upsamplers other than x2 existed, so x2 keys stay as they were)."""
+        exact = int(factor) if factor.denominator == 1 else float(factor)
+        params = {"factor": exact, "precision": previous.params["precision"]["compute"]}
         upsampler = found.upsampler
         return Node(
             f"{clip.id}/upsample",

@@ -15,15 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from scenekit.backends import ClipNodes, FramesOf
-from scenekit.backends.machine import numerics_here
+from scenekit.backends.machine import decodes_tiled, numerics_here
 from scenekit.backends.prompts import prompt_node
 from scenekit.conditioning import condition_params, tail_range
 from scenekit.errors import SpecError, SpecIssue
 from scenekit.graph.nodes import Node
-from scenekit.hardware import compute_device
 from scenekit.ltxv.recipe import TEMPORAL, pass_size, schedule
 from scenekit.ltxv.settings import LtxvSettings, Pass, ltxv_settings
-from scenekit.runtime.memory import tiled_decode
 from scenekit.runtime.speed import Numerics, held_storage
 from scenekit.timeline import ResolvedClip, Timeline
 from scenekit.units import format_rate
@@ -123,7 +121,7 @@ class LtxvBackend:
         first = self._pass_node(clip, timeline, settings, weights, numerics, 1, prompt, None, frames_of)
         upsample = self._upsample_node(clip, settings, weights, first)
         second = self._pass_node(clip, timeline, settings, weights, numerics, 2, prompt, upsample, frames_of)
-        tiled = tiled_decode(timeline.memory, compute_device())
+        tiled = decodes_tiled(timeline)
         decode = self._decode_node(clip, settings, weights, second, tiled)
         return ClipNodes([prompt, first, upsample, second, decode], decode.id)
 
@@ -134,14 +132,19 @@ class LtxvBackend:
             guidance["cfg"] = float(clip.knobs["guidance"])  # type: ignore[arg-type]  # a number by the spec's schema
         if "stg" in clip.knobs and guidance["stg_blocks"]:  # the knob sets a constant STG scale for both passes
             guidance["stg"] = float(clip.knobs["stg"])  # type: ignore[arg-type]  # a number by the spec's schema
+        if not _any_above_one(guidance["cfg"]):  # CFG-star scales the unconditional prediction: nothing without CFG
+            guidance["cfg_star_rescale"] = False
         return guidance
 
+    @staticmethod
+    def _step_cache(clip: ResolvedClip, sampling: Pass) -> float | None:
+        """The pass's First Block Cache threshold: the clip's `step_cache` (0: off), else the profile's."""
+        threshold = clip.knobs.get("step_cache", sampling.step_cache)
+        return float(threshold) or None  # type: ignore[arg-type]  # a number by the spec's and profile's schemas
+
     def _guided(self, clip: ResolvedClip, settings: LtxvSettings) -> bool:
-        for number, sampling in ((1, settings.first_pass), (2, settings.second_pass)):
-            cfg = self._guidance(clip, sampling, number)["cfg"]
-            if any(value > 1.0 for value in (cfg if isinstance(cfg, list) else [cfg])):
-                return True
-        return False
+        passes = ((1, settings.first_pass), (2, settings.second_pass))
+        return any(_any_above_one(self._guidance(clip, sampling, number)["cfg"]) for number, sampling in passes)
 
     def _prompt_node(self, clip: ResolvedClip, settings: LtxvSettings, weights: WeightsSource) -> Node:
         guided = self._guided(clip, settings)
@@ -185,7 +188,7 @@ class LtxvBackend:
             "timesteps": schedule(sampling.timesteps, sampling.steps, sampling.skip_initial, sampling.skip_final),
             "guidance": self._guidance(clip, sampling, number),
             "image_cond_noise_scale": settings.image_cond_noise_scale,
-            "step_cache": sampling.step_cache,
+            "step_cache": self._step_cache(clip, sampling),
             "crf": settings.conditioning_crf,
             "precision": settings.precision.model_dump(),
             "numerics": numerics.as_params(),
@@ -210,6 +213,8 @@ class LtxvBackend:
             "fps": clip.sources["fps"],
             "seed": clip.sources["seed"],
             "guidance": clip.sources.get("guidance", f"profile {clip.profile.name}"),
+            "guidance.cfg_star_rescale": f"profile {clip.profile.name}",
+            "step_cache": clip.sources.get("step_cache", f"profile {clip.profile.name}"),
             "conditions": f"clips[{clip.index}].conditioning",
             "context": clip.sources.get("overlap", "continue"),
             "drift_control": clip.sources.get("drift_control", "drift_control"),
@@ -280,6 +285,11 @@ class LtxvBackend:
             {"width": clip.sources["size"], "height": clip.sources["size"]},
             meta={"weights": str(weights.folder), "checkpoint": checkpoint},
         )
+
+
+def _any_above_one(scale: float | list[float]) -> bool:
+    """Whether a CFG scale (or schedule) guides at any step."""
+    return any(value > 1.0 for value in (scale if isinstance(scale, list) else [scale]))
 
 
 def _model_identity(weights: WeightsSource, file: str, folders: tuple[str, ...]) -> str:

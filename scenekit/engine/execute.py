@@ -19,6 +19,7 @@ from scenekit.errors import RenderCancelled, RenderError
 from scenekit.graph.compile import RenderGraph
 from scenekit.graph.nodes import Node
 from scenekit.ops import NodeOutput, get_operation
+from scenekit.runtime.speed import Machine
 
 MAX_CORRUPT_RETRIES = 2
 """How many times a node runs again because its entry came back corrupt before the render fails."""
@@ -135,6 +136,16 @@ def make_executor(
 
         return RayExecutor(render_graph, cache, events, cancellation, address=choice.address, gpu_gb=gpu_gb or {})
     return Executor(render_graph, cache, events, cancellation)
+
+
+def executor_machine(choice: ExecutorChoice) -> Machine | None:
+    """The machine the executor `choice` runs model nodes on when it is not this process's: for Ray, the
+    cluster's GPUs (joining or starting it); None for the local executor."""
+    if choice.name == "ray":
+        from scenekit.engine.ray_executor import worker_pool
+
+        return worker_pool(choice.address).machine()
+    return None
 
 
 def run_operation(node: Node, inputs: dict[str, NodeOutput], context: NodeContext) -> float:

@@ -35,13 +35,14 @@ from ray.exceptions import (
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
 from scenekit.engine.execute import Cancellation, CorruptEntries, Execution
-from scenekit.engine.ray_routing import WorkerState, affinity_key, assign, fits_nowhere
+from scenekit.engine.ray_routing import WorkerState, affinity_key, assign, compile_target, fits_nowhere
 from scenekit.engine.ray_worker import GpuWorker, run_cpu_node
 from scenekit.errors import RenderCancelled, RenderError
 from scenekit.graph.compile import RenderGraph
 from scenekit.graph.nodes import Node
 from scenekit.ops import get_operation
 from scenekit.runtime import memory
+from scenekit.runtime.speed import Machine
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,16 @@ class WorkerPool:
             num_cpus=1, max_retries=MAX_ATTEMPTS - 1, runtime_env={"env_vars": self.env}
         )
         described = ray.get([actor.describe.remote() for actor in self.actors])
+        self.gpus: list[Machine | None] = [d["machine"] for d in described]
         self.workers = [
             WorkerState(i, f"gpu-{i}", d["host"], d["gpus"], d["gpu_bytes"]) for i, d in enumerate(described)
         ]
         self.lock = threading.Lock()
         log.info("Ray workers: %s", ", ".join(w.where for w in self.workers))
+
+    def machine(self) -> Machine:
+        """The machine a render's graph is compiled for (`compile_target` of the workers' GPUs)."""
+        return compile_target(self.gpus)
 
     def control(self, index: int, method: str, *args: Any) -> ray.ObjectRef:
         """Call a worker's `events`/`cancel`/`end` beside the node it runs."""

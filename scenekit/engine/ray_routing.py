@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scenekit.graph.nodes import Node
+from scenekit.runtime.speed import Machine
 
 GB = 1024**3
 
@@ -121,3 +122,20 @@ def assign(
         if candidates:
             take(node, min(candidates, key=lambda w: (len(w.models), w.ran, w.index)))
     return chosen
+
+
+def compile_target(gpus: list[Machine | None]) -> Machine:
+    """The machine a render's graph is compiled for, from each worker's GPU (None: it has none): the weakest
+    (lowest compute capability and memory; torchao only if every worker has it), so no key depends on which
+    worker runs a node; the CPU when a worker has no GPU."""
+    found = [gpu for gpu in gpus if gpu is not None]
+    if not found or len(found) < len(gpus):
+        return Machine("cpu", name="the Ray cluster")
+    names = ", ".join(sorted({gpu.name for gpu in found}))
+    return Machine(
+        "cuda",
+        min(gpu.capability or 0.0 for gpu in found),
+        all(gpu.has_torchao for gpu in found),
+        min(gpu.gpu_bytes or 0 for gpu in found),
+        name=f"the Ray cluster's GPUs ({names})",
+    )

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ from scenekit.engine.ray_routing import affinity_key
 from scenekit.engine.writer import EntryWriter
 from scenekit.graph.nodes import Node
 from scenekit.ops import NodeOutput
-from scenekit.runtime.memory import use_memory_policy
+from scenekit.runtime.memory import gpu_capacity_bytes, use_memory_policy
 from scenekit.runtime.pool import MODELS
-from scenekit.runtime.speed import use_compile_cache
+from scenekit.runtime.speed import this_machine, use_compile_cache
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +171,23 @@ class GpuWorker:
         self._writer = EntryWriter()
 
     def describe(self) -> dict[str, Any]:
-        """Where this worker runs: host, GPU ids, the GPU's memory (None without CUDA), pid."""
+        """Where this worker runs: host, GPU ids, pid, and its GPU (None without CUDA): memory, what a speed
+        policy depends on (`scenekit.runtime.speed.Machine`)."""
         import ray
 
-        total = None
+        gpu = None
         if os.path.exists("/proc/driver/nvidia"):  # a CPU machine (fake GPUs) need not import torch here
             import torch
 
-            total = torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
-        gpus = [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
-        return {"host": HOST, "gpus": gpus, "gpu_bytes": total, "pid": os.getpid()}
+            if torch.cuda.is_available():
+                gpu = replace(this_machine("cuda:0"), gpu_bytes=gpu_capacity_bytes("cuda:0"))
+        return {
+            "host": HOST,
+            "gpus": [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])],
+            "gpu_bytes": gpu.gpu_bytes if gpu is not None else None,
+            "machine": gpu,
+            "pid": os.getpid(),
+        }
 
     def run(
         self, token: str, node: Node, input_keys: dict[str, str], cache_root: str, forget: list[str], memory: str

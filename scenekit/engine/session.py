@@ -13,7 +13,7 @@ from typing import Any
 from scenekit.backends import UnknownBackend, get_backend
 from scenekit.cache import CacheStore
 from scenekit.engine.events import RenderEvents
-from scenekit.engine.execute import Cancellation, ExecutorChoice, make_executor
+from scenekit.engine.execute import Cancellation, ExecutorChoice, executor_machine, make_executor
 from scenekit.engine.manifest import build_manifest, read_previous_nodes
 from scenekit.engine.plan import PlannedNode, make_plan
 from scenekit.errors import SpecIssue
@@ -181,6 +181,7 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
 def prepare(spec_file: Path, options: RenderOptions) -> Prepared:
     """Check a spec and compile it for this machine; raises SpecError when it is invalid or cannot run here."""
     checked = check(spec_file, options)
+    checked.timeline.machine = executor_machine(checked.executor)
     cache = cache_store(checked.root, options.cache_dir)
     use_compile_cache(cache.root / "compiled")
     use_memory_policy(checked.memory)

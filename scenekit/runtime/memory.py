@@ -65,11 +65,10 @@ def choose_placement(what: str, needed_bytes: int, free_bytes: int | None) -> st
     return policy
 
 
-def tiled_decode(policy: str, device: str) -> bool:
-    """Whether VAE decodes under `policy` on `device` run in tiles (only on a GPU smaller than
-    `TILED_DECODE_BELOW_BYTES`, and never under `resident`)."""
-    capacity = gpu_capacity_bytes(device)
-    return policy != "resident" and capacity is not None and capacity < TILED_DECODE_BELOW_BYTES
+def tiled_decode(policy: str, capacity_bytes: int | None) -> bool:
+    """Whether VAE decodes under `policy` on a GPU of `capacity_bytes` (None: the CPU) run in tiles (only on a
+    GPU smaller than `TILED_DECODE_BELOW_BYTES`, and never under `resident`)."""
+    return policy != "resident" and capacity_bytes is not None and capacity_bytes < TILED_DECODE_BELOW_BYTES
 
 
 def gpu_capacity_bytes(device: str) -> int | None:

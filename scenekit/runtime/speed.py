@@ -37,11 +37,15 @@ class SpeedUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Machine:
-    """What a speed policy depends on: the device, its compute capability, whether torchao is installed."""
+    """What the graph's numerics and memory choices depend on: the device, its compute capability, whether
+    torchao is installed; and where it is known ahead (a Ray cluster's GPUs), the GPU's memory and name."""
 
     device: str
     capability: float | None = None
     has_torchao: bool = False
+    gpu_bytes: int | None = None
+    """The GPU memory each model node may use; None: read from this process's GPU when needed."""
+    name: str = "this machine"
 
     @property
     def fp8_compute(self) -> bool:
@@ -77,8 +81,10 @@ def this_machine(device: str) -> Machine:
         return Machine(device)
     import torch
 
-    major, minor = torch.cuda.get_device_capability(torch.device(device))
-    return Machine(device, major + minor / 10, importlib.util.find_spec("torchao") is not None)
+    gpu = torch.device(device)
+    major, minor = torch.cuda.get_device_capability(gpu)
+    has_torchao = importlib.util.find_spec("torchao") is not None
+    return Machine(device, major + minor / 10, has_torchao, name=torch.cuda.get_device_name(gpu))
 
 
 def resolve_numerics(speed: str, compute: str, storage: str, machine: Machine) -> Numerics:
