@@ -22,10 +22,10 @@ place in the direct call, so its frames differ by it).
     python bench/ltxv_gpu.py --profile ltxv-13b-0.9.8-distilled  # GPU, real sizes (about 40 GB on disk)
     python bench/ltxv_gpu.py --profile ltxv-2b-0.9.8-distilled --speed compiled
 
-`--step-cache T` measures step caching instead (any profile, e.g. the dev one): the profile as it is
-against a copy whose passes use diffusers' First Block Cache at threshold T, both through scenekit:
-seconds, the speed-up, and how far the frames move (PSNR, max abs diff; random weights, so only a
-rough guide to real ones).
+`--step-cache T` measures step caching instead (any profile, e.g. the dev one): a clip with
+`step_cache: off` against one with `step_cache: T` (diffusers' First Block Cache on both passes), both
+through scenekit: seconds, the speed-up, and how far the frames move (PSNR, max abs diff; random
+weights, so only a rough guide to real ones).
 
     python bench/ltxv_gpu.py --profile ltxv-13b-0.9.8-dev --step-cache 0.05
 """
@@ -135,9 +135,10 @@ def build_weights(folder: Path, profile: str, is_tiny: bool) -> None:
 
 
 def scenekit_render(
-    root: Path, profile: str, size: str, frames: int, speed: str, memory: str | None = None
+    root: Path, profile: str, size: str, frames: int, speed: str, memory: str | None = None, step_cache: str = ""
 ) -> tuple[float, dict, np.ndarray]:
-    """One render into a fresh cache: wall seconds, seconds per node, the decoded frames."""
+    """One render into a fresh cache (with the clip's `step_cache` when given): wall seconds, seconds per node,
+    the decoded frames."""
     from scenekit.engine.events import SilentEvents
     from scenekit.engine.session import RenderOptions, prepare, render
     from scenekit.media.video import read_frames
@@ -147,7 +148,8 @@ def scenekit_render(
     spec = project / "scene.yaml"
     spec.write_text(
         f"scenekit: 1\nclips: [{{id: one, model: {profile}, size: {size}, fps: 24, seed: 7, "
-        f"frames: {frames}, prompt: {json.dumps(PROMPT)}}}]\noutput: {{file: out.mp4, preset: ultrafast}}\n"
+        f"frames: {frames}, prompt: {json.dumps(PROMPT)}{f', step_cache: {step_cache}' if step_cache else ''}}}]\n"
+        "output: {file: out.mp4, preset: ultrafast}\n"
     )
     _sync()
     start = time.perf_counter()
@@ -223,39 +225,41 @@ def direct_render(
 
 
 def step_cache_compare(root: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The profile against a copy with First Block Cache at `args.step_cache` on both passes, through scenekit
-    (copies of the profile both, so that `--tiny` can fold its STG blocks onto the tiny transformer's two)."""
+    """A clip with `step_cache: off` against one with `step_cache: args.step_cache`, through scenekit, on a copy
+    of the profile that takes the knob (and, with `--tiny`, has its STG blocks folded onto the tiny
+    transformer's two)."""
     from scenekit.profiles import available_profiles
 
     folder = root / "profiles"
     folder.mkdir(exist_ok=True)
     os.environ["SCENEKIT_PROFILE_PATH"] = str(folder)
-    full, cached = f"{args.profile}-full", f"{args.profile}-step-cache"
-    for name, threshold in ((full, None), (cached, args.step_cache)):
-        profile = available_profiles()[args.profile].model_dump(mode="json")
-        profile["name"] = name
-        for sampling in ("first_pass", "second_pass"):
-            settings = profile["ltxv"][sampling]
-            settings["step_cache"] = threshold
-            if args.tiny:
-                blocks = settings["guidance"]["stg_blocks"]
-                nested = (
-                    [[b % 2 for b in entry] for entry in blocks] if blocks and isinstance(blocks[0], list) else None
-                )
-                settings["guidance"]["stg_blocks"] = nested if nested is not None else [b % 2 for b in blocks]
-        (folder / f"{name}.yaml").write_text(json.dumps(profile))  # JSON is YAML
-        (models / name).symlink_to(models / args.profile, target_is_directory=True)
-    runs: dict[str, list[float]] = {full: [], cached: []}
+    name = f"{args.profile}-step-cache"
+    profile = available_profiles()[args.profile].model_dump(mode="json")
+    profile["name"] = name
+    profile["knobs"] = sorted({*profile["knobs"], "step_cache"})
+    for sampling in ("first_pass", "second_pass"):
+        settings = profile["ltxv"][sampling]
+        blocks = settings.get("guidance", {}).get("stg_blocks")
+        if args.tiny and blocks:
+            nested = [[b % 2 for b in entry] for entry in blocks] if isinstance(blocks[0], list) else None
+            settings["guidance"]["stg_blocks"] = nested if nested is not None else [b % 2 for b in blocks]
+    (folder / f"{name}.yaml").write_text(json.dumps(profile))  # JSON is YAML
+    (models / name).symlink_to(models / args.profile, target_is_directory=True)
+    runs: dict[str, list[float]] = {"off": [], str(args.step_cache): []}
     frames: dict[str, np.ndarray] = {}
     for repeat in range(args.repeats + 1):  # the first is a warm-up
-        for name in runs:
-            wall, _, frames[name] = scenekit_render(root, name, args.size, args.frames, args.speed, args.memory)
+        for threshold in runs:
+            wall, _, frames[threshold] = scenekit_render(
+                root, name, args.size, args.frames, args.speed, args.memory, threshold
+            )
             if repeat:
-                runs[name].append(wall)
-        _log(f"round {repeat}: " + ", ".join(f"{name} {times[-1]:.2f} s" for name, times in runs.items() if times))
-    diff = frames[full].astype(np.float64) - frames[cached].astype(np.float64)
+                runs[threshold].append(wall)
+        _log(
+            f"round {repeat}: " + ", ".join(f"step_cache {t}: {times[-1]:.2f} s" for t, times in runs.items() if times)
+        )
+    diff = frames["off"].astype(np.float64) - frames[str(args.step_cache)].astype(np.float64)
     mse = float(np.mean(diff**2))
-    slow, fast = statistics.median(runs[full]), statistics.median(runs[cached])
+    slow, fast = statistics.median(runs["off"]), statistics.median(runs[str(args.step_cache)])
     return {
         "profile": args.profile,
         "step_cache": args.step_cache,

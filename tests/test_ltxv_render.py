@@ -182,3 +182,143 @@ def test_the_dev_profile_guides_by_its_schedules_and_the_clip_knobs(ltxv: Projec
     assert first["guidance"]["cfg"] == [1, 1, 6, 8, 6, 1, 1] and first["guidance"]["stg"] == 0.5  # the knob
     assert first["guidance"]["stg_blocks"][1] == [11, 25, 35, 39] and second["guidance"]["stg_blocks"] == [27]
     assert len(first["timesteps"]) == 27 and len(second["timesteps"]) == 13  # 30 less the last 3; steps 17-29
+
+
+DEV = "ltxv-13b-0.9.8-dev"
+DEV_SOURCE = Path(__file__).resolve().parents[1] / "scenekit" / "profiles" / f"{DEV}.yaml"
+
+
+@pytest.fixture
+def dev(ltxv: Project, models: Path, tmp_path: Path) -> Path:
+    """A folder of tiny weights holding the dev profile's checkpoint."""
+    import shutil
+
+    from scenekit.ltxv.tiny import build_tiny_checkpoint
+
+    folder = tmp_path / "dev"
+    shutil.copytree(models / PROFILE, folder)
+    build_tiny_checkpoint(folder, f"{DEV}.safetensors")
+    return folder
+
+
+def _dev_profile(monkeypatch, folder: Path, replace: dict[str, str]) -> None:
+    """The dev profile with text replaced, found before the built-in one."""
+    text = DEV_SOURCE.read_text()
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    folder.mkdir(exist_ok=True)
+    (folder / f"{DEV}.yaml").write_text(text)
+    monkeypatch.setenv("SCENEKIT_PROFILE_PATH", str(folder))
+
+
+def _keys(project: Project) -> dict[str, str]:
+    return {node.id: node.key for node in project.prepare(allow_outside=True).graph.ordered()}
+
+
+def test_cfg_star_rescale_is_in_the_key_of_the_passes_it_acts_on(ltxv: Project, dev: Path, monkeypatch, tmp_path):
+    ltxv.write(f"""
+        scenekit: 1
+        models: {{{DEV}: {dev}}}
+        clips: [{{id: a, prompt: x, frames: 9, model: {DEV}, size: 128x96}}]
+    """)
+    graph = ltxv.prepare(allow_outside=True).graph
+    assert graph.node("a/pass1").params["guidance"]["cfg_star_rescale"] is True  # as the official config
+    assert graph.node("a/pass2").params["guidance"]["cfg_star_rescale"] is False  # no CFG in pass 2: no effect
+    before = _keys(ltxv)
+    first = "      timesteps: [1.0, 0.996, 0.9933, 0.9850, 0.9767, 0.9008, 0.6180]\n      cfg_star_rescale: true"
+    _dev_profile(monkeypatch, tmp_path / "off1", {first: first.replace("true", "false")})
+    after = _keys(ltxv)
+    changed = {node for node in before if before[node] != after[node]}
+    assert changed == {"a/pass1", "a/upsample", "a/pass2", "a/decode", "a/segment", "stitch"}  # pass 1 and on
+    _dev_profile(monkeypatch, tmp_path / "off2", {"stg_blocks: [27], cfg_star_rescale: true": "stg_blocks: [27]"})
+    assert _keys(ltxv) == before
+
+
+def test_a_tiny_dev_render_with_cfg_star_and_a_clip_step_cache(ltxv: Project, dev: Path, monkeypatch, tmp_path):
+    # the tiny transformer has 2 blocks: STG on block 1; fewer steps, so that the test is quick
+    _dev_profile(
+        monkeypatch,
+        tmp_path / "tiny",
+        {
+            "[[], [11, 25, 35, 39], [22, 35, 39], [28], [28], [28], [28]]": "[[], [1], [0, 1], [1], [1], [1], [1]]",
+            "stg_blocks: [27]": "stg_blocks: [1]",
+            "steps: 30\n    skip_final: 3": "steps: 10\n    skip_final: 1",
+            "steps: 30\n    skip_initial: 17": "steps: 10\n    skip_initial: 7",
+        },
+    )
+    ltxv.write(f"""
+        scenekit: 1
+        models: {{{DEV}: {dev}}}
+        defaults: {{step_cache: 0.05}}
+        clips: [{{id: a, prompt: x, frames: 9, model: {DEV}, size: 128x96}}]
+        output: {{file: out.mp4, preset: ultrafast}}
+    """)
+    frames, _, _ = read_video(ltxv.render(allow_outside=True).output)
+    assert frames.shape == (9, 96, 128, 3) and np.ptp(frames.astype(int)) > 10
+    ltxv.write(ltxv.spec.read_text().replace("step_cache: 0.05", "step_cache: off"))
+    runs = ltxv.planned_runs(allow_outside=True)
+    assert runs["a/pass1"] == "defaults.step_cache changed" and "a/prompt" not in runs
+
+
+def test_a_clip_step_cache_overrides_the_profile_in_the_sampling_nodes_only(
+    ltxv: Project, dev: Path, monkeypatch, tmp_path
+):
+    scene = f"""
+        scenekit: 1
+        models: {{{DEV}: {dev}}}
+        defaults: {{model: {DEV}, size: 128x96}}
+        clips:
+          - {{id: a, prompt: x, frames: 9}}
+          - {{id: b, prompt: y, frames: 9}}
+    """
+    ltxv.write(scene)
+    plain = ltxv.prepare(allow_outside=True).graph
+    assert plain.node("a/pass1").params["step_cache"] is None  # the built-in profile runs every step
+    ltxv.write(
+        scene.replace("size: 128x96}", "size: 128x96, step_cache: 0.05}").replace(
+            "y, frames: 9", "y, frames: 9, step_cache: off"
+        )
+    )
+    cached = ltxv.prepare(allow_outside=True).graph
+    for number in (1, 2):
+        node = cached.node(f"a/pass{number}")
+        assert node.params["step_cache"] == 0.05 and node.sources["step_cache"] == "defaults.step_cache"
+        assert {**node.params, "step_cache": None} == plain.node(f"a/pass{number}").params  # nothing else moved
+    changed = {n.id for n in cached.ordered() if n.key != plain.node(n.id).key}
+    assert changed == {"a/pass1", "a/upsample", "a/pass2", "a/decode", "a/segment", "stitch"}  # b: off, as before
+    assert all(cached.node(f"a/{n}").params == plain.node(f"a/{n}").params for n in ("prompt", "upsample", "decode"))
+    _dev_profile(monkeypatch, tmp_path / "cached", {"skip_initial: 17": "skip_initial: 17\n    step_cache: 0.2"})
+    graph = ltxv.prepare(allow_outside=True).graph
+    assert graph.node("b/pass2").params["step_cache"] is None  # `off` turns the profile's off
+    ltxv.write(scene)
+    assert ltxv.prepare(allow_outside=True).graph.node("b/pass2").params["step_cache"] == 0.2  # the profile's
+
+
+@pytest.mark.parametrize(
+    ("setting", "model", "message"),
+    [
+        ("step_cache: 2", DEV, "clips[0].step_cache: Input should be less than or equal to 1 (got 2)"),
+        ("step_cache: fast", DEV, "clips[0].step_cache: Input should be a valid number"),
+        ("step_cache: 0.05", "ltx2-dev", "clips[0].step_cache: model `ltx2-dev` has no `step_cache` setting"),
+    ],
+)
+def test_a_bad_step_cache_is_a_located_error(project: Project, setting: str, model: str, message: str):
+    from typer.testing import CliRunner
+
+    from scenekit.cli import app
+
+    project.write(f"""
+        scenekit: 1
+        clips:
+          - id: a
+            prompt: x
+            frames: 9
+            model: {model}
+            {setting}
+    """)
+    result = CliRunner().invoke(app, ["validate", str(project.spec)])
+    assert result.exit_code == 2
+    assert f"scene.yaml:7:17: error: {message}" in result.output  # at the value
+    hint = "or `off` for every step in full" if model == DEV else f"(`step_cache` is a setting of {DEV})"
+    assert hint in result.output

@@ -144,17 +144,19 @@ def test_checkpoint_files_in_the_published_format_load_with_fp8_scales_folded(tm
         load_vae_file(tmp_path / "bare.safetensors", torch.float32, "cpu")
 
 
-def test_a_guidance_schedule_switches_cfg_by_timestep():
-    schedule = {"cfg": [1, 1, 6, 8, 6, 1, 1], "timesteps": [1.0, 0.996, 0.9933, 0.985, 0.9767, 0.9008, 0.618]}
-    values = [recipe._at(schedule["cfg"], t, schedule["timesteps"]) for t in (1.0, 0.995, 0.9933, 0.98, 0.95, 0.7, 0.1)]
-    assert values == [1, 1, 6, 8, 6, 1, 1]
+def test_a_guidance_schedule_maps_timesteps_as_lightricks_pipeline_does():
+    bounds = [1.0, 0.996, 0.9933, 0.985, 0.9767, 0.9008, 0.618]  # the dev config's guidance_timesteps
+    at = (1.0, 0.998, 0.995, 0.9933, 0.99, 0.98, 0.95, 0.7, 0.1)
+    # the first entry whose bound is <= the timestep, the last one below every bound
+    assert [recipe._at(list(range(7)), t, bounds) for t in at] == [0, 1, 2, 2, 3, 4, 5, 6, 6]
     steps = recipe.schedule(None, 30, skip_final=3)
     assert len(steps) == 27 and steps[0] == 1.0 and len(recipe.schedule(None, 30, skip_initial=17)) == 13
 
 
 def test_stg_moves_the_conditional_prediction_away_from_the_perturbed_one(folder: Path):
     from scenekit.ltxv.checkpoint import load_transformer_file
-    from scenekit.ltxv.stg import StgState, _perturbed, spatio_temporal_guidance
+    from scenekit.ltxv.guidance import GuidanceState, guided_steps
+    from scenekit.ltxv.stg import perturbed_blocks
 
     transformer = load_transformer_file(folder / CHECKPOINT, torch.float32, "cpu")
     generator = torch.Generator().manual_seed(0)
@@ -171,18 +173,20 @@ def test_stg_moves_the_conditional_prediction_away_from_the_perturbed_one(folder
     with torch.no_grad():
         plain = transformer(**inputs)[0]
         conditional = {k: v[1:] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-        with _perturbed(transformer, [1]):
+        with perturbed_blocks(transformer, [1]):
             perturbed = transformer(**conditional)[0][0]
-        with spatio_temporal_guidance(transformer, StgState(scale=2.0, blocks=[1], cfg=4.0, batched=True)):
+        with guided_steps(transformer, GuidanceState(cfg=4.0, stg=2.0, blocks=[1], batched=True)):
             guided = transformer(**inputs)[0]
         assert torch.equal(transformer(**inputs)[0], plain)  # the hooks are gone
         alone = transformer(**conditional)[0][0]
     assert (perturbed - alone).abs().max() > 1e-3  # the perturbation changes the prediction
-    assert torch.equal(guided[0], plain[0])  # the unconditional half as it was
-    assert torch.equal(guided[1], plain[1] + 2.0 / 4.0 * (plain[1] - perturbed))  # CFG then adds stg (text - pert)
+    uncond, text = plain[0], plain[1]
+    expected = uncond + 4.0 * (text - uncond) + 2.0 * (text - perturbed)
+    assert torch.equal(guided[0], expected) and torch.equal(guided[1], expected)  # the pipeline's CFG keeps it
 
 
-def test_a_pass_follows_cfg_and_stg_schedules(folder: Path, monkeypatch):
+def test_a_pass_follows_cfg_stg_rescale_and_cfg_star_schedules(folder: Path, monkeypatch):
+    from scenekit.ltxv import guidance as combining
     from scenekit.ltxv import stg
 
     monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
@@ -190,24 +194,59 @@ def test_a_pass_follows_cfg_and_stg_schedules(folder: Path, monkeypatch):
     text = pool.text_pipeline(folder, "float32")
     pipe = pool.pipeline(folder, CHECKPOINT, F32, Numerics("float32", compiled=False))
     embeds = recipe.encode_prompt(text, "A lighthouse", "blur", max_sequence_length=TINY_MAX_SEQUENCE_LENGTH)
-    scales, perturbed = [], []
-    hook = pipe.transformer.register_forward_pre_hook(
-        lambda module, args: scales.append((float(pipe._guidance_scale), pipe._guidance_rescale))
+    steps, perturbed = [], []
+    original_combine, original_perturbed = combining.combine, stg.perturbed_blocks
+
+    def combine(*args, **kwargs):
+        steps.append(tuple(kwargs.values()))
+        return original_combine(*args, **kwargs)
+
+    monkeypatch.setattr(combining, "combine", combine)
+    monkeypatch.setattr(
+        stg, "perturbed_blocks", lambda module, blocks: perturbed.append(blocks) or original_perturbed(module, blocks)
     )
-    original = stg._perturbed
-    monkeypatch.setattr(stg, "_perturbed", lambda module, blocks: perturbed.append(blocks) or original(module, blocks))
     guidance = {
         "cfg": [1, 4, 1],
         "rescale": [0, 0.7, 0],
         "stg": [0, 2, 1],
         "stg_blocks": [[], [1], [0]],
         "timesteps": [1.0, 0.95, 0.6],
+        "cfg_star_rescale": True,
     }
     common = {"width": 64, "height": 64, "num_frames": 9, "frame_rate": 24.0, "seed": 1}
-    recipe.sample_pass(pipe, embeds, guidance=guidance, timesteps=[1.0, 0.9, 0.5], **common)
-    hook.remove()
-    assert scales == [(1.0, 0.0), (4.0, 0.7), (4.0, 0.7), (1.0, 0.0), (1.0, 0.0)]  # steps 2 and 3 run an STG pass
-    assert perturbed == [[1], [0]]  # no STG in the first interval, then the blocks of each
+    on = recipe.sample_pass(pipe, embeds, guidance=guidance, timesteps=[1.0, 0.97, 0.9, 0.5], **common)["latents"]
+    # (cfg, stg, rescale, cfg-star) per step: 0.97 in [0.95, 1), 0.9 in [0.6, 0.95), 0.5 below the last bound
+    assert steps == [(1, 0.0, 0, True), (4, 2, 0.7, True), (1, 1, 0, True), (1, 1, 0, True)]
+    assert perturbed == [[1], [0], [0]]  # no STG in the first interval, then the blocks of each
+    off = recipe.sample_pass(
+        pipe, embeds, guidance={**guidance, "cfg_star_rescale": False}, timesteps=[1.0, 0.97], **common
+    )
+    assert torch.isfinite(on).all() and torch.isfinite(off["latents"]).all()
+    again = recipe.sample_pass(pipe, embeds, guidance=guidance, timesteps=[1.0, 0.97], **common)["latents"]
+    assert not torch.equal(again, off["latents"])  # CFG-star moves the guided step
+
+
+def test_cfg_star_rescale_scales_uncond_by_its_projection_per_sample_before_cfg_stg_and_rescale():
+    from scenekit.ltxv.guidance import cfg_star, combine
+
+    # two samples of 2 tokens x 2 channels
+    text = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]])
+    uncond = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[0.0, 2.0], [0.0, 0.0]]])
+    # sample 0: <t,u> = 1 + 3 = 4, |u|^2 = 2 -> alpha 2; sample 1: <t,u> = 2, |u|^2 = 4 -> alpha 0.5
+    scaled = cfg_star(text, uncond)
+    torch.testing.assert_close(scaled, torch.tensor([[[2.0, 0.0], [2.0, 0.0]], [[0.0, 1.0], [0.0, 0.0]]]))
+    assert torch.equal(cfg_star(text, torch.zeros_like(uncond)), torch.zeros_like(uncond))  # epsilon: no 0/0
+
+    perturbed = text - 1.0
+    guided = combine(text, uncond, perturbed, cfg=3.0, stg=2.0, rescale=0.5, cfg_star_rescale=True)
+    # sample 0 by hand: 2u + 3 (t - 2u) = [-1, 6, 5, 12]; + 2 (t - p) = [1, 8, 7, 14]; std [1,2,3,4] / std that
+    by_hand = torch.tensor([1.0, 8.0, 7.0, 14.0])
+    factor = 0.5 * (5 / 3) ** 0.5 / (85 / 3) ** 0.5 + 0.5
+    torch.testing.assert_close(guided[0].flatten(), by_hand * factor)
+    plain = combine(text, uncond, perturbed, cfg=3.0, stg=2.0, rescale=1.0, cfg_star_rescale=False)
+    torch.testing.assert_close(plain[0].flatten(), torch.tensor([1.0, 6.0, 7.0, 12.0]) + 2.0)  # rescale 1: none
+    unguided = combine(text, uncond, None, cfg=1.0, stg=0.0, rescale=0.5, cfg_star_rescale=True)
+    assert torch.equal(unguided, text)  # without CFG there is nothing to rescale; without STG no std rescale
 
 
 def test_step_caching_skips_the_later_blocks_of_steps_that_barely_move_and_goes_with_its_pass(

@@ -140,7 +140,9 @@ class LtxvBackend:
     def _step_cache(clip: ResolvedClip, sampling: Pass) -> float | None:
         """The pass's First Block Cache threshold: the clip's `step_cache` (0: off), else the profile's."""
         threshold = clip.knobs.get("step_cache", sampling.step_cache)
-        return float(threshold) or None  # type: ignore[arg-type]  # a number by the spec's and profile's schemas
+        if threshold is None:
+            return None
+        return float(threshold) or None  # type: ignore[arg-type]  # a number by the spec's schema
 
     def _guided(self, clip: ResolvedClip, settings: LtxvSettings) -> bool:
         passes = ((1, settings.first_pass), (2, settings.second_pass))

@@ -106,11 +106,11 @@ def schedule(
 
 
 def _entry(value: Any, timestep: float, bounds: list[float] | None) -> Any:
-    """A scheduled setting at `timestep` (in [0, 1]): a constant, or the entry of the last bound >= it."""
+    """A scheduled setting at `timestep` (in [0, 1]): a constant, or the entry of the first bound <= it (the
+    last entry below every bound), as Lightricks' pipeline maps `guidance_timesteps`."""
     if not isinstance(value, list) or bounds is None:
         return value
-    index = max([i for i, bound in enumerate(bounds) if bound >= timestep - 1e-6], default=0)
-    return value[index]
+    return value[next((i for i, bound in enumerate(bounds) if bound <= timestep), len(bounds) - 1)]
 
 
 def _at(value: float | list[float], timestep: float, bounds: list[float] | None) -> float:
@@ -152,8 +152,9 @@ def sample_pass(
     """One pass of `LTXConditionPipeline`, returning `{"latents", "rng"}` (the generator's state after it).
 
     `timesteps` in [0, 1] (descending). With `latents` (a refining pass) they are re-noised to `timesteps[0]`
-    first. `guidance`: `cfg`, `rescale`, `stg` (constants, or lists by the intervals of its `timesteps` bounds)
-    and `stg_blocks` (the blocks STG perturbs: one list, or one per interval; `scenekit.ltxv.stg`).
+    first. `guidance`: `cfg`, `rescale`, `stg` (constants, or lists by the intervals of its `timesteps` bounds),
+    `stg_blocks` (the blocks STG perturbs: one list, or one per interval; `scenekit.ltxv.stg`) and
+    `cfg_star_rescale`, combined as Lightricks' pipeline does (`scenekit.ltxv.guidance`).
     `step_cache`: a threshold for diffusers' First Block Cache (a step whose first block's residual moved
     less than it reuses the last computed residual of the others), or None for every step in full.
     `conditions`: (PIL frames from `prepare_frames`, pixel frame, strength); several frames at frame 0 are a
@@ -161,7 +162,7 @@ def sample_pass(
     """
     from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
-    from scenekit.ltxv.stg import StgState, spatio_temporal_guidance
+    from scenekit.ltxv.guidance import GuidanceState, guided_steps
 
     cfg, rescale, bounds = guidance.get("cfg", 1.0), guidance.get("rescale", 0.0), guidance.get("timesteps")
     stg, stg_blocks = guidance.get("stg", 0.0), guidance.get("stg_blocks", [])
@@ -190,16 +191,15 @@ def sample_pass(
         value = _at(cfg, timestep, bounds)
         return _Guided(value) if guided and value <= 1.0 else value
 
-    state = StgState(batched=guided)
+    state = GuidanceState(batched=guided, cfg_star=bool(guidance.get("cfg_star_rescale", False)))
 
     def at_step(timestep: float) -> None:
-        state.scale, state.cfg = _at(stg, timestep, bounds), scale(timestep)
-        state.blocks = _blocks(stg_blocks, timestep, bounds)
+        state.cfg, state.stg = _at(cfg, timestep, bounds), _at(stg, timestep, bounds)
+        state.rescale, state.blocks = _at(rescale, timestep, bounds), _blocks(stg_blocks, timestep, bounds)
 
     def callback(p: Any, index: int, t: torch.Tensor, tensors: dict[str, Any]) -> dict[str, Any]:
         if index + 1 < len(timesteps):
             p._guidance_scale = scale(timesteps[index + 1])
-            p._guidance_rescale = _at(rescale, timesteps[index + 1], bounds)
             at_step(timesteps[index + 1])
         if on_step is not None:
             on_step(index + 1, len(timesteps))
@@ -207,7 +207,7 @@ def sample_pass(
 
     at_step(timesteps[0])
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    with step_caching(pipe.transformer, step_cache), spatio_temporal_guidance(pipe.transformer, state):
+    with step_caching(pipe.transformer, step_cache), guided_steps(pipe.transformer, state):
         (out,) = pipe(
             **kwargs,
             width=width,
@@ -216,7 +216,7 @@ def sample_pass(
             frame_rate=frame_rate,
             timesteps=steps,
             guidance_scale=scale(timesteps[0]),
-            guidance_rescale=_at(rescale, timesteps[0], bounds),
+            guidance_rescale=0.0,  # the guided prediction is rescaled already (`scenekit.ltxv.guidance`)
             image_cond_noise_scale=image_cond_noise_scale,
             generator=generator,
             output_type="latent",

@@ -36,14 +36,20 @@ class Precision(_Strict):
 
 class Guidance(_Strict):
     """Guidance of a pass: one value, or one per interval of `timesteps` (the dev config's schedules, where
-    `timesteps[i]` is the largest timestep the i-th value applies to). STG (`scenekit.ltxv.stg`) perturbs
-    the self-attention of `stg_blocks` (one list, or one per interval)."""
+    `timesteps[i]` is the smallest timestep the i-th value applies to: a step takes the first entry whose
+    bound is at most its timestep, or the last). STG (`scenekit.ltxv.stg`) perturbs the self-attention of
+    `stg_blocks` (one list, or one per interval). Combined as `scenekit.ltxv.guidance` says."""
 
     cfg: float | list[float] = 1.0
     rescale: float | list[float] = 0.0
+    """The config's `rescaling_scale`: with STG on, the prediction's std moved this far towards the text
+    prediction's (0 and 1 leave it as it is, as in Lightricks' pipeline)."""
     stg: float | list[float] = 0.0
     stg_blocks: list[int] | list[list[int]] = Field(default_factory=list)
     timesteps: list[float] | None = None
+    cfg_star_rescale: bool = False
+    """The config's `cfg_star_rescale`: with CFG on, the unconditional prediction is first scaled by
+    <text, uncond> / ||uncond||^2 (per sample)."""
 
     @model_validator(mode="after")
     def _schedules_match(self) -> Guidance:

@@ -54,6 +54,33 @@ SizeValue = Annotated[
 ]
 
 
+STEP_CACHE_RANGE = (0.0, 1.0)
+
+
+def _step_cache_off(value: Any) -> Any:
+    """`step_cache: off` (or `false`) is a threshold of 0: every step in full."""
+    if value is True:
+        raise ValueError("`step_cache` is a threshold, not `true`")
+    return 0.0 if value is False or value == "off" else value
+
+
+StepCacheValue = Annotated[
+    float,
+    BeforeValidator(_step_cache_off),
+    Field(ge=STEP_CACHE_RANGE[0], le=STEP_CACHE_RANGE[1]),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": STEP_CACHE_RANGE[0], "maximum": STEP_CACHE_RANGE[1]},
+                {"const": "off"},
+                {"const": False},
+            ],
+            "description": "A threshold from 0 to 1 (e.g. 0.05), or 'off' (same as 0).",
+        }
+    ),
+]
+
+
 def _lookable_path(value: str) -> str:
     """A folder name or repo id the system can look up: no NUL byte, no name over 255 bytes (`NAME_MAX`)."""
     if "\0" in value:
@@ -135,6 +162,12 @@ class ClipSettings(SpecModel):
         ge=0.0,
         le=1.0,
         description="For continued clips: how strongly colours are pulled back to the chain's first clip (AdaIN of latents).",
+    )
+    step_cache: StepCacheValue | None = Field(
+        default=None,
+        description="Step caching of every sampling pass (profiles with a `step_cache` knob): a step whose first "
+        "block changed less than this threshold reuses the other blocks' last result; 'off' or 0: every step in "
+        "full. Overrides the profile's.",
     )
     loras: list[LoraEntry] | None = Field(
         default=None,

@@ -70,6 +70,8 @@ def _clean_path(loc: FieldPath) -> FieldPath:
 
 
 def _hint_for(kind: str, error: Any, path: FieldPath) -> str | None:
+    if path and path[-1] == "step_cache":
+        return "write a threshold from 0 to 1 (e.g. 0.05; higher skips more steps), or `off` for every step in full"
     if kind == "literal_error":
         return f"use one of: {error.get('ctx', {}).get('expected', '')}"
     if kind == "string_pattern_mismatch" and path[-1] == "id":
