@@ -154,8 +154,9 @@ GpusOpt = Annotated[
     typer.Option(
         "--gpus-per-clip",
         metavar="N",
-        help="Split each LTX-2 sampling stage of a clip across N GPUs of this machine (context parallelism); "
-        "outputs and cache keys are the one-GPU render's, to float rounding.",
+        help="Split each LTX-2 sampling stage of a clip across N GPUs of this machine (context parallelism), "
+        "or of one host per Ray worker with --executor ray; outputs and cache keys are the one-GPU render's, "
+        "to float rounding.",
     ),
 ]
 ExecutorOpt = Annotated[
@@ -270,14 +271,13 @@ def _with_executor(options: RenderOptions, executor: str | None, address: str | 
 
 
 def _with_gpus(options: RenderOptions, gpus: int | None) -> RenderOptions:
-    """`options` with `--gpus-per-clip` (exit 2 below 1, with the ray executor, or beyond this machine's GPUs)."""
+    """`options` with `--gpus-per-clip` (exit 2 below 1, or beyond this machine's GPUs for the local executor;
+    the Ray executor checks its cluster's hosts)."""
     if gpus is None:
         return options
     from scenekit.runtime.parallel import parallel_problem
 
-    problem = "must be at least 1" if gpus < 1 else parallel_problem(gpus)
-    if gpus > 1 and options.executor == "ray":
-        problem = "the ray executor runs each clip on one GPU; use the local executor"
+    problem = "must be at least 1" if gpus < 1 else None if options.executor == "ray" else parallel_problem(gpus)
     if problem:
         err.print(f"error: --gpus-per-clip: {problem}", markup=False)
         raise typer.Exit(EXIT_INVALID_SPEC)

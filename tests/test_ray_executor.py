@@ -1,5 +1,6 @@
 """The Ray executor on a local Ray with three fake GPUs (CPU only): the same bytes and keys as the local
-executor, model affinity, an actor killed mid-render, two renders sharing one cache, cancellation."""
+executor, model affinity, an actor killed mid-render, two renders sharing one cache, cancellation, a worker of
+two GPUs running a clip across both."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
 from scenekit.engine.events import SilentEvents  # noqa: E402
 from scenekit.engine.execute import Cancellation  # noqa: E402
 from scenekit.engine.ray_executor import WorkerPool, worker_pool  # noqa: E402
@@ -19,6 +23,7 @@ from scenekit.engine.session import RenderOptions, prepare, render  # noqa: E402
 from scenekit.errors import RenderCancelled  # noqa: E402
 from scenekit.graph.nodes import Node  # noqa: E402
 from scenekit.ltx2.tiny import build_tiny_profile_weights  # noqa: E402
+from scenekit.runtime.parallel import close_groups, use_gpus_per_clip  # noqa: E402
 
 from conftest import Project  # noqa: E402
 
@@ -207,3 +212,32 @@ def test_cancelling_stops_the_remote_work_and_the_next_render_resumes(project: P
     assert started[0] in project.planned_runs()  # stopped in the node: nothing of it was kept
     _ray_render(project)
     assert not project.planned_runs()
+
+
+ONE_LTX2_CLIP = """
+    scenekit: 1
+    defaults: {model: ltx2-distilled, size: 256x256, fps: 24, seed: 5}
+    clips: [{id: arrival, prompt: "A lighthouse on a cliff", frames: 17}]
+    output: {file: out.mp4, preset: ultrafast}
+"""
+
+
+def test_a_worker_of_two_gpus_runs_a_clip_across_both(tmp_path: Path, pool: WorkerPool, monkeypatch):
+    """Runs last: it regroups the session's pool (3 fake GPUs: one worker of 2, its stages on 2 gloo ranks)."""
+    build_tiny_profile_weights(tmp_path / "models" / "ltx2-distilled", seed=1, profile="ltx2-distilled")
+    monkeypatch.setenv("SCENEKIT_CONFIG", str(tmp_path / "no-config.yaml"))
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.setenv("SCENEKIT_MODELS", str(tmp_path / "models"))
+    latents = {}
+    for executor in ("local", "ray"):
+        (tmp_path / executor).mkdir()
+        project = Project(tmp_path / executor)
+        project.write(ONE_LTX2_CLIP)
+        result = render(project.prepare(executor=executor, gpus_per_clip=2), SilentEvents())
+        key = project.prepare().graph.node("arrival/stage2").key
+        latents[executor] = load_file(project.cache / "objects" / key[:2] / key / "latents.safetensors")["video"]
+    close_groups()
+    use_gpus_per_clip(1)
+    placed = _ran_on(result.manifest)
+    assert len(placed["arrival/stage2"]["gpus"]) == 2 and len(worker_pool(gpus_per_worker=2).workers) == 1
+    assert torch.equal(latents["ray"], latents["local"])  # the same two-rank computation as a local render's

@@ -111,6 +111,8 @@ class ExecutorChoice:
     name: str = "local"
     address: str | None = None
     """The Ray cluster to join (`ray://head:10001`, `auto`); None starts a local one on this machine's GPUs."""
+    gpus_per_worker: int = 1
+    """GPUs each Ray worker holds, a clip's sampling stages running across them (`--gpus-per-clip`)."""
 
 
 EXECUTORS = ("local", "ray")
@@ -134,7 +136,15 @@ def make_executor(
     if choice.name == "ray":
         from scenekit.engine.ray_executor import RayExecutor  # Ray is an optional extra: imported only when chosen
 
-        return RayExecutor(render_graph, cache, events, cancellation, address=choice.address, gpu_gb=gpu_gb or {})
+        return RayExecutor(
+            render_graph,
+            cache,
+            events,
+            cancellation,
+            address=choice.address,
+            gpus_per_worker=choice.gpus_per_worker,
+            gpu_gb=gpu_gb or {},
+        )
     return Executor(render_graph, cache, events, cancellation)
 
 
@@ -144,7 +154,7 @@ def executor_machine(choice: ExecutorChoice) -> Machine | None:
     if choice.name == "ray":
         from scenekit.engine.ray_executor import worker_pool
 
-        return worker_pool(choice.address).machine()
+        return worker_pool(choice.address, gpus_per_worker=choice.gpus_per_worker).machine()
     return None
 
 

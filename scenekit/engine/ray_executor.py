@@ -65,9 +65,17 @@ def gpu_lane(node: Node) -> bool:
 
 
 class WorkerPool:
-    """This process's connection to a Ray cluster and its GPU actors, shared by every render it runs."""
+    """This process's connection to a Ray cluster and its GPU actors, shared by every render it runs. Each
+    actor holds `gpus_per_worker` GPUs of one host and runs a clip's sampling stages across them
+    (`--gpus-per-clip`, `scenekit.runtime.parallel`)."""
 
-    def __init__(self, address: str | None, env: dict[str, str] | None = None, worker: type[GpuWorker] = GpuWorker):
+    def __init__(
+        self,
+        address: str | None,
+        env: dict[str, str] | None = None,
+        worker: type[GpuWorker] = GpuWorker,
+        gpus_per_worker: int = 1,
+    ):
         if not ray.is_initialized():
             try:
                 ray.init(address=address, log_to_driver=True, namespace="scenekit")
@@ -76,18 +84,20 @@ class WorkerPool:
                 raise RenderError(f"could not start or join {where}: {exc}") from exc
         self.address = address
         self.env = env if env is not None else {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        self.worker_class = worker
+        self.gpus_per_worker = gpus_per_worker
+        count = _worker_count(gpus_per_worker)
         options: dict[str, Any] = {
-            "num_gpus": 1 if gpus else 0,
+            "num_gpus": gpus_per_worker if count else 0,
             "num_cpus": 0,
             "max_restarts": ACTOR_RESTARTS,
             "max_task_retries": 0,  # the driver retries a lost node itself, on another actor
             "runtime_env": {"env_vars": self.env},
         }
-        if not gpus:
+        if not count:
             log.warning("the Ray cluster has no GPU: one worker runs the model nodes on a CPU")
         remote = ray.remote(concurrency_groups={"control": 1})(worker).options(**options)  # type: ignore[call-overload]
-        self.actors: list[Any] = [remote.remote(f"gpu-{i}") for i in range(max(gpus, 1))]  # GpuWorker handles
+        self.actors: list[Any] = [remote.remote(f"gpu-{i}", gpus_per_worker) for i in range(max(count, 1))]
         self.cpu_task = ray.remote(run_cpu_node).options(
             num_cpus=1, max_retries=MAX_ATTEMPTS - 1, runtime_env={"env_vars": self.env}
         )
@@ -98,6 +108,11 @@ class WorkerPool:
         ]
         self.lock = threading.Lock()
         log.info("Ray workers: %s", ", ".join(w.where for w in self.workers))
+
+    def close(self) -> None:
+        """End the actors (their models go with them)."""
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
 
     def machine(self) -> Machine:
         """The machine a render's graph is compiled for (`compile_target` of the workers' GPUs)."""
@@ -116,15 +131,38 @@ _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _worker_count(gpus_per_worker: int) -> int:
+    """How many workers of `gpus_per_worker` GPUs the cluster's live hosts hold (0: it has no GPU); raises
+    RenderError when it has GPUs but no host has that many."""
+    per_host = [int(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    if not any(per_host):
+        return 0
+    count = sum(gpus // gpus_per_worker for gpus in per_host)
+    if not count:
+        raise RenderError(
+            f"--gpus-per-clip {gpus_per_worker}: no host of the Ray cluster has {gpus_per_worker} GPUs "
+            f"(the most on one host: {max(per_host)})"
+        )
+    return count
+
+
 def worker_pool(
-    address: str | None = None, env: dict[str, str] | None = None, worker: type[GpuWorker] = GpuWorker
+    address: str | None = None,
+    env: dict[str, str] | None = None,
+    worker: type[GpuWorker] = GpuWorker,
+    gpus_per_worker: int = 1,
 ) -> WorkerPool:
     """The process's pool (started on first use, reused while Ray stays connected); `env` (default: this
-    process's `SCENEKIT_*`, thread and Hugging Face variables) is the workers' environment, `worker` their class."""
+    process's `SCENEKIT_*`, thread and Hugging Face variables) is the workers' environment, `worker` their class.
+    A render asking for another number of GPUs per worker regroups the pool (same environment and class)."""
     global _POOL
     with _POOL_LOCK:
+        if _POOL is not None and ray.is_initialized() and _POOL.gpus_per_worker != gpus_per_worker:
+            log.info("Ray workers: regrouping the GPUs, %d per worker (models load again)", gpus_per_worker)
+            _POOL.close()
+            _POOL = WorkerPool(_POOL.address, _POOL.env, _POOL.worker_class, gpus_per_worker)
         if _POOL is None or not ray.is_initialized():
-            _POOL = WorkerPool(address, env, worker)
+            _POOL = WorkerPool(address, env, worker, gpus_per_worker)
         elif address is not None and address != _POOL.address:
             raise RenderError(
                 f"this process is connected to the Ray cluster at {_POOL.address or 'local'}, not {address}"
@@ -139,7 +177,7 @@ class _Running:
 
 
 class RayExecutor:
-    """Brings a graph's target into the shared cache with the workers of `worker_pool(address)`."""
+    """Brings a graph's target into the shared cache with the workers of `worker_pool(address, gpus_per_worker)`."""
 
     def __init__(
         self,
@@ -149,6 +187,7 @@ class RayExecutor:
         cancellation: Cancellation | None = None,
         *,
         address: str | None = None,
+        gpus_per_worker: int = 1,
         gpu_gb: dict[str, float] | None = None,
     ):
         self.graph = render_graph
@@ -156,6 +195,7 @@ class RayExecutor:
         self.events = events
         self.cancellation = cancellation or Cancellation()
         self.address = address
+        self.gpus_per_worker = gpus_per_worker
         self.gpu_gb = gpu_gb or {}
         self.seconds: dict[str, float] = {}
         self.placements: dict[str, dict[str, Any]] = {}
@@ -169,7 +209,7 @@ class RayExecutor:
     def run(self, expected_runs: int) -> Execution:
         """Produce the target's output; `expected_runs` sizes the progress display."""
         self._to_run = expected_runs
-        pool = worker_pool(self.address)
+        pool = worker_pool(self.address, gpus_per_worker=self.gpus_per_worker)
         target = self.graph.node(self.graph.target)
         try:
             while True:

@@ -27,6 +27,7 @@ from scenekit.engine.writer import EntryWriter
 from scenekit.graph.nodes import Node
 from scenekit.ops import NodeOutput
 from scenekit.runtime.memory import gpu_capacity_bytes, use_memory_policy
+from scenekit.runtime.parallel import use_gpus_per_clip
 from scenekit.runtime.pool import MODELS
 from scenekit.runtime.speed import this_machine, use_compile_cache
 
@@ -160,8 +161,9 @@ class GpuWorker:
     outputs later nodes read warm across nodes and renders. `events` and `cancel` are answered from a second
     thread while a node runs."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, gpus_per_clip: int = 1):
         self.name = name
+        use_gpus_per_clip(gpus_per_clip)  # the actor's GPUs: a clip's sampling stages run across all of them
         self._lock = threading.Lock()
         self._steps: dict[str, list[tuple[str, int, int]]] = {}
         self._cancellations: dict[str, Cancellation] = {}

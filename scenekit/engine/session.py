@@ -4,7 +4,6 @@ later the HTTP API all go through here."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,6 @@ from scenekit.timeline import Timeline, resolve_timeline
 from scenekit.userconfig import user_settings
 
 CACHE_DIR_ENV = "SCENEKIT_CACHE_DIR"
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -170,11 +167,10 @@ def check(spec_file: Path, options: RenderOptions) -> Checked:
     timeline.models.append(settings.models)
     timeline.speed = options.speed or settings.runtime.speed
     timeline.memory = options.memory or settings.runtime.memory or "auto"
-    executor = ExecutorChoice(options.executor or settings.executor.name, options.address or settings.executor.address)
     timeline.gpus_per_clip = options.gpus_per_clip or 1
-    if timeline.gpus_per_clip > 1 and executor.name == "ray":
-        log.warning("--gpus-per-clip is for the local executor; the ray executor runs each clip on one GPU")
-        timeline.gpus_per_clip = 1
+    name = options.executor or settings.executor.name
+    gpus_per_worker = timeline.gpus_per_clip if name == "ray" else 1
+    executor = ExecutorChoice(name, options.address or settings.executor.address, gpus_per_worker)
     return Checked(loaded, timeline, policy.root, timeline.memory, executor)
 
 
