@@ -226,6 +226,35 @@ def test_a_pass_follows_cfg_stg_rescale_and_cfg_star_schedules(folder: Path, mon
     assert not torch.equal(again, off["latents"])  # CFG-star moves the guided step
 
 
+def test_a_step_with_cfg_off_computes_only_the_text_half_of_the_batch(folder: Path, monkeypatch):
+    from scenekit.ltxv import guidance as combining
+
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    pool = ModelPool()
+    text = pool.text_pipeline(folder, "float32")
+    pipe = pool.pipeline(folder, CHECKPOINT, F32, Numerics("float32", compiled=False))
+    embeds = recipe.encode_prompt(text, "A lighthouse", "blur", max_sequence_length=TINY_MAX_SEQUENCE_LENGTH)
+    rows: list[int] = []
+    first_block = pipe.transformer.transformer_blocks[0]
+    handle = first_block.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    guidance = {"cfg": [1, 4, 1], "stg": [0, 0, 1], "stg_blocks": [0], "timesteps": [1.0, 0.95, 0.6]}
+    common = {"width": 64, "height": 64, "num_frames": 9, "frame_rate": 24.0, "seed": 1}
+    timesteps = [1.0, 0.97, 0.9, 0.5]
+    try:
+        lean = recipe.sample_pass(pipe, embeds, guidance=guidance, timesteps=timesteps, **common)["latents"]
+        assert rows == [1, 2, 1, 1, 1, 1]  # CFG on at 0.97 only; STG's perturbed pass (batch 1) at 0.9 and 0.5
+        rows.clear()
+        monkeypatch.setattr(combining, "unconditional_unused", lambda state: False)
+        full = recipe.sample_pass(pipe, embeds, guidance=guidance, timesteps=timesteps, **common)["latents"]
+    finally:
+        handle.remove()
+    assert rows == [2, 2, 2, 1, 2, 1]
+    torch.testing.assert_close(lean, full, rtol=1e-5, atol=1e-5)  # the unconditional half was unused
+    assert "forward" not in vars(pipe.transformer)  # the model is left as it was
+
+
 def test_cfg_star_rescale_scales_uncond_by_its_projection_per_sample_before_cfg_stg_and_rescale():
     from scenekit.ltxv.guidance import cfg_star, combine
 

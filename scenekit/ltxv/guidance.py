@@ -78,12 +78,38 @@ def combine(
     return pred
 
 
+def unconditional_unused(state: GuidanceState) -> bool:
+    """Whether this step's batch carries an unconditional half that its guidance does not use (CFG off)."""
+    return state.batched and state.cfg <= 1.0
+
+
+def _rows(kwargs: dict[str, Any], count: int, start: int) -> dict[str, Any]:
+    """`kwargs` with every tensor of `count` rows (the pipeline's batch) cut to its rows from `start` on."""
+    return {
+        key: value[start:] if isinstance(value, torch.Tensor) and value.shape[:1] == (count,) else value
+        for key, value in kwargs.items()
+    }
+
+
 @contextmanager
 def guided_steps(transformer: Any, state: GuidanceState) -> Iterator[None]:
-    """Every forward of `transformer` returns the guided prediction `state` asks for while inside."""
+    """Every forward of `transformer` returns the guided prediction `state` asks for while inside.
+
+    A batched step whose CFG is off (a schedule turns it on at other steps) computes only the text half and
+    hands it back as both halves: the unconditional prediction would be unused."""
     from scenekit.ltxv.stg import perturbed_blocks
 
     busy = False
+    forward = transformer.forward
+    own_forward = "forward" in vars(transformer)  # diffusers' hooks set one; else the class's is used
+
+    def text_only(*args: Any, **kwargs: Any) -> Any:
+        count = kwargs["hidden_states"].shape[0]
+        if busy or not unconditional_unused(state):
+            return forward(*args, **kwargs)
+        with transformer.cache_context("text_only"):  # a step cache keeps this batch size's state apart
+            output = forward(*args, **_rows(kwargs, count, count // 2))
+        return (torch.cat([output[0], output[0]]), *output[1:])
 
     def hook(module: Any, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
         nonlocal busy
@@ -95,14 +121,10 @@ def guided_steps(transformer: Any, state: GuidanceState) -> Iterator[None]:
         half = count // 2 if state.batched else 0
         perturbed = None
         if stg:
-            conditional = {
-                key: value[half:] if isinstance(value, torch.Tensor) and value.shape[:1] == (count,) else value
-                for key, value in kwargs.items()
-            }
             busy = True
             try:  # its own step-cache context: the perturbed pass is not the next step of the others
                 with perturbed_blocks(module, state.blocks), module.cache_context("stg_perturbed"):
-                    perturbed = module(*args, **conditional)[0]
+                    perturbed = module(*args, **_rows(kwargs, count, half))[0]
             finally:
                 busy = False
         pred = combine(
@@ -117,7 +139,12 @@ def guided_steps(transformer: Any, state: GuidanceState) -> Iterator[None]:
         return (torch.cat([pred, pred]) if state.batched else pred, *output[1:])
 
     handle = transformer.register_forward_hook(hook, with_kwargs=True)
+    transformer.forward = text_only
     try:
         yield
     finally:
         handle.remove()
+        if own_forward:
+            transformer.forward = forward
+        else:
+            del transformer.forward
