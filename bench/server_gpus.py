@@ -2,17 +2,17 @@
 
 `--renders` independent one-clip specs of `ltx2-distilled` (real LTX-2.0 architecture, random weights, 768x512x121
 as in `bench/ray_gpus.py`; `--tiny`: toy sizes at 256x256x17 on the CPU, with 2 fake devices, both `cpu`) are
-posted to the app in this process (FastAPI's test client, the queue's worker threads as `scenekit serve` runs
-them), first to a server with one worker (the first GPU), then to one with a worker per GPU. Each server first
-renders one warm-up spec per worker (models loaded and, with `--speed auto`/`compiled`, compiled), then the timed
-specs into a fresh cache. Printed: seconds from the first POST to the last render done, the speed-up, transformer
-loads per worker thread (each worker loads its own once), every render's state, and the time from a POST to its
-first node starting (issue #13's target: < 100 ms with warm models). Renders of independent specs on N GPUs
-should take about 1/N of one worker's time.
+posted to the app in this process (FastAPI's test client, the queue as `scenekit serve` runs it), first to a
+server with one worker (the first GPU; it renders in this process), then to one with a worker per GPU, each
+rendering in a child process of its own that sees only its GPU (`scenekit.server.process`; with `--tiny` the
+two fake devices are put in processes too). Each server first renders one warm-up spec per worker (models
+loaded and, with `--speed auto`/`compiled`, compiled), then the timed specs into a fresh cache. Printed: seconds
+from the first POST to the last render done, the speed-up, transformer loads per process and thread (each
+worker loads its own once), every render's state, and the time from a POST to its first node starting (issue
+#13's target: < 100 ms with warm models). Renders of independent specs on N GPUs should take about 1/N of one
+worker's time. The stand-in weights are built in every process that renders (the server's `worker_init`).
 
-`--speed` defaults to `auto` (compiled on a GPU): torch.compile runs in several threads of one process at once
-here, which PyTorch does not promise is safe (pytorch/pytorch#118260, #136833), so a failure or a hang there is
-the result to report; `--speed eager` compares without it.
+`--speed` defaults to `auto` (compiled on a GPU): each GPU's worker compiles in its own process.
 
     python bench/server_gpus.py --tiny                          # CPU dry run, 2 fake devices
     python bench/server_gpus.py --workdir /tmp/servergpus       # every GPU of the host; JSON to $OUT/server_gpus.json
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
+import gc
 import json
 import os
 import sys
@@ -29,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,38 +54,71 @@ clips:
 """
 
 
-def install_components(folders: list[Path], tiny: bool, device: str, loads: Counter[str]) -> Redirect:
-    """Seeded random components served to scenekit's loaders for `folders`: a copy on every load, so no two
-    workers share a module, and each transformer load counted by the thread that loads it."""
+def build_components(tiny: bool, device: str) -> Components:
+    """Seeded random modules of every component but the transformer (built afresh on each load)."""
+    return Components(configs.TINY if tiny else configs.REAL, device, torch.bfloat16)
+
+
+def install_components(comps: Components, folders: list[Path], tiny: bool, device: str, loads: Path) -> Redirect:
+    """`comps` served to scenekit's loaders for `folders`: a copy on every load, so no two workers share a module,
+    and each transformer load counted in `loads` (a line in a file per process and thread)."""
     from diffusers import LTX2VideoTransformer3DModel
 
     cfg = configs.TINY if tiny else configs.REAL
-    comps = Components(cfg, device, torch.bfloat16)
 
     def transformer() -> torch.nn.Module:
-        loads[threading.current_thread().name] += 1
+        with (loads / f"pid {os.getpid()} {threading.current_thread().name}").open("a") as counted:
+            counted.write("load\n")
         return _build(lambda: LTX2VideoTransformer3DModel(**cfg["transformer"]), device, torch.bfloat16, 1000)
 
     redirect = Redirect.for_ltx2()
     for folder in folders:
-        if not (folder / "model_index.json").is_file():
-            comps.write_folder(folder)
         for name, module in comps.modules.items():
             if name != "transformer":
                 redirect.put(folder, name, Fresh(lambda module=module: copy.deepcopy(module)))
         redirect.put(folder, "transformer", Fresh(transformer))
         redirect.put(folder, "text_encoder", Fresh(comps.text_encoder))
-    del comps.modules["transformer"]
     return redirect
 
 
-def serve_and_render(project: Path, devices: list[str], specs: list[str], warmups: list[str]) -> dict:
-    """Warm-ups (one per worker), then the timed specs, through a server on `devices`; its figures."""
+_INSTALLED: list[Redirect] = []
+
+
+def child_components(folders: list[Path], tiny: bool, loads: Path) -> None:
+    """The server's `worker_init`: the stand-in weights in a render process, on its own GPU."""
+    import diffusers
+
+    from scenekit.hardware import compute_device
+
+    diffusers.utils.logging.set_verbosity_error()
+    if tiny:
+        torch.set_num_threads(1)  # two fake devices share this machine's cores
+    device = compute_device()
+    comps = build_components(tiny, device)
+    del comps.modules["transformer"]
+    _INSTALLED.append(install_components(comps, folders, tiny, device, loads))
+
+
+def transformer_loads(loads: Path) -> dict[str, int]:
+    return {path.name: len(path.read_text().splitlines()) for path in sorted(loads.iterdir())}
+
+
+def serve_and_render(
+    project: Path,
+    devices: list[str],
+    specs: list[str],
+    warmups: list[str],
+    processes: bool,
+    init: Callable[[], None] | None,
+) -> dict:
+    """Warm-ups (one per worker), then the timed specs, through a server on `devices` (its workers in
+    `processes` or not); its figures."""
     from fastapi.testclient import TestClient
 
     from scenekit.server.app import ServerConfig, create_app
 
-    with TestClient(create_app(ServerConfig(project=project, token=None, devices=devices))) as client:
+    config = ServerConfig(project=project, token=None, devices=devices, processes=processes, worker_init=init)
+    with TestClient(create_app(config)) as client:
 
         def render_all(names: list[str]) -> tuple[float, list[dict[str, Any]]]:
             started = time.perf_counter()
@@ -110,6 +146,7 @@ def serve_and_render(project: Path, devices: list[str], specs: list[str], warmup
             if "node_started" in times:
                 first_node.append(round((times["node_started"] - record["created"]) * 1000, 1))
     return {
+        "processes": config.in_processes(),
         "seconds": round(seconds, 2),
         "states": sorted(Counter(r["state"] for r in records).items()),
         "errors": [r["errors"] for r in records if r["errors"]][:3],
@@ -147,9 +184,15 @@ def main() -> None:
 
     import diffusers
 
+    from scenekit.runtime.pool import MODELS
+
     diffusers.utils.logging.set_verbosity_error()
-    loads: Counter[str] = Counter()
-    redirect = install_components([p / "weights" for p in projects.values()], args.tiny, device, loads)
+    folders = [p / "weights" for p in projects.values()]
+    comps = build_components(args.tiny, device)
+    for folder in folders:
+        comps.write_folder(folder)
+    del comps.modules["transformer"]
+    loads = root / "loads"
     results: dict[str, Any] = {
         "env": {
             "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
@@ -163,20 +206,33 @@ def main() -> None:
     }
     out = Path(os.environ["OUT"]) / "server_gpus.json" if os.environ.get("OUT") else None
     specs = [f"r{seed}" for seed in range(count)]
-    for label, workers in (("one", devices[:1]), ("all", devices)):
-        loads.clear()
+
+    def run(label: str, workers: list[str], in_processes: bool, init: Callable[[], None] | None) -> None:
+        loads.mkdir(exist_ok=True)
+        for counted in loads.iterdir():
+            counted.unlink()
         warmups = [f"warm{count + index}" for index in range(len(workers))]
-        figures = serve_and_render(projects[label], workers, specs, warmups)
-        figures["transformer_loads"] = dict(loads)
+        figures = serve_and_render(projects[label], workers, specs, warmups, in_processes, init)
+        figures["transformer_loads"] = transformer_loads(loads)
         results[label] = figures
         _log(f"{label} ({len(workers)} worker(s)): {json.dumps(figures)}")
         if out is not None:
             out.write_text(json.dumps(results, indent=1))
+
+    redirect = install_components(comps, folders, args.tiny, device, loads)
+    run("one", devices[:1], False, None)
+    redirect.modules.clear()  # renders move to child processes: free this one's first GPU for the first worker
+    del comps
+    with MODELS.bound(0):  # the one worker's models
+        MODELS.clear()
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    run("all", devices, True, functools.partial(child_components, folders, args.tiny, loads))
     results["speedup"] = round(results["one"]["seconds"] / max(results["all"]["seconds"], 1e-9), 2)
     _log(f"speed-up with {len(devices)} workers: {results['speedup']}x")
     if out is not None:
         out.write_text(json.dumps(results, indent=1))
-    del redirect
 
 
 if __name__ == "__main__":

@@ -196,6 +196,7 @@ def test_serve_with_the_ray_executor_runs_every_render_through_it_from_one_worke
     assert (served[0].executor, served[0].address, served[0].workers()) == ("ray", address, [None])
 
     seen: list[ExecutorChoice] = []
+    monkeypatch.setattr("scenekit.engine.session.executor_machine", lambda choice: None)  # joins no cluster
 
     def runner(prepared: Prepared, events: RenderEvents, cancellation: Cancellation) -> RenderResult:
         seen.append(prepared.executor)

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from scenekit.server.auth import TokenMiddleware
 from scenekit.server.builders import generate_spec, stitch_spec, to_yaml
 from scenekit.server.events import TERMINAL, EventLog
 from scenekit.server.limits import BodyLimitMiddleware, Limits
+from scenekit.server.process import RenderProcesses
 from scenekit.server.queue import RenderQueue, Runner, render_options
 from scenekit.server.schemas import ERROR_ANSWERS, GenerateRequest, Options, SpecRequest, StitchRequest
 from scenekit.server.specs import (
@@ -74,6 +75,11 @@ class ServerConfig:
     """The Ray cluster to join (`--address`); None: the user config's, else a local Ray instance."""
     devices: list[str] | None = None
     """The devices the local executor renders on side by side, one worker each; None: `local_devices()`."""
+    processes: bool | None = None
+    """Whether each device's worker renders in a child process of its own (`scenekit.server.process`); None:
+    when there are several GPUs (one device renders in this process, without a process's start and transfers)."""
+    worker_init: Callable[[], None] | None = None
+    """Run first in each render process (it must pickle; e.g. a benchmark's stand-in weights)."""
 
     def render_base(self) -> RenderOptions:
         """The options every render starts from: the executor, and the cluster it joins."""
@@ -84,6 +90,15 @@ class ServerConfig:
         if (self.executor or user_settings().executor.name) == "ray":
             return [None]
         return list(self.devices if self.devices is not None else local_devices())
+
+    def in_processes(self) -> bool:
+        """Whether the workers render in child processes: `processes`, else when they are on several GPUs
+        (never for the Ray executor's one worker)."""
+        devices = self.workers()
+        if None in devices:
+            return False
+        several_gpus = len(devices) > 1 and all(str(device).startswith("cuda") for device in devices)
+        return several_gpus if self.processes is None else self.processes
 
 
 class InvalidRequest(Exception):
@@ -100,15 +115,25 @@ def create_app(config: ServerConfig) -> FastAPI:
     store = Store(project / DATABASE)
     events = EventLog(store)
     render_base = config.render_base()
-    queue = RenderQueue(project, events, config.runner, config.workers(), render_base)
+    workers = config.workers()
+    children = (
+        RenderProcesses([str(device) for device in workers], config.runner, config.worker_init)
+        if config.in_processes()
+        else None
+    )
+    queue = RenderQueue(project, events, config.runner, workers, render_base, children)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if children is not None:
+            children.start()
         queue.start()
         try:
             yield
         finally:
             await run_in_threadpool(queue.stop)
+            if children is not None:
+                await run_in_threadpool(children.close)
 
     app = FastAPI(
         title="scenekit",

@@ -1,10 +1,13 @@
 """The render queue: one worker thread per device takes queued renders in order from the store and runs them.
 
-Each worker is bound to its device (`scenekit.hardware.bound_device`: `cuda:0`, `cuda:1`, ... or `cpu`) and
-to its own slot of the runtime's model cache (`scenekit.runtime.pool.MODELS`), so its models stay loaded
-on its GPU from one render to the next while the other GPUs render other specs. With the Ray executor one
-unbound worker feeds the cluster, whose actors hold the models. How a prepared render runs is a `Runner`:
-`render` of the engine, which runs the executor the render's options name.
+With one device, its worker renders in this process, bound to the device (`scenekit.hardware.bound_device`:
+`cuda:0` or `cpu`) and to its own slot of the runtime's model cache (`scenekit.runtime.pool.MODELS`), so its
+models stay loaded from one render to the next. With several GPUs, each worker hands its renders to a child
+process of its own (`scenekit.server.process`), which keeps that GPU's models loaded: renders on several GPUs
+in threads of one process would share process-wide state (torch's default dtype while a model loads,
+`torch.compile`). With the Ray executor one unbound worker feeds the cluster, whose actors hold the models.
+How a prepared render runs is a `Runner`: `render` of the engine, which runs the executor the render's
+options name; a child process runs it on the render it prepares again from the spec file and options.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from scenekit.errors import RenderCancelled, SpecError
 from scenekit.hardware import bound_device
 from scenekit.runtime.pool import MODELS
 from scenekit.server.events import EventLog, RenderRecorder, ThreadLogHandler, plan_json
+from scenekit.server.process import STOP_SECONDS, ChildDied, RenderProcess, RenderProcesses
 from scenekit.server.specs import issue_json, relative
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,8 @@ def render_options(options: dict[str, Any], base: RenderOptions | None = None) -
 
 class RenderQueue:
     """Queued renders run oldest first, one at a time on each of `devices` (None: a worker bound to no
-    device, for an executor that places the work itself); the store keeps the queue across restarts."""
+    device, for an executor that places the work itself), or in each of `children`' processes (which run
+    their own runner); the store keeps the queue across restarts."""
 
     def __init__(
         self,
@@ -57,12 +62,14 @@ class RenderQueue:
         runner: Runner = render,
         devices: list[str | None] | None = None,
         base: RenderOptions | None = None,
+        children: RenderProcesses | None = None,
     ):
         self.project = project
         self.events = log_
         self.store = log_.store
         self.runner = runner
-        self.devices = devices or [None]
+        self.children = children
+        self.devices: list[str | None] = list(children.devices) if children is not None else devices or [None]
         self.base = base or RenderOptions()
         self._wake = threading.Event()  # set when there may be a render to take
         self._stopping = threading.Event()
@@ -85,19 +92,35 @@ class RenderQueue:
             thread.start()
 
     def stop(self) -> None:
-        """Stop the workers; renders they were running stay queued and resume (from the cache) on restart."""
+        """Stop the workers; renders they were running stay queued and resume (from the cache) on restart. A
+        child process whose render has not stopped within STOP_SECONDS (it is loading or compiling a model, with
+        no step to stop at) is killed."""
         self._stopping.set()
         with self._lock:
             for cancellation in self._running.values():
                 cancellation.cancel()
         self._wake.set()
+        if self.children is not None:
+            deadline = time.monotonic() + STOP_SECONDS
+            for thread in self._threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            for thread, child in zip(self._threads, self.children.workers, strict=True):
+                if thread.is_alive():
+                    log.warning(
+                        "render worker %d on %s did not stop within %gs: killed",
+                        child.index,
+                        child.device,
+                        STOP_SECONDS,
+                    )
+                    child.kill()
         for thread in self._threads:
             thread.join()
 
     def submit(self, render_id: str, request: dict[str, Any], prepared: Prepared) -> list[dict[str, Any]]:
         """Queue a render whose spec was just prepared; its plan as JSON."""
         plan = plan_json(prepared.plan())
-        self._prepared[render_id] = prepared
+        if self.children is None:  # a child prepares the render again in its own process
+            self._prepared[render_id] = prepared
         self.events.emit(render_id, "queued", {})  # before a worker can see it: the first event
         self.store.add(render_id, request, plan)
         self._wake.set()
@@ -115,9 +138,11 @@ class RenderQueue:
                 self._running[render_id].cancel()
 
     def _work(self, index: int, device: str | None) -> None:
-        """Worker `index`: on `device`, with its own models (slot `index` of the model cache), until stopped."""
+        """Worker `index`: on `device`, with its own models (slot `index` of the model cache, or its child
+        process), until stopped."""
+        child = self.children[index] if self.children is not None else None
         with ExitStack() as bindings:
-            if device is not None:
+            if device is not None and child is None:
                 bindings.enter_context(bound_device(device))
                 bindings.enter_context(MODELS.bound(index))
                 log.info("render worker %d on %s", index, device)
@@ -128,9 +153,24 @@ class RenderQueue:
                     self._wake.wait(timeout=1.0)
                     continue
                 self._wake.set()  # another idle worker may take the next one (the clear above may have hidden it)
-                self._run(record)
+                self._run(record, index, child)
 
-    def _run(self, record: dict[str, Any]) -> None:
+    def _render(
+        self, record: dict[str, Any], child: RenderProcess | None, events: RenderEvents, cancellation: Cancellation
+    ) -> RenderResult:
+        """Run a claimed render here, or in `child`, which prepares it again from its spec file and options (in
+        the cache this process chose when it queued it)."""
+        request = record["request"]
+        spec_file = self.project / request["spec_file"]
+        options = render_options(request["options"], self.base)
+        if child is None:
+            prepared = self._prepared.pop(record["id"], None) or prepare(spec_file, options)
+            return self.runner(prepared, events, cancellation)
+        if request.get("cache"):
+            options = replace(options, cache_dir=Path(request["cache"]))
+        return child.render(spec_file, options, events, cancellation)
+
+    def _run(self, record: dict[str, Any], index: int, child: RenderProcess | None) -> None:
         render_id = record["id"]
         cancellation = Cancellation()
         with self._lock:
@@ -141,26 +181,25 @@ class RenderQueue:
         handler = ThreadLogHandler(self.events, render_id)
         logging.getLogger("scenekit").addHandler(handler)
         started = time.perf_counter()
-        self.events.emit(render_id, "render_started", {})
+        self.events.emit(render_id, "render_started", {"worker": index, "device": self.devices[index]})
         try:
-            prepared = self._prepared.pop(render_id, None) or prepare(
-                self.project / record["request"]["spec_file"], render_options(record["request"]["options"], self.base)
-            )
-            result = self.runner(prepared, recorder, cancellation)
+            result = self._render(record, child, recorder, cancellation)
         except SpecError as exc:  # the spec changed on disk before a requeued render ran
             self._end(render_id, "failed", errors=[issue_json(i, self.project) for i in exc.issues])
         except RenderCancelled:
             recorder.stop_running("cancelled")
             if self._stopping.is_set() and render_id not in self._cancel_asked:
-                self.store.update(render_id, state="queued")
-                self.events.emit(render_id, "log", {"level": "info", "message": "server stopping: left queued"})
+                self._leave_queued(render_id)
             else:
                 self._end(render_id, "cancelled")
+        except ChildDied as exc:
+            if self._stopping.is_set():  # e.g. a SIGTERM to the server's whole process group
+                recorder.stop_running("cancelled")
+                self._leave_queued(render_id)
+            else:
+                self._fail(render_id, recorder, exc)
         except Exception as exc:
-            log.debug("render %s failed", render_id, exc_info=exc)
-            failed = recorder.stop_running("failed")
-            message = str(exc) or exc.__class__.__name__
-            self._end(render_id, "failed", errors=[{"node": failed[0] if failed else None, "message": message}])
+            self._fail(render_id, recorder, exc)
         else:
             manifest = json.loads(result.manifest.read_text())
             self.store.update(render_id, output=relative(self.project, result.output), manifest=json.dumps(manifest))
@@ -170,6 +209,17 @@ class RenderQueue:
             with self._lock:
                 self._running.pop(render_id, None)
                 self._cancel_asked.discard(render_id)
+
+    def _fail(self, render_id: str, recorder: RenderRecorder, exc: Exception) -> None:
+        log.debug("render %s failed", render_id, exc_info=exc)
+        failed = recorder.stop_running("failed")
+        message = str(exc) or exc.__class__.__name__
+        self._end(render_id, "failed", errors=[{"node": failed[0] if failed else None, "message": message}])
+
+    def _leave_queued(self, render_id: str) -> None:
+        """A render the server's stop interrupted: queued, to resume (from the cache) on the next start."""
+        self.store.update(render_id, state="queued")
+        self.events.emit(render_id, "log", {"level": "info", "message": "server stopping: left queued"})
 
     def _end(self, render_id: str, state: str, errors: list[dict[str, Any]] | None = None, **data: Any) -> None:
         self.store.update(render_id, state=state, finished=time.time(), errors=errors or [])

@@ -38,6 +38,8 @@ def run_server(
     shown = f"[{host}]" if ":" in host else host
     workers = config.workers()
     running = "the Ray executor" if workers == [None] else ", ".join(str(device) for device in workers)
+    if config.in_processes():
+        running += " (a process each)"
     say(
         f"serving {project.resolve()} at http://{shown}:{port}/  (page at /, API at /openapi.json; renders on {running})"
     )
