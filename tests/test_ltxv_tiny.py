@@ -4,6 +4,7 @@ single files in Lightricks' published format (transformer + VAE with their confi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -185,15 +186,20 @@ def test_stg_moves_the_conditional_prediction_away_from_the_perturbed_one(folder
     assert torch.equal(guided[0], expected) and torch.equal(guided[1], expected)  # the pipeline's CFG keeps it
 
 
-def test_a_pass_follows_cfg_stg_rescale_and_cfg_star_schedules(folder: Path, monkeypatch):
-    from scenekit.ltxv import guidance as combining
-    from scenekit.ltxv import stg
-
+def _float32_pipe_and_embeds(folder: Path, monkeypatch) -> tuple[Any, dict[str, torch.Tensor]]:
+    """The tiny pipeline in float32 on the CPU, and a prompt's embeddings with a negative prompt."""
     monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
     pool = ModelPool()
     text = pool.text_pipeline(folder, "float32")
     pipe = pool.pipeline(folder, CHECKPOINT, F32, Numerics("float32", compiled=False))
-    embeds = recipe.encode_prompt(text, "A lighthouse", "blur", max_sequence_length=TINY_MAX_SEQUENCE_LENGTH)
+    return pipe, recipe.encode_prompt(text, "A lighthouse", "blur", max_sequence_length=TINY_MAX_SEQUENCE_LENGTH)
+
+
+def test_a_pass_follows_cfg_stg_rescale_and_cfg_star_schedules(folder: Path, monkeypatch):
+    from scenekit.ltxv import guidance as combining
+    from scenekit.ltxv import stg
+
+    pipe, embeds = _float32_pipe_and_embeds(folder, monkeypatch)
     steps, perturbed = [], []
     original_combine, original_perturbed = combining.combine, stg.perturbed_blocks
 
@@ -229,11 +235,7 @@ def test_a_pass_follows_cfg_stg_rescale_and_cfg_star_schedules(folder: Path, mon
 def test_a_step_with_cfg_off_computes_only_the_text_half_of_the_batch(folder: Path, monkeypatch):
     from scenekit.ltxv import guidance as combining
 
-    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
-    pool = ModelPool()
-    text = pool.text_pipeline(folder, "float32")
-    pipe = pool.pipeline(folder, CHECKPOINT, F32, Numerics("float32", compiled=False))
-    embeds = recipe.encode_prompt(text, "A lighthouse", "blur", max_sequence_length=TINY_MAX_SEQUENCE_LENGTH)
+    pipe, embeds = _float32_pipe_and_embeds(folder, monkeypatch)
     rows: list[int] = []
     first_block = pipe.transformer.transformer_blocks[0]
     handle = first_block.register_forward_pre_hook(
