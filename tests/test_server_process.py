@@ -11,6 +11,7 @@ import secrets
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,27 @@ def submit(queue: RenderQueue, spec_file: Path) -> str:
 
 def queue_of(project: Project, children: RenderProcesses) -> RenderQueue:
     return RenderQueue(project.root, EventLog(Store(project.root / "server.db")), children=children)
+
+
+@contextmanager
+def started(project: Project, children: RenderProcesses) -> Iterator[RenderQueue]:
+    """A started queue of `children`, stopped after the block."""
+    queue = queue_of(project, children)
+    queue.start()
+    try:
+        yield queue
+    finally:
+        queue.stop()
+
+
+def long_render_at(
+    queue: RenderQueue, project: Project, children: RenderProcesses, event: str
+) -> tuple[str, int, int | None]:
+    """A long render submitted to the started `queue`, once it reached `event`: its id, worker and child's pid."""
+    render_id = submit(queue, write(project, "long", **LONG))
+    first_event(queue, render_id, event)
+    worker = first_event(queue, render_id, "render_started").data["worker"]
+    return render_id, worker, children[worker].pid
 
 
 def ended(queue: RenderQueue, render_id: str) -> dict[str, Any]:
@@ -170,17 +192,10 @@ def test_the_childs_log_records_and_located_errors_reach_the_render(project: Pro
 def test_a_cancel_stops_the_childs_render_at_its_next_step_and_the_child_renders_on(
     project: Project, children: RenderProcesses
 ):
-    queue = queue_of(project, children)
-    queue.start()
-    try:
-        render_id = submit(queue, write(project, "long", **LONG))
-        first_event(queue, render_id, "node_step")
-        worker = first_event(queue, render_id, "render_started").data["worker"]
-        pid = children[worker].pid
+    with started(project, children) as queue:
+        render_id, worker, pid = long_render_at(queue, project, children, "node_step")
         queue.cancel(render_id)
         record = ended(queue, render_id)
-    finally:
-        queue.stop()
     assert record["state"] == "cancelled" and record["nodes"]["a/generate"]["status"] == "cancelled"
     assert "node_done" not in {e.type for e in queue.store.events(render_id)}  # stopped inside its first node
     result = children[worker].render(write(project, "next"), RenderOptions(), SilentEvents(), Cancellation())
@@ -190,18 +205,11 @@ def test_a_cancel_stops_the_childs_render_at_its_next_step_and_the_child_renders
 def test_a_killed_child_fails_its_render_clearly_and_starts_again_for_the_next(
     project: Project, children: RenderProcesses
 ):
-    queue = queue_of(project, children)
-    queue.start()
-    try:
-        render_id = submit(queue, write(project, "long", **LONG))
-        first_event(queue, render_id, "node_started")
-        worker = first_event(queue, render_id, "render_started").data["worker"]
-        pid = children[worker].pid
+    with started(project, children) as queue:
+        render_id, worker, pid = long_render_at(queue, project, children, "node_started")
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         record = ended(queue, render_id)
-    finally:
-        queue.stop()
     assert record["state"] == "failed"
     [error] = record["errors"]
     assert error["node"] == "a/generate" and record["nodes"]["a/generate"]["status"] == "failed"
