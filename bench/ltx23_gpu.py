@@ -3,9 +3,10 @@
 Every component is built in memory at the real LTX-2.3 architecture with random weights (`--tiny`: toy
 sizes in the 2.3 architecture, for a CPU dry run): the LTX-2.0 configs of `bench/ltx2_gpu_configs.py` with
 LTX-2.3's transformer (gated attention, cross-attention modulation, no caption projection, prompt
-modulation), its text connectors (one projection per modality before them, 8 gated layers) and its x2
-upsampler (no rational resampler). The VAEs and the vocoder keep LTX-2.0's configs (random weights either
-way; LTX-2.3's own may differ in size).
+modulation), its text connectors (one projection per modality before them, 8 gated layers), its x2
+upsampler (no rational resampler), its video VAE (four decoder up blocks, no residual upsampling, zero padding)
+and its vocoder with a bandwidth extender (48 kHz), as diffusers' LTX-2.3 conversion configures them. The
+audio VAE is LTX-2.0's, as in LTX-2.3.
 
 1. scenekit vs direct: `bench/ltx2_gpu.py`'s comparison (one clip per profile, prompt text to mp4, same
    settings and components, medians of `--repeats` pairs, frames compared) on the LTX-2.3 profiles.
@@ -13,9 +14,12 @@ way; LTX-2.3's own may differ in size).
    every attention projection (Lightricks' format), rendered by scenekit from an empty cache. Reported: how
    often the transformer was loaded (must be once), the adapters loaded (two), the seconds each clip spent
    loading its adapter into the loaded transformer and switching the active adapters, and every node's time.
+   `--memory offload --cap-gib 30` renders it with some of the transformer's blocks streamed (adapters
+   loaded into streamed blocks, which the CPU dry run cannot check: there, nothing is copied on a side stream).
 
     python bench/ltx23_gpu.py --tiny                   # CPU dry run (SCENEKIT_DEVICE=cpu), ~1 min
     python bench/ltx23_gpu.py                          # GPU, real sizes; JSON to $OUT/ltx23_gpu.json too
+    python bench/ltx23_gpu.py --skip-compare --memory offload --cap-gib 30   # GPU: LoRAs, streamed blocks
 
 On the lent device machine (H200), with `carry: [".whl"]` as for `bench/ltx2_gpu.py`:
 
@@ -61,8 +65,49 @@ _CONNECTORS_23 = dict(
     audio_hidden_dim=2048,
     proj_bias=True,
 )
+_VAE_23 = dict(
+    configs.VIDEO_VAE,
+    block_out_channels=(256, 512, 1024, 1024),
+    decoder_block_out_channels=(256, 512, 512, 1024),
+    layers_per_block=(4, 6, 4, 2, 2),
+    decoder_layers_per_block=(4, 6, 4, 2, 2),
+    decoder_spatio_temporal_scaling=(True, True, True, True),
+    decoder_inject_noise=(False, False, False, False, False),
+    upsample_type=("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
+    upsample_residual=(False, False, False, False),
+    upsample_factor=(2, 2, 1, 2),
+    decoder_spatial_padding_mode="zeros",
+)
+_VOCODER_23 = dict(  # LTX2VocoderWithBWE
+    in_channels=128,
+    hidden_channels=1536,
+    out_channels=2,
+    upsample_kernel_sizes=[11, 4, 4, 4, 4, 4],
+    upsample_factors=[5, 2, 2, 2, 2, 2],
+    resnet_kernel_sizes=[3, 7, 11],
+    resnet_dilations=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+    act_fn="snakebeta",
+    antialias=True,
+    final_act_fn=None,
+    final_bias=False,
+    bwe_in_channels=128,
+    bwe_hidden_channels=512,
+    bwe_out_channels=2,
+    bwe_upsample_kernel_sizes=[12, 11, 4, 4, 4],
+    bwe_upsample_factors=[6, 5, 2, 2, 2],
+    bwe_resnet_kernel_sizes=[3, 7, 11],
+    bwe_resnet_dilations=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+    filter_length=512,
+    hop_length=80,
+    window_length=512,
+    num_mel_channels=64,
+    input_sampling_rate=16000,
+    output_sampling_rate=48000,
+)
 REAL = dict(
     configs.REAL,
+    vae=_VAE_23,
+    vocoder=_VOCODER_23,
     transformer=dict(configs.TRANSFORMER, **LTX23_TRANSFORMER),
     connectors=_CONNECTORS_23,
     latent_upsampler=dict(configs.UPSAMPLER, use_rational_resampler=False),
@@ -157,7 +202,12 @@ def lora_switch(args: argparse.Namespace, device: str) -> dict[str, Any]:
     POOL.clear()
     POOL.adapter_loads = 0
     started = time.perf_counter()
-    result = render(prepare(spec, RenderOptions(cache_dir=root / "cache", speed=args.speed)), SilentEvents())
+    if args.cap_gib and device == "cuda":  # a smaller GPU, so that `offload` streams some blocks
+        torch.cuda.set_per_process_memory_fraction(
+            args.cap_gib * 2**30 / torch.cuda.get_device_properties(0).total_memory
+        )
+    options = RenderOptions(cache_dir=root / "cache", speed=args.speed, memory=args.memory)
+    result = render(prepare(spec, options), SilentEvents())
     total = time.perf_counter() - started
     stages = [name for name in result.seconds if "/stage" in name]
     report = {
@@ -171,6 +221,8 @@ def lora_switch(args: argparse.Namespace, device: str) -> dict[str, Any]:
         "activate_s": activate.calls,
         "nodes_s": {name: round(seconds, 3) for name, seconds in result.seconds.items()},
         "peak_gb": ltx2_gpu._peak_gb(),
+        "memory": args.memory,
+        "cap_gib": args.cap_gib,
     }
     POOL.clear()
     return report
@@ -183,6 +235,10 @@ def main() -> None:
     parser.add_argument("--skip-compare", action="store_true", help="only the LoRA switch (part 2)")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--speed", default="eager")
+    parser.add_argument(
+        "--memory", default="auto", help="memory policy of the LoRA switch (offload: adapters on streamed blocks)"
+    )
+    parser.add_argument("--cap-gib", type=float, default=None, help="cap the GPU memory of the LoRA switch")
     parser.add_argument("--size", default=None)
     parser.add_argument("--frames", type=int, default=None)
     args, unknown = parser.parse_known_args()

@@ -114,6 +114,7 @@ class Components:
             LTX2VideoTransformer3DModel,
         )
         from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
+        from diffusers.pipelines.ltx2.vocoder import LTX2VocoderWithBWE
 
         from scenekit.ltx2.tiny import _tokenizer
 
@@ -131,7 +132,7 @@ class Components:
             ("connectors", LTX2TextConnectors),
             ("vae", AutoencoderKLLTX2Video),
             ("audio_vae", AutoencoderKLLTX2Audio),
-            ("vocoder", LTX2Vocoder),
+            ("vocoder", LTX2VocoderWithBWE if "bwe_in_channels" in cfg["vocoder"] else LTX2Vocoder),  # 2.3: BWE
             ("latent_upsampler", LTX2LatentUpsamplerModel),
         ]
         self.modules: dict[str, torch.nn.Module] = {}
@@ -218,6 +219,7 @@ class Redirect:
         """A Redirect installed on every class an LTX-2 pipeline loads."""
         from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2VideoTransformer3DModel
         from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors, LTX2Vocoder
+        from diffusers.pipelines.ltx2.vocoder import LTX2VocoderWithBWE
         from transformers import Gemma3ForConditionalGeneration
 
         redirect = cls()
@@ -228,6 +230,7 @@ class Redirect:
                 AutoencoderKLLTX2Video,
                 AutoencoderKLLTX2Audio,
                 LTX2Vocoder,
+                LTX2VocoderWithBWE,
                 LTX2LatentUpsamplerModel,
                 Gemma3ForConditionalGeneration,
             ]
@@ -675,8 +678,8 @@ class Bench:
         video_latents, audio_latents = pipe1(
             prompt=PROMPT,
             negative_prompt="" if stage1.guided else None,
-            width=int(self.width * stage1.scale),
-            height=int(self.height * stage1.scale),
+            width=int(self.width * stage1.ratio),
+            height=int(self.height * stage1.ratio),
             sigmas=stage1.sigmas,
             num_inference_steps=n1,
             generator=torch.Generator("cpu").manual_seed(self.args.seed),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from scenekit.cli import app
-from scenekit.ltx2.tiny import build_tiny_lora, build_tiny_profile_weights
+from scenekit.ltx2.tiny import build_tiny_lora, build_tiny_profile_weights, build_tiny_transformer_file
 from scenekit.runtime.speed import Numerics
 
 from conftest import Project, read_video
@@ -21,7 +22,13 @@ EAGER = Numerics("float32", compiled=False)
 def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     build_tiny_profile_weights(root / "ltx2-distilled", seed=1, profile="ltx2-distilled")
+    # `ltx2-distilled-fp8`: the same folders, its transformer file stored in float8 with scales
+    build_tiny_transformer_file(root / "ltx2-distilled", FP8_FILE, seed=1, storage="float8_e4m3fn")
+    (root / "ltx2-distilled-fp8").symlink_to(root / "ltx2-distilled")
     return root
+
+
+FP8_FILE = "ltx-2-19b-distilled-fp8.safetensors"
 
 
 @pytest.fixture
@@ -188,3 +195,47 @@ def test_a_preset_from_the_user_config(ltx: Project, monkeypatch, tmp_path: Path
     assert "loras" not in graph.node("a/stage1").params
     assert graph.node("a/stage2").params["loras"] == [{"file": "lora0", "weight": 0.3}]
     assert graph.node("a/stage2").files["lora0"].path == ltx.root / "loras" / "cam.safetensors"
+
+
+def test_loras_streamed_by_the_offload_policy_give_the_frames_of_resident_ones_on_fp8_storage(
+    ltx: Project, monkeypatch
+):
+    """LoRA + `--memory offload` (half of the blocks streamed) against LoRA + resident, on the fp8-storage
+    profile (so LoRA + fp8 storage renders too). One adapter at a time: stage 2's LoRA unloads stage 1's,
+    and the blocks streamed stay the ones the policy chose."""
+    from scenekit.ltx2 import pool
+    from scenekit.runtime import memory
+
+    monkeypatch.setattr(pool, "MAX_ADAPTERS", 1)
+    ltx.write("""
+        scenekit: 1
+        defaults: {model: ltx2-distilled-fp8, size: 256x256, fps: 24, seed: 4}
+        clips:
+          - id: a
+            prompt: "a red ball"
+            frames: 9
+            loras: [{file: loras/style.safetensors, stages: [1]}, {file: loras/cam.safetensors, stages: [2]}]
+        output: {file: out.mp4, preset: ultrafast}
+    """)
+    pool.POOL.clear()
+    resident, _, _ = read_video(ltx.render(memory="resident").output)
+    pool.POOL.clear()
+    monkeypatch.setattr(ltx, "cache", ltx.root / "cache-offloaded")
+    real_resident_blocks = memory.resident_blocks
+    monkeypatch.setattr(memory, "resident_blocks", lambda count, size, room: real_resident_blocks(count, size, size))
+    offloaded, _, _ = read_video(ltx.render(memory="offload").output)
+    (transformer,) = pool.MODELS.loaded("transformer")
+    assert transformer.transformer_blocks[0].attn1.to_q.weight.dtype == torch.float8_e4m3fn
+    assert len(transformer.peft_config) == 1  # cam only: stage 2 unloaded style
+    streamed = [_streams(block) for block in transformer.transformer_blocks]
+    assert streamed == [False, True]  # as chosen, though unloading an adapter re-applies diffusers' hooks
+    pool.POOL.clear()
+    memory.use_memory_policy("auto")
+    assert np.array_equal(resident, offloaded)
+
+
+def _streams(block) -> bool:
+    from diffusers.hooks import HookRegistry
+
+    registry = getattr(block, "_diffusers_hook", None)
+    return isinstance(registry, HookRegistry) and registry.get_hook("group_offloading") is not None

@@ -12,7 +12,12 @@ import torch
 from safetensors import safe_open
 
 from scenekit.ltx2 import recipe
-from scenekit.ltx2.tiny import TINY_MAX_SEQUENCE_LENGTH, TINY_STG_BLOCKS, build_tiny_lora
+from scenekit.ltx2.tiny import (
+    TINY_MAX_SEQUENCE_LENGTH,
+    TINY_STG_BLOCKS,
+    build_tiny_lora,
+    build_tiny_upsampler_file,
+)
 from scenekit.tiny import build_tiny_weights
 
 from conftest import Project, read_video
@@ -21,9 +26,14 @@ from conftest import Project, read_video
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    build_tiny_weights("ltx23-distilled", root / "ltx23-distilled", seed=3)  # `python -m scenekit.tiny`
+    # `python -m scenekit.tiny`: what `ltx23-distilled` reads, and Lightricks' x1.5 upscaler file beside it
+    build_tiny_weights("ltx23-distilled-x1.5", root / "ltx23-distilled-x1.5", seed=3)
+    (root / "ltx23-distilled").symlink_to(root / "ltx23-distilled-x1.5")  # the same parts: keys can match
     build_tiny_weights("ltx2-distilled", root / "ltx2-distilled", seed=3)
     return root
+
+
+X15_FILE = "ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors"
 
 
 def test_tiny_ltx23_weights_have_the_23_architecture_in_the_published_format(models: Path):
@@ -31,6 +41,9 @@ def test_tiny_ltx23_weights_have_the_23_architecture_in_the_published_format(mod
     config = json.loads((folder / "transformer" / "config.json").read_text())
     assert config["gated_attn"] and config["cross_attn_mod"] and not config["use_prompt_embeddings"]
     assert json.loads((folder / "connectors" / "config.json").read_text())["per_modality_projections"]
+    vae, vocoder = (json.loads((folder / part / "config.json").read_text()) for part in ("vae", "vocoder"))
+    assert vae["upsample_type"] == ["spatiotemporal", "spatiotemporal", "temporal", "spatial"]  # 2.3's decoder
+    assert vocoder["_class_name"] == "LTX2VocoderWithBWE" and vocoder["output_sampling_rate"] == 48000
     with safe_open(str(folder / "ltx-2.3-22b-distilled-1.1.safetensors"), framework="pt") as handle:
         keys = set(handle.keys())
         assert handle.metadata()["model_version"] == "2.3.0"
@@ -170,3 +183,55 @@ def test_ic_lora_control_frames_equal_the_direct_in_context_call(models: Path):
     frames, samples, _ = recipe.decode(pipe, latents, seed=3)
     assert np.array_equal(frames, (video[0] * 255).round().astype(np.uint8))
     assert np.abs(samples - audio[0].numpy()).max() == 0.0
+
+
+def test_x15_refine_renders_its_stage1_at_two_thirds_and_shares_it_with_an_x2_refine(
+    project: Project, models: Path, monkeypatch
+):
+    """A 288x288 clip on `ltx23-distilled-x1.5` samples stage 1 at 192x192, as a 384x384 clip on x2 does: the
+    same stage-1 entry; the upscaler is in the keys of the upsample node and what follows it only. Then the x1.5
+    clip renders (its upscaler built from the file's metadata)."""
+    monkeypatch.setenv("SCENEKIT_DEVICE", "cpu")
+    monkeypatch.setenv("SCENEKIT_MODELS", str(models))
+    project.write("""
+        scenekit: 1
+        defaults: {fps: 24, seed: 2}
+        clips:
+          - {id: wide, model: ltx23-distilled-x1.5, size: 288x288, prompt: "a lighthouse", frames: 9}
+          - {id: half, model: ltx23-distilled, size: 384x384, prompt: "a lighthouse", frames: 9}
+        output: {file: out.mp4, preset: ultrafast, size: 288x288}
+    """)
+    graph = project.prepare().graph
+    wide, half = ({n.id.split("/")[1]: n for n in graph.ordered() if n.clip == clip} for clip in ("wide", "half"))
+    assert (wide["stage1"].params["width"], wide["stage2"].params["width"]) == (192, 288)
+    assert wide["upsample"].params["factor"] == 1.5 and half["upsample"].params["factor"] == 2
+    assert wide["upsample"].meta["upsampler"] == X15_FILE
+    assert wide["prompt"].key == half["prompt"].key and wide["stage1"].key == half["stage1"].key
+    assert wide["upsample"].key != half["upsample"].key
+    project.write(project.spec.read_text().replace("- {id: half", "# - {id: half"))
+    frames, _, _ = read_video(project.render().output)
+    assert frames.shape == (9, 288, 288, 3)
+
+
+def test_x15_sizes_that_cannot_work_and_a_mismatched_upscaler_are_errors(
+    project: Project, models: Path, monkeypatch, tmp_path: Path
+):
+    from scenekit.backends.ltx2 import _upsampler_problem
+    from scenekit.errors import SpecError
+    from scenekit.ltx2.parts import Part
+    from scenekit.ltx2.settings import ltx2_settings
+    from scenekit.ltx2.upsampler import load_upsampler_file
+    from scenekit.profiles import available_profiles
+
+    monkeypatch.setenv("SCENEKIT_MODELS", str(models))
+    project.write("scenekit: 1\nclips: [{id: a, model: ltx23-distilled-x1.5, size: 768x512, prompt: x, frames: 9}]\n")
+    with pytest.raises(SpecError) as error:
+        project.prepare()
+    issue = error.value.issues[0]
+    assert "not a multiple of 96" in issue.message and issue.location is not None and issue.location.line == 2
+    model = load_upsampler_file(models / "ltx23-distilled" / X15_FILE)  # built from the file's metadata alone
+    assert model(torch.zeros(1, 8, 2, 6, 4)).shape == (1, 8, 2, 9, 6)
+    settings = ltx2_settings(available_profiles()["ltx23-distilled-x1.5"])
+    x2 = build_tiny_upsampler_file(tmp_path, X15_FILE, 2.0)
+    problem = _upsampler_problem("ltx23-distilled-x1.5", settings, Part(x2, "x2"))
+    assert problem is not None and "upsamples x1.5 between its stages" in problem and "upsamples x2" in problem

@@ -105,7 +105,6 @@ def _ready(clip: ResolvedClip, timeline: Timeline) -> _Ready | str:
 
 def _upsampler_problem(name: str, settings: Ltx2Settings, upsampler: Part) -> str | None:
     """Why the upsampler cannot upsample as the profile's stages need (their scales' ratio), if it cannot."""
-    factors = {f for number in range(2, len(settings.stages) + 1) if (f := settings.upsample_factor(number))}
     try:
         config = (
             file_config(upsampler.path)
@@ -115,7 +114,7 @@ def _upsampler_problem(name: str, settings: Ltx2Settings, upsampler: Part) -> st
     except (OSError, ValueError) as exc:
         return f"model `{name}` cannot read its upsampler {upsampler.path}: {exc}"
     found = spatial_factor(config)
-    wrong = sorted(float(f) for f in factors if f != Fraction(str(found)))
+    wrong = sorted(float(f) for f in settings.upsample_factors() if f != Fraction(str(found)))
     if wrong:
         return (
             f"model `{name}` upsamples x{wrong[0]:g} between its stages, but {upsampler.path.name} upsamples "

@@ -141,14 +141,18 @@ def _conditions(node: Node, inputs: dict[str, NodeOutput]) -> list[tuple[np.ndar
 
 @register("ltx2.upsample", version=1)
 def upsample(node: Node, inputs: dict[str, NodeOutput], ctx: RunContext) -> None:
-    """Spatial x2 upsampling of the video latents (audio latents pass through)."""
+    """Spatial upsampling of the video latents by the node's `factor` (audio latents pass through)."""
     ctx.step(0, 1)
     latents = output_tensors(inputs["latents"], LATENTS_FILE)
     folder = Path(node.meta["weights"])
     vae = POOL.component(folder, "vae", node.params["precision"])
     upsampler_folder = Path(node.meta.get("upsampler_weights", folder))
     upsampler = POOL.upsampler(upsampler_folder, node.meta["upsampler"], vae, node.params["precision"])
+    before = latents["video"].shape
     latents["video"] = recipe.upsample_latents(upsampler, latents["video"])
+    expected = (*before[:3], *(side * Fraction(str(node.params["factor"])) for side in before[3:]))
+    if latents["video"].shape != expected:
+        raise RuntimeError(f"{node.meta['upsampler']} upsampled {tuple(before)} to {tuple(latents['video'].shape)}")
     keep_tensors(ctx, LATENTS_FILE, latents)
     ctx.step(1, 1)
 

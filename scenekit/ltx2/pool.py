@@ -20,6 +20,7 @@ import torch
 
 from scenekit.hardware import compute_device
 from scenekit.ltx2.checkpoint import has_connectors, load_connectors_file, load_transformer_file
+from scenekit.ltx2.upsampler import load_upsampler_file
 from scenekit.runtime import memory
 from scenekit.runtime.memory import choose_placement, offload_blocks
 from scenekit.runtime.pool import MODELS
@@ -209,7 +210,8 @@ class ModelPool:
     def load_adapter(self, pipe: Any, path: Path, adapter: str, compute: str) -> None:
         """Load a spec's LoRA file into the pipeline's transformer (and connectors, when it has layers for
         them) as `adapter`, unless it is loaded: the transformer stays as it is, the adapters beside its
-        layers. Beyond `MAX_ADAPTERS` the least recently used spec LoRA is unloaded first."""
+        layers. Beyond `MAX_ADAPTERS` the least recently used spec LoRA is unloaded first. A transformer
+        streamed by the `offload` memory policy keeps its resident and streamed blocks as they were."""
         layers = _LoraLayers(path)
         for prefix in ("transformer", "connectors"):
             module = getattr(pipe, prefix)
@@ -221,6 +223,7 @@ class ModelPool:
             if layers.load_into(module, prefix, path.name, adapter):
                 _to_dtype(module, adapter, _dtype(compute))
                 self.adapter_loads += prefix == "transformer"
+            memory.restream(module)  # a streamed transformer streams the adapter's layers with its blocks
 
     def _make_adapter_room(self, module: Any) -> None:
         mine = sorted(
@@ -290,16 +293,22 @@ class ModelPool:
             scheduler=None, vae=None, audio_vae=None, connectors=None, transformer=None, vocoder=None, **parts
         )
 
-    def upsampler(self, folder: Path, subfolder: str, vae: Any, compute: str) -> Any:
-        """An LTX2LatentUpsamplePipeline on the given VAE with the upsampler in `folder/subfolder`."""
+    def upsampler(self, folder: Path, name: str, vae: Any, compute: str) -> Any:
+        """An LTX2LatentUpsamplePipeline on the given VAE with the upsampler `folder/name`: a diffusers
+        subfolder, or a single file built from its metadata (`scenekit.ltx2.upsampler`)."""
         from diffusers import LTX2LatentUpsamplePipeline
         from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
 
         def load() -> Any:
-            model = LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder=subfolder)
+            path = folder / name
+            model = (
+                load_upsampler_file(path)
+                if path.is_file()
+                else LTX2LatentUpsamplerModel.from_pretrained(folder, subfolder=name)
+            )
             return model.to(device=self.device, dtype=_dtype(compute)).eval()
 
-        model = MODELS.get((folder, subfolder, compute, self.device), load)
+        model = MODELS.get((folder, name, compute, self.device), load)
         pipe = LTX2LatentUpsamplePipeline(vae=vae, latent_upsampler=model)
         pipe.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
         return pipe

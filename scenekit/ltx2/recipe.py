@@ -477,12 +477,14 @@ def upsample_latents(
     upsample_pipe,
     video_latents: torch.Tensor,
 ) -> torch.Tensor:
-    """Spatially upsample video latents x2 with ``LTX2LatentUpsamplePipeline``.
+    """Spatially upsample video latents with ``LTX2LatentUpsamplePipeline`` (x2, or
+    x1.5 with the rational upscaler).
 
     ``video_latents``: de-normalised ``[B, C, F, H, W]`` (as :func:`sample_latents`
-    returns them). Returns de-normalised ``[B, C, F, 2H, 2W]`` float32, ready to
-    be refined with ``sample_latents(..., latents={"video": up, "audio": audio})``
-    at twice the width and height. Audio latents are not touched.
+    returns them). Returns de-normalised ``[B, C, F, sH, sW]`` float32 (``s`` the
+    upsampler's scale), ready to be refined with
+    ``sample_latents(..., latents={"video": up, "audio": audio})`` at ``s`` times
+    the width and height. Audio latents are not touched.
     """
     device = upsample_pipe._execution_device
     (out,) = upsample_pipe(

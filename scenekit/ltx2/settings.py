@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from fractions import Fraction
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scenekit.profiles import ModelProfile
 from scenekit.weights import HubFiles, ProfileWeights, WeightsRef
@@ -21,9 +23,11 @@ class Weights(_Strict):
     distilled_lora: WeightsRef | None = None
 
     @property
-    def upsampler_folder(self) -> str:
-        """The subfolder of the latent upsampler (`latent_upsampler` unless the profile says otherwise)."""
-        return (self.upsampler.subfolder if self.upsampler is not None else None) or "latent_upsampler"
+    def upsampler_ref(self) -> WeightsRef:
+        """The latent upsampler: a single file (Lightricks' `...-spatial-upscaler-x1.5-1.0.safetensors`), else a
+        diffusers folder (`latent_upsampler/` of the pipeline's repo unless the profile says otherwise)."""
+        ref = self.upsampler or WeightsRef(repo=self.pipeline.repo, revision=self.pipeline.revision)
+        return ref if ref.file else ref.model_copy(update={"subfolder": ref.subfolder or "latent_upsampler"})
 
 
 class LoraPreset(_Strict):
@@ -46,12 +50,29 @@ class Precision(_Strict):
 class Stage(_Strict):
     """One sampling pass: at `scale` of the clip's size, with fixed `sigmas` or `steps`."""
 
-    scale: float = 1.0
+    scale: float | str = 1.0
+    """A number or a fraction (`2/3`: the stage before an x1.5 upsampler); exact, see `ratio`."""
     sigmas: list[float] | None = None
     steps: int | None = None
     guided: bool = False
     noise_scale: float = 0.0
     lora: str | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _exact(cls, value: float | str) -> float | str:
+        try:
+            positive = Fraction(str(value)) > 0
+        except (ValueError, ZeroDivisionError):
+            positive = False
+        if not positive:
+            raise ValueError(f"a stage's scale is a positive number or fraction (`2/3`), not {value!r}")
+        return value
+
+    @property
+    def ratio(self) -> Fraction:
+        """The scale, exactly (`0.5` is 1/2, `2/3` is 2/3)."""
+        return Fraction(str(self.scale))
 
 
 class Guidance(_Strict):
@@ -95,6 +116,17 @@ class Ltx2Settings(_Strict):
     lora_stages: list[int] | None = None
     """The stages a spec's LoRA applies to unless it says (None: every stage)."""
 
+    def upsample_factor(self, number: int) -> Fraction | None:
+        """How much the latents are upsampled before stage `number` (1-based): the ratio of its scale to the
+        scale of the stage before, when larger; None when they are not."""
+        if number < 2 or self.stages[number - 1].ratio <= self.stages[number - 2].ratio:
+            return None
+        return self.stages[number - 1].ratio / self.stages[number - 2].ratio
+
+    def upsample_factors(self) -> set[Fraction]:
+        """Every factor the latents are upsampled by between stages (the upsampler must do each)."""
+        return {f for number in range(2, len(self.stages) + 1) if (f := self.upsample_factor(number)) is not None}
+
     def hub_files(self) -> list[str]:
         """The files and folders of the pipeline's hub repo a render needs (for `scenekit fetch`); the parts
         named in another repo are in `profile_weights`."""
@@ -110,8 +142,7 @@ class Ltx2Settings(_Strict):
         """The parts the profile names apart from the pipeline's folders (`scenekit.ltx2.parts`): its
         single-file transformer, latent upsampler and distilled LoRA."""
         weights = self.weights
-        upsampler = weights.upsampler or WeightsRef(repo=weights.pipeline.repo, revision=weights.pipeline.revision)
-        found = [upsampler.model_copy(update={"subfolder": weights.upsampler_folder})]
+        found = [weights.upsampler_ref]
         found += [ref for ref in (weights.transformer, weights.distilled_lora) if ref is not None and ref.file]
         return found
 

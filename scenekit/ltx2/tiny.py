@@ -16,7 +16,7 @@ What is kept equal to LTX-2.0, because scenekit's logic depends on it:
   sizes are multiples of 32, and latent frame indices map to pixel frames
   exactly as with the real model);
 * audio: 16 kHz mel front end with hop 160 (25 audio latents per second) and a
-  vocoder that outputs stereo at 24 kHz;
+  vocoder that outputs stereo at 24 kHz (LTX-2.3's, with its bandwidth extender: 48 kHz);
 * the scheduler is the "dev" FlowMatchEulerDiscreteScheduler configuration;
 * the transformer has 2 blocks, so spatio-temporal guidance on block ``[1]``
   is valid, and ``perturbed_attn=True`` so that STG really perturbs it.
@@ -49,6 +49,7 @@ __all__ = [
     "build_tiny_ltx2",
     "build_tiny_profile_weights",
     "build_tiny_transformer_file",
+    "build_tiny_upsampler_file",
     "tiny_scheduler_config",
 ]
 
@@ -201,17 +202,6 @@ def tiny_configs(version: str = "2.0", timestep_conditioning: bool = False) -> d
         ),
         "vae": dict(
             latent_channels=_VIDEO_LATENT_CHANNELS,
-            block_out_channels=(8, 8, 8, 8),
-            decoder_block_out_channels=(8, 16, 32),
-            layers_per_block=(1, 1, 1, 1, 1),
-            decoder_layers_per_block=(1, 1, 1, 1),
-            spatio_temporal_scaling=(True, True, True, True),
-            decoder_spatio_temporal_scaling=(True, True, True),
-            decoder_inject_noise=(False, False, False, False),
-            downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-            upsample_type=("spatiotemporal", "spatiotemporal", "spatiotemporal"),
-            upsample_residual=(True, True, True),
-            upsample_factor=(2, 2, 2),
             timestep_conditioning=timestep_conditioning,
             patch_size=4,
             patch_size_t=1,
@@ -219,6 +209,7 @@ def tiny_configs(version: str = "2.0", timestep_conditioning: bool = False) -> d
             decoder_causal=False,
             spatial_compression_ratio=32,
             temporal_compression_ratio=8,
+            **(VAE_23 if v23 else VAE_20),
         ),
         "audio_vae": dict(
             base_channels=_AUDIO_PACKED,  # per-channel statistics live on the packed (C * mel) axis
@@ -230,17 +221,7 @@ def tiny_configs(version: str = "2.0", timestep_conditioning: bool = False) -> d
             mel_hop_length=160,
             mel_bins=_MEL_BINS,
         ),
-        # 6 * 5 * 8 = 240 samples per mel frame: 100 mel frames/s -> 24 kHz, like the real vocoder.
-        "vocoder": dict(
-            in_channels=2 * _MEL_BINS,
-            hidden_channels=16,
-            out_channels=2,
-            upsample_kernel_sizes=[12, 11, 16],
-            upsample_factors=[6, 5, 8],
-            resnet_kernel_sizes=[3],
-            resnet_dilations=[[1, 3]],
-            output_sampling_rate=24000,
-        ),
+        "vocoder": dict(VOCODER_23 if v23 else VOCODER_20),
         "latent_upsampler": dict(
             in_channels=_VIDEO_LATENT_CHANNELS,
             mid_channels=32,  # GroupNorm(32, mid_channels)
@@ -253,6 +234,75 @@ def tiny_configs(version: str = "2.0", timestep_conditioning: bool = False) -> d
         ),
     }
 
+
+#: The tiny LTX-2.0 video VAE's blocks: 3 decoder up blocks, each 2x in space and time, with residuals.
+VAE_20: dict[str, Any] = {
+    "block_out_channels": (8, 8, 8, 8),
+    "decoder_block_out_channels": (8, 16, 32),
+    "layers_per_block": (1, 1, 1, 1, 1),
+    "decoder_layers_per_block": (1, 1, 1, 1),
+    "spatio_temporal_scaling": (True, True, True, True),
+    "decoder_spatio_temporal_scaling": (True, True, True),
+    "decoder_inject_noise": (False, False, False, False),
+    "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+    "upsample_type": ("spatiotemporal", "spatiotemporal", "spatiotemporal"),
+    "upsample_residual": (True, True, True),
+    "upsample_factor": (2, 2, 2),
+}
+#: LTX-2.3's video VAE (diffusers' conversion of it, and ltx-core's `decoder_blocks` metadata): 4 decoder up
+#: blocks (2x space and time, twice; 2x time; 2x space), no residual upsampling, no channel reduction in the
+#: third, zero padding in the decoder. The channel widths here keep the real ones' ratios (256, 512, 512, 1024).
+VAE_23: dict[str, Any] = {
+    "block_out_channels": (8, 16, 32, 32),
+    "decoder_block_out_channels": (8, 16, 16, 32),
+    "layers_per_block": (1, 1, 1, 1, 1),
+    "decoder_layers_per_block": (1, 1, 1, 1, 1),
+    "spatio_temporal_scaling": (True, True, True, True),
+    "decoder_spatio_temporal_scaling": (True, True, True, True),
+    "decoder_inject_noise": (False, False, False, False, False),
+    "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+    "upsample_type": ("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
+    "upsample_residual": (False, False, False, False),
+    "upsample_factor": (2, 2, 1, 2),
+    "encoder_spatial_padding_mode": "zeros",
+    "decoder_spatial_padding_mode": "zeros",
+}
+#: The LTX-2.0 vocoder: 6 * 5 * 8 = 240 samples per mel frame, 100 mel frames/s -> 24 kHz, like the real one.
+VOCODER_20: dict[str, Any] = {
+    "in_channels": 2 * _MEL_BINS,
+    "hidden_channels": 16,
+    "out_channels": 2,
+    "upsample_kernel_sizes": [12, 11, 16],
+    "upsample_factors": [6, 5, 8],
+    "resnet_kernel_sizes": [3],
+    "resnet_dilations": [[1, 3]],
+    "output_sampling_rate": 24000,
+}
+#: LTX-2.3's vocoder (`LTX2VocoderWithBWE`): a snake-activated, anti-aliased vocoder to 16 kHz (5 * 4 * 8 = 160
+#: samples per mel frame), then a bandwidth extender on the mel spectrogram of that (hop 80) adding to its 3x
+#: resampling: 48 kHz stereo, as the real one.
+VOCODER_23: dict[str, Any] = {
+    "in_channels": 2 * _MEL_BINS,
+    "hidden_channels": 32,
+    "out_channels": 2,
+    "upsample_kernel_sizes": [11, 8, 16],
+    "upsample_factors": [5, 4, 8],
+    "resnet_kernel_sizes": [3],
+    "resnet_dilations": [[1, 3]],
+    "bwe_in_channels": 2 * _MEL_BINS,
+    "bwe_hidden_channels": 16,
+    "bwe_out_channels": 2,
+    "bwe_upsample_kernel_sizes": [12, 11, 16],
+    "bwe_upsample_factors": [6, 5, 8],
+    "bwe_resnet_kernel_sizes": [3],
+    "bwe_resnet_dilations": [[1, 3]],
+    "filter_length": 512,
+    "hop_length": 80,
+    "window_length": 512,
+    "num_mel_channels": _MEL_BINS,
+    "input_sampling_rate": 16000,
+    "output_sampling_rate": 48000,
+}
 
 #: The transformer options of LTX-2.3 (22B) over LTX-2.0's (diffusers' LTX-2.3 configuration).
 LTX23_TRANSFORMER: dict[str, Any] = {
@@ -277,10 +327,10 @@ def _transformer(version: str = "2.0"):
     return model.eval()  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
 
 
-def _video_vae(timestep_conditioning: bool = False):
+def _video_vae(timestep_conditioning: bool = False, version: str = "2.0"):
     from diffusers import AutoencoderKLLTX2Video
 
-    vae = AutoencoderKLLTX2Video(**tiny_configs(timestep_conditioning=timestep_conditioning)["vae"])
+    vae = AutoencoderKLLTX2Video(**tiny_configs(version, timestep_conditioning)["vae"])
     return vae.eval()  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
 
 
@@ -290,16 +340,22 @@ def _audio_vae():
     return AutoencoderKLLTX2Audio(**tiny_configs()["audio_vae"]).eval()
 
 
-def _vocoder():
+def _vocoder(version: str = "2.0"):
     from diffusers.pipelines.ltx2 import LTX2Vocoder
+    from diffusers.pipelines.ltx2.vocoder import LTX2VocoderWithBWE
 
-    return LTX2Vocoder(**tiny_configs()["vocoder"]).eval()
+    cls = LTX2VocoderWithBWE if version == "2.3" else LTX2Vocoder
+    return cls(**tiny_configs(version)["vocoder"]).eval()
+
+
+def _latent_upsampler_of(config: dict[str, Any]):
+    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
+
+    return LTX2LatentUpsamplerModel(**config).eval()
 
 
 def _latent_upsampler(version: str = "2.0"):
-    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel
-
-    return LTX2LatentUpsamplerModel(**tiny_configs(version)["latent_upsampler"]).eval()
+    return _latent_upsampler_of(tiny_configs(version)["latent_upsampler"])
 
 
 def _finalize(module: torch.nn.Module, generator: torch.Generator) -> torch.nn.Module:
@@ -360,7 +416,8 @@ def build_tiny_ltx2(
     code path can be tested; the LTX-2.0 VAE does not have one.
 
     ``version="2.3"`` builds LTX-2.3's transformer and text connectors (gated attention, cross-attention
-    modulation, the caption projection before the connectors, per modality).
+    modulation, the caption projection before the connectors, per modality), its video VAE (other decoder
+    blocks) and its vocoder (with a bandwidth extender, 48 kHz).
     """
     from diffusers import FlowMatchEulerDiscreteScheduler, LTX2Pipeline
 
@@ -370,13 +427,13 @@ def build_tiny_ltx2(
         tokenizer, vocab_size = _tokenizer()
         pipe = LTX2Pipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(**tiny_scheduler_config()),
-            vae=_seeded(lambda: _video_vae(vae_timestep_conditioning), seed, 1),
+            vae=_seeded(lambda: _video_vae(vae_timestep_conditioning, version), seed, 1),
             audio_vae=_seeded(_audio_vae, seed, 2),
             text_encoder=_seeded(lambda: _text_encoder(vocab_size), seed, 3),
             tokenizer=tokenizer,
             connectors=_seeded(lambda: _connectors(version), seed, 4),
             transformer=_seeded(lambda: _transformer(version), seed, 5),
-            vocoder=_seeded(_vocoder, seed, 6),
+            vocoder=_seeded(lambda: _vocoder(version), seed, 6),
         )
         pipe.save_pretrained(folder)  # type: ignore[attr-defined]  # mypy resolves `diffusers.X` to diffusers' dummy placeholder class
     return folder
@@ -427,6 +484,10 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0, profile: str | No
         _seeded(lambda: _latent_upsampler(version), seed, 7).save_pretrained(Path(folder) / "latent_upsampler")
     if settings is not None:
         transformer, lora = settings.weights.transformer, settings.weights.distilled_lora
+        upsampler = settings.weights.upsampler_ref
+        factors = settings.upsample_factors()
+        if upsampler.file is not None and len(factors) == 1:
+            build_tiny_upsampler_file(folder, upsampler.file, float(factors.pop()), seed=seed)
         if transformer is not None and transformer.file is not None:
             build_tiny_transformer_file(
                 folder, transformer.file, seed=seed, storage=settings.precision.storage, version=version
@@ -434,6 +495,33 @@ def build_tiny_profile_weights(folder: Path, *, seed: int = 0, profile: str | No
         if lora is not None and lora.file is not None and any(stage.lora for stage in settings.stages):
             build_tiny_lora(folder, lora.file, seed=seed)
     return Path(folder)
+
+
+def build_tiny_upsampler_file(folder: Path, file_name: str, scale: float, *, seed: int = 0) -> Path:
+    """A tiny spatial upscaler as Lightricks publish them (`ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors`):
+    one file with ltx-core's `LatentUpsampler` config as JSON in its `config` metadata (`spatial_scale`,
+    `rational_resampler`: a rational resampler for any scale but LTX-2.3's x2) and the model's tensors, saved
+    as `folder/file_name`. Returns its path."""
+    import json
+
+    from safetensors.torch import save_file
+
+    config = dict(tiny_configs("2.3")["latent_upsampler"], rational_spatial_scale=scale)
+    config["use_rational_resampler"] = scale != 2.0
+    with _global_rng_kept():
+        model = _seeded(lambda: _latent_upsampler_of(config), seed, 11)
+    written = {
+        "_class_name": "LatentUpsampler",
+        **{key: config[key] for key in ("in_channels", "mid_channels", "num_blocks_per_stage", "dims")},
+        "spatial_upsample": True,
+        "temporal_upsample": False,
+        "spatial_scale": scale,
+        "rational_resampler": config["use_rational_resampler"],
+    }
+    path = Path(folder) / file_name
+    tensors = {key: value.contiguous() for key, value in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={"format": "pt", "config": json.dumps(written)})
+    return path
 
 
 # diffusers' names -> Lightricks' names, the inverse of `convert_ltx2_transformer_to_diffusers`.

@@ -109,25 +109,61 @@ def offload_blocks(model: Any, device: str) -> None:
     model.to("cpu")
     model._scenekit_streamed = True
     lists = [(name, child) for name, child in model.named_children() if isinstance(child, torch.nn.ModuleList)]
-    settings: dict[str, Any] = {
-        "onload_device": torch.device(device),
-        "offload_device": torch.device("cpu"),
-        "use_stream": device.startswith("cuda"),
-    }
     if not lists:
-        apply_group_offloading(model, offload_type="leaf_level", **settings)
+        apply_group_offloading(model, offload_type="leaf_level", **_streaming(device))
         return
     name, blocks = max(lists, key=lambda item: len(item[1]))
     room = (free_gpu_bytes(device) or 0) - STREAMING_WORKING_BYTES
     resident = resident_blocks(len(blocks), _bytes(blocks[0]), room)
+    model._scenekit_blocks = (name, resident, device)
+    _stream_blocks(model, name, resident, device)
+    log.info("memory: %d of %d blocks resident, %d streamed", len(resident), len(blocks), len(blocks) - len(resident))
+
+
+def restream(model: Any) -> None:
+    """Stream a block-streamed model again as `offload_blocks` chose, after layers were added to it or taken
+    out (a LoRA's adapters): diffusers' group offloading copies the tensors each group had when it was applied
+    (a tensor added since has no pinned copy to stream from), and deleting an adapter re-applies it over every
+    block, the resident ones too."""
+    from diffusers.hooks import HookRegistry
+    from diffusers.hooks.group_offloading import (
+        _GROUP_OFFLOADING,
+        _LAYER_EXECUTION_TRACKER,
+        _LAZY_PREFETCH_GROUP_OFFLOADING,
+    )
+
+    split = getattr(model, "_scenekit_blocks", None)
+    if split is None:
+        return
+    registry = HookRegistry.check_if_exists_or_initialize(model)
+    for hook in (_GROUP_OFFLOADING, _LAYER_EXECUTION_TRACKER, _LAZY_PREFETCH_GROUP_OFFLOADING):
+        registry.remove_hook(hook, recurse=True)
+    _stream_blocks(model, *split)
+
+
+def _streaming(device: str) -> dict[str, Any]:
+    import torch
+
+    return {
+        "onload_device": torch.device(device),
+        "offload_device": torch.device("cpu"),
+        "use_stream": device.startswith("cuda"),
+    }
+
+
+def _stream_blocks(model: Any, name: str, resident: set[int], device: str) -> None:
+    """Group offloading on the blocks of `model.<name>` but the `resident` ones, which go to `device`."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    blocks = getattr(model, name)
     setattr(model, name, torch.nn.ModuleList(b for i, b in enumerate(blocks) if i not in resident))
     try:  # hooks go on the streamed blocks only; the model keeps running every block in order
-        apply_group_offloading(model, offload_type="block_level", num_blocks_per_group=1, **settings)
+        apply_group_offloading(model, offload_type="block_level", num_blocks_per_group=1, **_streaming(device))
     finally:
         setattr(model, name, blocks)
     for index in resident:
         blocks[index].to(device)
-    log.info("memory: %d of %d blocks resident, %d streamed", len(resident), len(blocks), len(blocks) - len(resident))
 
 
 def is_streamed(model: Any) -> bool:
