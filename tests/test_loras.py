@@ -148,6 +148,8 @@ def test_adapters_in_both_formats_stack_at_their_weights_and_switch_off(ltx: Pro
     monkeypatch.setattr("scenekit.ltx2.pool.MAX_ADAPTERS", 1)
     pool.load_adapter(stored, files[1], names[1], "float32")  # the least recently used one makes room
     assert set(stored.transformer.peft_config) == {names[1]}
+    pool.load_adapter(stored, files[0], names[0], "float32", needed=frozenset(names))  # one stage needs both
+    assert set(stored.transformer.peft_config) == set(names)
     pool.clear()
 
 

@@ -207,11 +207,14 @@ class ModelPool:
             module.enable_lora()
             module.set_adapters([name for name, _ in mine], weights=[weight for _, weight in mine])
 
-    def load_adapter(self, pipe: Any, path: Path, adapter: str, compute: str) -> None:
+    def load_adapter(
+        self, pipe: Any, path: Path, adapter: str, compute: str, needed: frozenset[str] = frozenset()
+    ) -> None:
         """Load a spec's LoRA file into the pipeline's transformer (and connectors, when it has layers for
         them) as `adapter`, unless it is loaded: the transformer stays as it is, the adapters beside its
-        layers. Beyond `MAX_ADAPTERS` the least recently used spec LoRA is unloaded first. A transformer
-        streamed by the `offload` memory policy keeps its resident and streamed blocks as they were."""
+        layers. Beyond `MAX_ADAPTERS` the least recently used spec LoRA is unloaded first, never one of
+        `needed` (the other adapters of the stage being loaded: a stage of more LoRAs keeps them all). A
+        transformer streamed by the `offload` memory policy keeps its resident and streamed blocks as they were."""
         layers = _LoraLayers(path)
         for prefix in ("transformer", "connectors"):
             module = getattr(pipe, prefix)
@@ -219,19 +222,19 @@ class ModelPool:
             self._adapter_use[(id(module), adapter)] = self._uses
             if adapter in (getattr(module, "peft_config", None) or {}):
                 continue
-            self._make_adapter_room(module)
+            self._make_adapter_room(module, needed | {adapter})
             if layers.load_into(module, prefix, path.name, adapter):
                 _to_dtype(module, adapter, _dtype(compute))
                 self.adapter_loads += prefix == "transformer"
             memory.restream(module)  # a streamed transformer streams the adapter's layers with its blocks
 
-    def _make_adapter_room(self, module: Any) -> None:
-        mine = sorted(
-            (use, name)
-            for (owner, name), use in self._adapter_use.items()
-            if owner == id(module) and name in (getattr(module, "peft_config", None) or {})
-        )
-        for _, name in mine[: max(0, len(mine) - MAX_ADAPTERS + 1)]:
+    def _make_adapter_room(self, module: Any, needed: frozenset[str]) -> None:
+        loaded = getattr(module, "peft_config", None) or {}
+        tracked = sorted((use, name) for (owner, name), use in self._adapter_use.items() if owner == id(module))
+        tracked = [(use, name) for use, name in tracked if name in loaded]
+        spare = [(use, name) for use, name in tracked if name not in needed]
+        # one more is about to load: the least recently used spare ones go, down to MAX_ADAPTERS if they can
+        for _, name in spare[: max(0, len(tracked) + 1 - MAX_ADAPTERS)]:
             module.delete_adapters([name])
             del self._adapter_use[(id(module), name)]
 

@@ -53,9 +53,10 @@ def split_problem(call: StageCall, world_size: int) -> str | None:
 def stage_pipeline(call: StageCall) -> Any:
     """The stage's pipeline from this process's pool, its LoRAs active at their weights."""
     pipe = POOL.pipeline(call.weights, call.transformer_file, call.precision, call.numerics, call.lora_file)
+    needed = frozenset(adapter for _, adapter, _ in call.adapters)
     for path, adapter, _ in call.adapters:
         if path is not None:
-            POOL.load_adapter(pipe, path, adapter, call.precision["compute"])
+            POOL.load_adapter(pipe, path, adapter, call.precision["compute"], needed)
     POOL.activate(pipe, [(adapter, weight) for _, adapter, weight in call.adapters])
     return pipe
 
