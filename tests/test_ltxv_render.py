@@ -259,6 +259,8 @@ def test_a_tiny_dev_render_with_cfg_star_and_a_clip_step_cache(ltxv: Project, de
     ltxv.write(ltxv.spec.read_text().replace("step_cache: 0.05", "step_cache: off"))
     runs = ltxv.planned_runs(allow_outside=True)
     assert runs["a/pass1"] == "defaults.step_cache changed" and "a/prompt" not in runs
+    ltxv.write(ltxv.spec.read_text().replace("step_cache: off", "step_cache: 0.05, stg: 2"))
+    assert ltxv.planned_runs(allow_outside=True)["a/pass1"] == "defaults.stg changed"
 
 
 def test_a_clip_step_cache_overrides_the_profile_in_the_sampling_nodes_only(
