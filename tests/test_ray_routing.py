@@ -141,3 +141,20 @@ def test_executor_options_and_the_user_config(project: Project, monkeypatch, tmp
     config.write_text("executor: {name: dask}\n")
     result = runner.invoke(app, ["render", str(project.spec), "--cache-dir", str(project.cache)])
     assert result.exit_code == 2 and f"{config}:1:" in result.output and "executor.name" in result.output
+
+
+def test_validate_with_the_ray_executor_checks_the_weights_not_the_gpu_of_this_machine(
+    project: Project, monkeypatch, tmp_path: Path
+):
+    project.write("scenekit: 1\nclips: [{id: a, prompt: x, frames: 9, model: ltx2-distilled}]\n")
+    monkeypatch.delenv("SCENEKIT_DEVICE", raising=False)  # no GPU here
+    monkeypatch.setenv("SCENEKIT_MODELS", str(tmp_path / "no-models"))
+    config = tmp_path / "config.yaml"
+    monkeypatch.setenv("SCENEKIT_CONFIG", str(config))
+    config.write_text("executor: {name: local}\n")
+    local = CliRunner().invoke(app, ["validate", str(project.spec)])
+    assert local.exit_code == 0 and "needs a GPU" in local.output
+    config.write_text("executor: {name: ray}\n")  # the GPUs are the cluster's, checked when a render joins it
+    remote = CliRunner().invoke(app, ["validate", str(project.spec)])
+    assert remote.exit_code == 0 and "needs a GPU" not in remote.output
+    assert "no weights for model profile `ltx2-distilled`" in remote.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from scenekit.output_file import manifest_path
 from scenekit.profiles import available_profiles
 from scenekit.runtime.memory import use_memory_policy
 from scenekit.runtime.parallel import use_gpus_per_clip
-from scenekit.runtime.speed import use_compile_cache
+from scenekit.runtime.speed import any_machine, use_compile_cache
 from scenekit.spec.loader import LoadedSpec, load_spec
 from scenekit.spec.paths import PathPolicy, find_project_root
 from scenekit.stitch import VIDEO_FILE
@@ -145,11 +145,16 @@ class Checked:
     """What runs the nodes (`--executor`/`--address`, else the user config's, else local)."""
 
     def machine_problems(self) -> list[SpecIssue]:
-        """What keeps this machine from rendering the spec (hardware, missing weights), located at each clip's model."""
+        """What keeps this machine from rendering the spec (hardware, missing weights), located at each clip's model.
+        With the Ray executor the hardware is the cluster's, checked when a render joins it (`prepare`): only
+        the weights are checked here."""
+        timeline = self.timeline
+        if self.executor.name == "ray" and timeline.machine is None:
+            timeline = replace(timeline, machine=any_machine("the Ray cluster"))
         problems = []
-        for clip in self.timeline.clips:
+        for clip in timeline.clips:
             try:
-                problem = get_backend(clip.profile.backend).machine_problem(clip, self.timeline)
+                problem = get_backend(clip.profile.backend).machine_problem(clip, timeline)
             except UnknownBackend as exc:
                 problem = f"model `{clip.profile.name}`: {exc}"
             issue = clip.model_issue(problem) if problem else None

@@ -87,6 +87,11 @@ def this_machine(device: str) -> Machine:
     return Machine(device, major + minor / 10, has_torchao, name=torch.cuda.get_device_name(gpu))
 
 
+def any_machine(name: str) -> Machine:
+    """A machine that can run every profile and policy: hardware not known yet (a Ray cluster not joined)."""
+    return Machine("cuda", float("inf"), has_torchao=True, name=name)
+
+
 def resolve_numerics(speed: str, compute: str, storage: str, machine: Machine) -> Numerics:
     """The numerics of `speed` for a transformer computing in `compute` with weights stored in `storage`;
     raises SpeedUnavailable when an explicitly requested policy cannot run on `machine`."""
