@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from scenekit.engine.events import RenderEvents
 from scenekit.engine.execute import Cancellation, ExecutorChoice
 from scenekit.engine.session import Prepared, RenderResult, render
+from scenekit.errors import RenderError
 from scenekit.hardware import compute_device
 from scenekit.runtime.pool import MODELS
 from scenekit.server.app import ServerConfig, create_app
@@ -206,6 +207,14 @@ def test_serve_with_the_ray_executor_runs_every_render_through_it_from_one_worke
         render_id = client.post("/renders", json={"spec": SCENE}, headers=AUTH).json()["id"]
         assert [k for k, _ in events_of(client, render_id)][-1] == "render_failed"
     assert seen == [ExecutorChoice("ray", address)]
+
+    def unreachable(choice: ExecutorChoice) -> None:
+        raise RenderError(f"could not start or join the Ray cluster at {choice.address}: timed out")
+
+    monkeypatch.setattr("scenekit.engine.session.executor_machine", unreachable)
+    with serve(project, runner=runner, executor="ray", address=address) as client:
+        answer = client.post("/renders", json={"spec": SCENE}, headers=AUTH)
+        assert answer.status_code == 503 and address in answer.json()["detail"]
 
     config = tmp_path / "config" / "config.yaml"
     config.parent.mkdir()

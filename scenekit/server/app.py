@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from scenekit.engine.session import RenderOptions, cache_store, check, prepare, render
-from scenekit.errors import SpecError
+from scenekit.errors import RenderError, SpecError
 from scenekit.fsutil import atomic_write_text
 from scenekit.hardware import local_devices
 from scenekit.server.auth import TokenMiddleware
@@ -213,7 +213,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     def queue_spec(spec_file: Path, options: dict[str, Any], source: str) -> dict[str, Any]:
         """Prepare (validate and plan) a spec file of the project and queue it."""
         with spec_errors():
-            prepared = prepare(spec_file, render_options(options, render_base))
+            try:
+                prepared = prepare(spec_file, render_options(options, render_base))
+            except RenderError as exc:  # the executor cannot take renders now (a Ray cluster that cannot be joined)
+                raise HTTPException(503, str(exc)) from None
         render_id = secrets.token_hex(8)
         request = {
             "spec_file": spec_file.relative_to(project).as_posix(),

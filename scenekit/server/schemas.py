@@ -79,5 +79,9 @@ ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorAnswer, "description": "a body that cannot be read (not UTF-8, not JSON)"},
     404: {"model": ErrorAnswer, "description": "no such render, or a path that is not a file in the project"},
     422: {"model": ErrorAnswer, "description": "an invalid spec or request: the located problems"},
+    503: {
+        "model": ErrorAnswer,
+        "description": "the executor cannot take renders now (a Ray cluster that cannot be joined)",
+    },
 }
 """The error answers every operation may give, as the OpenAPI document describes them."""
