@@ -36,6 +36,7 @@ from scenekit.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID_SPEC,
+    ExecutorUnavailable,
     RenderCancelled,
     RenderError,
     SpecError,
@@ -310,11 +311,14 @@ def _prepare(spec: Path, options: RenderOptions) -> Prepared: ...
 @overload
 def _prepare(spec: Path, options: RenderOptions, step: Callable[[Path, RenderOptions], T]) -> T: ...
 def _prepare(spec: Path, options: RenderOptions, step: Callable[[Path, RenderOptions], Any] = prepare) -> Any:
-    """Prepare (or only `check`) the spec, or exit 2 with its located errors."""
+    """Prepare (or only `check`) the spec, or exit 2 with its located errors or the option that cannot work."""
     try:
         return step(spec, options)
     except SpecError as exc:
         _exit_invalid(exc, f"{spec}: invalid spec")
+    except ExecutorUnavailable as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID_SPEC) from None
 
 
 def _exit_invalid(error: SpecError, summary: str) -> NoReturn:

@@ -72,5 +72,13 @@ class RenderError(Exception):
     """A node failed while rendering."""
 
 
+class ExecutorUnavailable(RenderError):
+    """The executor cannot take renders: a Ray cluster that cannot be reached or joined, or without the GPUs
+    asked for; the message starts with the command-line option to change (`--address: ...`)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+
+
 class RenderCancelled(Exception):
     """A render was cancelled at a safe point."""

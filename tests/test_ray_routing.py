@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from scenekit.cache import CacheStore
@@ -158,3 +159,12 @@ def test_validate_with_the_ray_executor_checks_the_weights_not_the_gpu_of_this_m
     remote = CliRunner().invoke(app, ["validate", str(project.spec)])
     assert remote.exit_code == 0 and "needs a GPU" not in remote.output
     assert "no weights for model profile `ltx2-distilled`" in remote.output
+
+
+def test_a_cluster_address_nothing_answers_at_is_an_error_at_once(project: Project):
+    pytest.importorskip("ray")
+    project.write("scenekit: 1\nclips: [{id: a, prompt: x, frames: 8, model: preview}]\n")
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["render", str(project.spec), "--address", "127.0.0.1:1"])  # Ray would retry
+    assert result.exit_code == 2 and "--address: could not reach the Ray cluster at 127.0.0.1:1" in result.output
+    assert time.monotonic() - started < 30

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -37,7 +38,7 @@ from scenekit.engine.events import RenderEvents
 from scenekit.engine.execute import Cancellation, CorruptEntries, Execution
 from scenekit.engine.ray_routing import WorkerState, affinity_key, assign, compile_target, fits_nowhere
 from scenekit.engine.ray_worker import GpuWorker, run_cpu_node
-from scenekit.errors import RenderCancelled, RenderError
+from scenekit.errors import ExecutorUnavailable, RenderCancelled, RenderError
 from scenekit.graph.compile import RenderGraph
 from scenekit.graph.nodes import Node
 from scenekit.ops import get_operation
@@ -52,6 +53,8 @@ ACTOR_RESTARTS = 4
 """How many times Ray restarts a dead GPU actor (its node goes elsewhere meanwhile)."""
 POLL_SECONDS = 0.25
 """How often the driver collects progress from busy workers."""
+PROBE_SECONDS = 5.0
+"""How long the driver waits for a cluster's address to answer before it says it cannot reach it."""
 CANCEL_WAIT_SECONDS = 30.0
 """How long a cancelled render waits for remote nodes to stop (they release their locks and work folders)."""
 
@@ -77,11 +80,18 @@ class WorkerPool:
         gpus_per_worker: int = 1,
     ):
         if not ray.is_initialized():
+            unreachable = _unreachable(address)
+            if unreachable:  # Ray itself would retry for ever
+                raise ExecutorUnavailable(
+                    "--address",
+                    f"could not reach the Ray cluster at {address}: {unreachable}; give the head's host:port "
+                    "(or ray://host:10001) and check that `ray start --head` runs there",
+                )
             try:
                 ray.init(address=address, log_to_driver=True, namespace="scenekit")
             except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError... for a bad address
                 where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-                raise RenderError(f"could not start or join {where}: {exc}") from exc
+                raise ExecutorUnavailable("--address", f"could not start or join {where}: {exc}") from exc
         self.address = address
         self.env = env if env is not None else {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
         self.worker_class = worker
@@ -131,17 +141,32 @@ _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _unreachable(address: str | None, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why nothing answers at a cluster's `host:port` or `ray://host:port` (None when something does, or when
+    `address` names no port: none, `auto`, `local`)."""
+    if address is None:
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def _worker_count(gpus_per_worker: int) -> int:
     """How many workers of `gpus_per_worker` GPUs the cluster's live hosts hold (0: it has no GPU); raises
-    RenderError when it has GPUs but no host has that many."""
+    ExecutorUnavailable when it has GPUs but no host has that many."""
     per_host = [int(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n.get("Alive")]
     if not any(per_host):
         return 0
     count = sum(gpus // gpus_per_worker for gpus in per_host)
     if not count:
-        raise RenderError(
-            f"--gpus-per-clip {gpus_per_worker}: no host of the Ray cluster has {gpus_per_worker} GPUs "
-            f"(the most on one host: {max(per_host)})"
+        raise ExecutorUnavailable(
+            "--gpus-per-clip",
+            f"no host of the Ray cluster has {gpus_per_worker} GPUs (the most on one host: {max(per_host)})",
         )
     return count
 
@@ -164,8 +189,9 @@ def worker_pool(
         if _POOL is None or not ray.is_initialized():
             _POOL = WorkerPool(address, env, worker, gpus_per_worker)
         elif address is not None and address != _POOL.address:
-            raise RenderError(
-                f"this process is connected to the Ray cluster at {_POOL.address or 'local'}, not {address}"
+            raise ExecutorUnavailable(
+                "--address",
+                f"this process is connected to the Ray cluster at {_POOL.address or 'local'}, not {address}",
             )
         return _POOL
 

@@ -19,7 +19,7 @@ from scenekit.engine.session import (
     prepare,
     render,
 )
-from scenekit.errors import RenderCancelled, RenderError, SpecError, SpecIssue
+from scenekit.errors import ExecutorUnavailable, RenderCancelled, RenderError, SpecError, SpecIssue
 from scenekit.spec.loader import load_spec
 from scenekit.spec.paths import PathPolicy, find_project_root
 from scenekit.watch.diff import spec_changes
@@ -109,7 +109,7 @@ class WatchLoop:
             self.events.invalid(exc.issues)
             self.events.state("error: the spec is invalid; fix it and save (the last good render stays)")
             return
-        except OSError as exc:  # e.g. an include went away in the middle of a save, the cache is unreadable
+        except (OSError, ExecutorUnavailable) as exc:  # an include gone mid-save, the cache or cluster unreachable
             self._failed("render", exc)
             return
         full = passes[-1].prepared
