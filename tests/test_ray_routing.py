@@ -117,6 +117,18 @@ def test_stale_work_of_another_host_is_left_alone_until_it_is_a_day_old(tmp_path
     assert store.clean_stale() == 1 and not foreign.exists()
 
 
+def test_lock_files_nobody_holds_are_cleaned_up_and_held_ones_kept(tmp_path: Path):
+    store = CacheStore(tmp_path / "cache")
+    locks = tmp_path / "cache" / "locks"
+    locks.mkdir(parents=True)
+    (locks / f"{'a' * 64}.lock").write_text(f"{HOST} 999999999\n")  # its holder was killed after committing
+    held = KeyLock(locks / f"{'b' * 64}.lock")
+    assert held.try_acquire()
+    assert store.clean_stale() == 1
+    assert [p.name for p in locks.iterdir()] == [f"{'b' * 64}.lock"]
+    held.release()
+
+
 def test_a_lock_names_its_host_and_process(tmp_path: Path):
     lock = KeyLock(tmp_path / "k.lock")
     assert lock.try_acquire()

@@ -117,7 +117,8 @@ class CacheStore:
 
     def clean_stale(self) -> int:
         """Remove work folders left by processes that died (e.g. a killed render), never another host's work in
-        progress (`is_stale_work`); returns how many."""
+        progress (`is_stale_work`), and lock files no process holds (a process killed between committing an
+        entry and releasing its key's lock leaves the file); returns how many work folders and lock files."""
         if not self.root.is_dir():
             return 0
         tmp = self._own_dir("tmp")
@@ -127,7 +128,21 @@ class CacheStore:
             remove_tree(path)
         if stale:
             log.info("removed %d stale work folder(s) from %s", len(stale), tmp)
-        return len(stale)
+        return len(stale) + self._drop_free_locks()
+
+    def _drop_free_locks(self) -> int:
+        """Delete the lock files nobody holds, as taking and releasing each lock does; how many."""
+        locks = self.root / "locks"
+        if not is_real_dir(locks):
+            return 0
+        dropped = 0
+        for item in os.scandir(locks):
+            if item.name.endswith(".lock") and item.is_file(follow_symlinks=False):
+                lock = KeyLock(Path(item.path))
+                if lock.try_acquire():
+                    lock.release()
+                    dropped += 1
+        return dropped
 
     def entries(self) -> Iterator[EntryInfo]:
         """Every stored entry (links in the cache are not followed)."""
