@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +146,13 @@ def test_killing_an_actor_mid_render_retries_its_node_elsewhere_with_the_same_ou
 
     class Killer(SilentEvents):
         def node_placed(self, node: Node, where: str) -> None:
+            """Kill the worker the node was just given to, before it gets the node (a preview node takes a few
+            ms: killed while it runs, it would often finish first), and wait until it is dead."""
             if not killed and node.id == "one/generate":
                 worker = next(w for w in pool.workers if w.where == where)
                 killed.update(node=node.id, worker=worker.name)
-                ray.kill(pool.actors[worker.index], no_restart=False)
+                ray.kill(pool.actors[worker.index], no_restart=True)
+                _wait_until_dead(pool.actors[worker.index])
 
     prepared = prepare(project.spec, RenderOptions(cache_dir=project.root / "ray-cache", executor="ray"))
     result = render(prepared, Killer())
@@ -156,6 +160,18 @@ def test_killing_an_actor_mid_render_retries_its_node_elsewhere_with_the_same_ou
     assert result.output.read_bytes() == local.output.read_bytes()
     placed = _ran_on(result.manifest)["one/generate"]
     assert placed["attempts"] == 2 and placed["worker"] != killed["worker"]
+    assert [w.name for w in pool.workers if not w.alive] == [killed["worker"]]  # dead for good: no more nodes
+
+
+def _wait_until_dead(actor: Any) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.describe.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the killed actor still answers")
 
 
 def test_two_concurrent_renders_share_the_cache_without_computing_a_node_twice(project: Project, pool: WorkerPool):

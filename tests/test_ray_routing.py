@@ -82,7 +82,9 @@ def test_a_node_whose_worker_died_goes_to_another():
     workers = _workers(None, None)
     workers[0].models.add(TRANSFORMER)
     assert _assigned([_node("a/stage1")], workers, excluded={"a/stage1": {0}}) == {"a/stage1": "gpu-1"}
-    workers[1].busy = 1  # the only other one is busy: the excluded one may take it again rather than wait forever
+    workers[1].busy = 1  # the other one is busy: the node waits for it rather than go back where it died
+    assert _assigned([_node("a/stage1")], workers, excluded={"a/stage1": {0}}) == {}
+    workers[1].alive = False  # no other worker is left: the restarted one may try it again
     assert _assigned([_node("a/stage1")], workers, excluded={"a/stage1": {0}}) == {"a/stage1": "gpu-0"}
 
 

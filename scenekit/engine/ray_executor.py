@@ -55,6 +55,8 @@ POLL_SECONDS = 0.25
 """How often the driver collects progress from busy workers."""
 PROBE_SECONDS = 5.0
 """How long the driver waits for a cluster's address to answer before it says it cannot reach it."""
+DEATH_PROBE_SECONDS = 1.0
+"""How long the driver waits for a worker that died running a node to answer (a dead one fails at once)."""
 CANCEL_WAIT_SECONDS = 30.0
 """How long a cancelled render waits for remote nodes to stop (they release their locks and work folders)."""
 
@@ -154,6 +156,18 @@ def _unreachable(address: str | None, timeout: float = PROBE_SECONDS) -> str | N
     except OSError as exc:
         return str(exc) or type(exc).__name__
     return None
+
+
+def _dead_for_good(actor: Any) -> bool:
+    """Whether a worker's actor is dead and will not be restarted (its restarts used up, killed for good); one
+    that Ray is restarting answers once it is back, or not within the probe's wait."""
+    try:
+        ray.get(actor.describe.options(concurrency_group="control").remote(), timeout=DEATH_PROBE_SECONDS)
+    except ActorDiedError:
+        return True
+    except RayError:  # restarting, or slow to answer: given the benefit of the doubt
+        return False
+    return False
 
 
 def _worker_count(gpus_per_worker: int) -> int:
@@ -382,10 +396,11 @@ class RayExecutor:
         log.warning("%s: its worker (%s) died: %s; retrying it", node.id, where, exc.__class__.__name__)
         if worker is not None:
             self._excluded.setdefault(node.id, set()).add(worker.index)
+            dead_for_good = _dead_for_good(pool.actors[worker.index])
             with pool.lock:
                 worker.failures += 1
                 worker.models, worker.held, worker.last_model = set(), set(), None
-                worker.alive = worker.failures <= ACTOR_RESTARTS
+                worker.alive = worker.failures <= ACTOR_RESTARTS and not dead_for_good
         if self._attempts[node.id] >= MAX_ATTEMPTS:
             raise RenderError(
                 f"{node.id} ({node.op}): its Ray worker died {self._attempts[node.id]} times (last on {where}); "

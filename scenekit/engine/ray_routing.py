@@ -93,7 +93,7 @@ def assign(
     frees the text encoder, as the local executor does), then those needing another model it holds, then the
     nodes whose inputs an idle worker holds in memory; the others go to the least-loaded idle worker
     that fits. A node is never sent to a worker in `excluded[node.id]` (one that died running it) while
-    another could take it.
+    another live worker could take it, even later.
 
     `input_keys[node.id]` are the keys of the node's inputs (to find a worker holding them in memory).
     """
@@ -102,9 +102,12 @@ def assign(
     left = list(ready)
 
     def allowed(node: Node) -> list[WorkerState]:
-        fitting = [w for w in idle.values() if fits(w, need_gb.get(node.id, 0.0))]
-        fresh = [w for w in fitting if w.index not in excluded.get(node.id, set())]
-        return fresh or fitting
+        need, banned = need_gb.get(node.id, 0.0), excluded.get(node.id, set())
+        fitting = [w for w in idle.values() if fits(w, need)]
+        fresh = [w for w in fitting if w.index not in banned]
+        if fresh or any(w.alive and w.index not in banned and fits(w, need) for w in workers):
+            return fresh  # an unbanned worker will take it, now or once it is free
+        return fitting
 
     def take(node: Node, worker: WorkerState) -> None:
         chosen.append((node, worker))
