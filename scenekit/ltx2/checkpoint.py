@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from scenekit.runtime.nvfp4 import dequantize as dequantize_nvfp4
+from scenekit.runtime.state_dicts import load_exactly
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 PROJECTION_PREFIX = "text_embedding_projection."
@@ -149,13 +150,7 @@ def load_transformer_file(
     with init_empty_weights():  # parameters on the meta device until the file's tensors are assigned
         model = LTX2VideoTransformer3DModel.from_config(config)
     state = transformer_keys_to_diffusers(transformer_state(path, dtype, device))
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path.name} does not fit diffusers' LTX2VideoTransformer3DModel "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
-    return model.to(device).eval()
+    return load_exactly(model, state, f"{path.name} does not fit diffusers' LTX2VideoTransformer3DModel").to(device)
 
 
 def load_connectors_file(path: Path, config_folder: Path, dtype: torch.dtype) -> Any:
@@ -167,10 +162,4 @@ def load_connectors_file(path: Path, config_folder: Path, dtype: torch.dtype) ->
 
     model = LTX2TextConnectors.from_config(LTX2TextConnectors.load_config(config_folder, subfolder="connectors"))
     state = {key: tensor.to(dtype) for key, tensor in connectors_state(_read(path, _is_connector)).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise ValueError(
-            f"the text connectors in {path.name} do not fit diffusers' LTX2TextConnectors "
-            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-        )
-    return model.eval()
+    return load_exactly(model, state, f"the text connectors in {path.name} do not fit diffusers' LTX2TextConnectors")

@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scenekit.runtime.state_dicts import load_exactly
+
 # ltx-core's `LatentUpsamplerConfigurator` defaults, for keys a file's config leaves out
 _LTX_CORE_DEFAULTS: dict[str, Any] = {
     "in_channels": 128,
@@ -69,15 +71,5 @@ def load_upsampler_file(path: Path) -> Any:
     from safetensors.torch import load_file
 
     model = LTX2LatentUpsamplerModel(**file_config(path))
-    state = load_file(str(path))
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # a tensor of another shape than the config gives
-        raise ValueError(f"{path.name} does not fit the upsampler its metadata describes: {exc}") from None
-    missing = [key for key in missing if key not in _FIXED_BUFFERS]
-    if missing or unexpected:
-        raise ValueError(
-            f"{path.name} does not fit the upsampler its metadata describes: "
-            f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
-        )
-    return model.eval()
+    what = f"{path.name} does not fit the upsampler its metadata describes"
+    return load_exactly(model, load_file(str(path)), what, assign=False, unset=_FIXED_BUFFERS)

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from scenekit.runtime.state_dicts import load_exactly
+
 TRANSFORMER_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "vae."
 _TRANSFORMER_KEYS = (
@@ -181,16 +183,6 @@ def _read(path: Path, prefix: str, dtype: torch.dtype, device: str) -> dict[str,
     return state
 
 
-def _strict(model: Any, state: dict[str, torch.Tensor], what: str, path: Path) -> Any:
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path.name} does not fit diffusers' {what} (missing {sorted(missing)[:3]}, "
-            f"unexpected {sorted(unexpected)[:3]})"
-        )
-    return model.eval()
-
-
 def load_transformer_file(path: Path, dtype: torch.dtype, device: str) -> Any:
     """`LTXVideoTransformer3DModel` on `device` from a checkpoint file, configured by its metadata."""
     from accelerate import init_empty_weights
@@ -200,7 +192,7 @@ def load_transformer_file(path: Path, dtype: torch.dtype, device: str) -> Any:
     with init_empty_weights():  # parameters on the meta device until the file's tensors are assigned
         model = LTXVideoTransformer3DModel.from_config(transformer_config(path))
     state = convert_ltx_transformer_checkpoint_to_diffusers(_read(path, TRANSFORMER_PREFIX, dtype, device))
-    return _strict(model, state, "LTXVideoTransformer3DModel", path)
+    return load_exactly(model, state, f"{path.name} does not fit diffusers' LTXVideoTransformer3DModel")
 
 
 def load_vae_file(path: Path, dtype: torch.dtype, device: str) -> Any:
@@ -217,7 +209,7 @@ def load_vae_file(path: Path, dtype: torch.dtype, device: str) -> Any:
     )
     with init_empty_weights():
         model = AutoencoderKLLTXVideo.from_config(config)
-    return _strict(model, state, "AutoencoderKLLTXVideo", path)
+    return load_exactly(model, state, f"{path.name} does not fit diffusers' AutoencoderKLLTXVideo")
 
 
 def load_upsampler_file(path: Path, dtype: torch.dtype, device: str) -> Any:
@@ -228,4 +220,6 @@ def load_upsampler_file(path: Path, dtype: torch.dtype, device: str) -> Any:
     config = _pick(file_config(path), _UPSAMPLER_KEYS, "upsampler", path)
     with init_empty_weights():
         model = LTXLatentUpsamplerModel.from_config(config)
-    return _strict(model, _read(path, "", dtype, device), "LTXLatentUpsamplerModel", path)
+    return load_exactly(
+        model, _read(path, "", dtype, device), f"{path.name} does not fit diffusers' LTXLatentUpsamplerModel"
+    )
