@@ -82,3 +82,39 @@ def read_video(path: Path) -> tuple[np.ndarray, Fraction, Fraction]:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
         duration = Fraction(stream.duration) * stream.time_base
         return frames, Fraction(stream.average_rate), duration
+
+
+class StartedNodes(SilentEvents):
+    """Render events that keep the ids of the nodes in the order they started."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def node_started(self, node, position, total) -> None:
+        self.started.append(node.id)
+
+
+def count_transformer_loads(monkeypatch) -> list[str]:
+    """The names of the LTX-2 transformer files loaded from now on (in this process), in order."""
+    from scenekit.ltx2 import pool
+
+    loads: list[str] = []
+    real_load = pool.load_transformer_file
+    monkeypatch.setattr(
+        pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k)
+    )
+    return loads
+
+
+NO_GUIDANCE_KWARGS = dict(
+    guidance_scale=1.0,
+    stg_scale=0.0,
+    spatio_temporal_guidance_blocks=[],
+    guidance_rescale=0.0,
+    modality_scale=1.0,
+    audio_guidance_scale=1.0,
+    audio_stg_scale=0.0,
+    audio_guidance_rescale=0.0,
+    audio_modality_scale=1.0,
+)
+"""An LTX-2 pipeline call's guidance off, video and audio alike."""

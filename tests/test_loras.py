@@ -13,7 +13,7 @@ from scenekit.cli import app
 from scenekit.ltx2.tiny import build_tiny_lora, build_tiny_profile_weights, build_tiny_transformer_file
 from scenekit.runtime.speed import Numerics
 
-from conftest import Project, read_video
+from conftest import Project, StartedNodes, count_transformer_loads, read_video
 
 EAGER = Numerics("float32", compiled=False)
 
@@ -63,22 +63,10 @@ SCENE = """
 def test_loras_are_in_the_keys_of_the_stages_they_apply_to_and_adapters_load_beside_the_transformer(
     ltx: Project, monkeypatch
 ):
-    from scenekit.engine.events import SilentEvents
     from scenekit.engine.session import render
     from scenekit.ltx2 import pool
 
-    class Recorder(SilentEvents):
-        def __init__(self) -> None:
-            self.started: list[str] = []
-
-        def node_started(self, node, position, total):
-            self.started.append(node.id)
-
-    loads: list[str] = []
-    real_load = pool.load_transformer_file
-    monkeypatch.setattr(
-        pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k)
-    )
+    loads = count_transformer_loads(monkeypatch)
     pool.POOL.clear()
     pool.POOL.adapter_loads = 0
     ltx.write(SCENE)
@@ -87,7 +75,7 @@ def test_loras_are_in_the_keys_of_the_stages_they_apply_to_and_adapters_load_bes
     assert "loras" not in graph.node("b/stage1").params  # the default switched off, cam on stage 2 only
     assert graph.node("b/stage2").files["lora0"].written == "loras/cam.safetensors"
     assert "loras" not in graph.node("a/prompt").params
-    recorder = Recorder()
+    recorder = StartedNodes()
     result = render(ltx.prepare(), recorder)
     assert read_video(result.output)[0].shape == (27, 256, 256, 3)
     assert loads == ["ltx-2-19b-distilled.safetensors"]  # one transformer for three adapter sets

@@ -20,7 +20,7 @@ from scenekit.ltx2.tiny import (
 )
 from scenekit.tiny import build_tiny_weights
 
-from conftest import Project, read_video
+from conftest import NO_GUIDANCE_KWARGS, Project, read_video
 
 
 @pytest.fixture(scope="module")
@@ -162,15 +162,7 @@ def test_ic_lora_control_frames_equal_the_direct_in_context_call(models: Path):
         reference_conditions=[LTX2ReferenceCondition(frames=control, strength=0.9)],
         reference_downscale_factor=2,
         **settings,
-        guidance_scale=1.0,
-        stg_scale=0.0,
-        spatio_temporal_guidance_blocks=[],
-        guidance_rescale=0.0,
-        modality_scale=1.0,
-        audio_guidance_scale=1.0,
-        audio_stg_scale=0.0,
-        audio_guidance_rescale=0.0,
-        audio_modality_scale=1.0,
+        **NO_GUIDANCE_KWARGS,
         max_sequence_length=TINY_MAX_SEQUENCE_LENGTH,
         generator=torch.Generator().manual_seed(3),
         output_type="np",

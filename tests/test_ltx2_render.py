@@ -15,7 +15,7 @@ from scenekit.ltx2.tiny import build_tiny_profile_weights
 from scenekit.runtime.pool import MODELS
 from scenekit.runtime.speed import Numerics
 
-from conftest import Project, read_video
+from conftest import Project, StartedNodes, count_transformer_loads, read_video
 
 EAGER = Numerics("float32", compiled=False)
 
@@ -289,30 +289,18 @@ def test_clips_of_one_profile_run_together_and_a_full_gpu_loads_each_transformer
     """With no room for two transformers the pool evicts; the order makes that cost one load per profile."""
     import shutil
 
-    from scenekit.engine.events import SilentEvents
     from scenekit.engine.session import render
     from scenekit.ltx2 import pool
     from scenekit.ltx2.tiny import build_tiny_transformer_file
 
-    class Recorder(SilentEvents):
-        def __init__(self) -> None:
-            self.started: list[str] = []
-
-        def node_started(self, node, position, total):
-            self.started.append(node.id)
-
-    loads: list[str] = []
-    real_load = pool.load_transformer_file
-    monkeypatch.setattr(
-        pool, "load_transformer_file", lambda path, *a, **k: loads.append(path.name) or real_load(path, *a, **k)
-    )
+    loads = count_transformer_loads(monkeypatch)
     monkeypatch.setattr("scenekit.runtime.memory.free_gpu_bytes", lambda device: 0)  # a GPU with no room to spare
     pool.POOL.clear()
     weights = ltx.root / "weights"  # one snapshot for both profiles, as on the hub
     shutil.copytree(models / "ltx2-distilled", weights)
     build_tiny_transformer_file(weights, "ltx-2-19b-distilled-fp8.safetensors", seed=2, storage="float8_e4m3fn")
     ltx.write(SCENE.replace("clips:", "models: {ltx2-distilled: weights, ltx2-distilled-fp8: weights}\n    clips:", 1))
-    recorder = Recorder()
+    recorder = StartedNodes()
     render(ltx.prepare(), recorder)
     assert loads == ["ltx-2-19b-distilled.safetensors", "ltx-2-19b-distilled-fp8.safetensors"]
     order = recorder.started

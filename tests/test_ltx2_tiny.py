@@ -36,6 +36,8 @@ from scenekit.ltx2.tiny import (  # noqa: E402
     build_tiny_ltx2,
 )
 
+from conftest import NO_GUIDANCE_KWARGS  # noqa: E402
+
 MSL = TINY_MAX_SEQUENCE_LENGTH
 PROMPT = "a red ball bounces on a wooden floor"
 NEGATIVE = "blurry, distorted"
@@ -61,17 +63,6 @@ FULL_GUIDANCE_KWARGS = dict(
     audio_stg_scale=1.0,
     audio_guidance_rescale=0.7,
     audio_modality_scale=3.0,
-)
-NO_GUIDANCE_KWARGS = dict(
-    guidance_scale=1.0,
-    stg_scale=0.0,
-    spatio_temporal_guidance_blocks=[],
-    guidance_rescale=0.0,
-    modality_scale=1.0,
-    audio_guidance_scale=1.0,
-    audio_stg_scale=0.0,
-    audio_guidance_rescale=0.0,
-    audio_modality_scale=1.0,
 )
 
 
