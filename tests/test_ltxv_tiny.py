@@ -3,6 +3,7 @@ single files in Lightricks' published format (transformer + VAE with their confi
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +52,10 @@ def test_split_recipe_equals_the_direct_diffusers_calls_bit_for_bit(folder: Path
     second = recipe.sample_pass(
         pipe, embeds, width=2 * w1, height=2 * h1, timesteps=SECOND, latents=upsampled, **common
     )
-    split = recipe.decode(
-        pipe,
-        second["latents"],
-        second["rng"],
-        timestep=0.05,
-        noise_scale=0.025,
-        width=width,
-        height=height,
-        dtype=torch.float32,
+    decode = functools.partial(
+        recipe.decode, pipe, timestep=0.05, noise_scale=0.025, width=width, height=height, dtype=torch.float32
     )
+    split = decode(second["latents"], second["rng"])
 
     direct = LTXConditionPipeline(
         scheduler=pipe.scheduler,
@@ -107,19 +102,8 @@ def test_split_recipe_equals_the_direct_diffusers_calls_bit_for_bit(folder: Path
     expected = recipe.to_frames(video, width, height)
     assert split.shape == (frames, height, width, 3)
     assert np.array_equal(split, expected)
-    assert not np.array_equal(
-        split,
-        recipe.decode(
-            pipe,
-            recipe.tone_map(second["latents"], 0.6),
-            second["rng"],
-            timestep=0.05,
-            noise_scale=0.025,
-            width=width,
-            height=height,
-            dtype=torch.float32,
-        ),
-    )  # the 13B profile's tone map changes the frames
+    toned = decode(recipe.tone_map(second["latents"], 0.6), second["rng"])
+    assert not np.array_equal(split, toned)  # the 13B profile's tone map changes the frames
 
 
 def test_checkpoint_files_in_the_published_format_load_with_fp8_scales_folded(tmp_path: Path):
