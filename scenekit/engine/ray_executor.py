@@ -116,7 +116,8 @@ class WorkerPool:
         described = ray.get([actor.describe.remote() for actor in self.actors])
         self.gpus: list[Machine | None] = [d["machine"] for d in described]
         self.workers = [
-            WorkerState(i, f"gpu-{i}", d["host"], d["gpus"], d["gpu_bytes"]) for i, d in enumerate(described)
+            WorkerState(i, f"gpu-{i}", d["host"], d["gpus"], gpu.gpu_bytes if gpu else None)
+            for i, (d, gpu) in enumerate(zip(described, self.gpus, strict=True))
         ]
         self.lock = threading.Lock()
         log.info("Ray workers: %s", ", ".join(w.where for w in self.workers))

@@ -173,8 +173,8 @@ class GpuWorker:
         self._writer = EntryWriter()
 
     def describe(self) -> dict[str, Any]:
-        """Where this worker runs: host, GPU ids, pid, and its GPU (None without CUDA): memory, what a speed
-        policy depends on (`scenekit.runtime.speed.Machine`)."""
+        """Where this worker runs: host, GPU ids, pid, and its GPU as a `scenekit.runtime.speed.Machine` with its
+        memory (None without CUDA)."""
         import ray
 
         gpu = None
@@ -186,7 +186,6 @@ class GpuWorker:
         return {
             "host": HOST,
             "gpus": [str(g) for g in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])],
-            "gpu_bytes": gpu.gpu_bytes if gpu is not None else None,
             "machine": gpu,
             "pid": os.getpid(),
         }
