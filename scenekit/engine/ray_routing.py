@@ -105,9 +105,10 @@ def assign(
         need, banned = need_gb.get(node.id, 0.0), excluded.get(node.id, set())
         fitting = [w for w in idle.values() if fits(w, need)]
         fresh = [w for w in fitting if w.index not in banned]
-        if fresh or any(w.alive and w.index not in banned and fits(w, need) for w in workers):
-            return fresh  # an unbanned worker will take it, now or once it is free
-        return fitting
+        if fresh or not fitting:
+            return fresh
+        # only workers it died on are idle: wait for another live one, unless none is left
+        return [] if any(w.alive and w.index not in banned and fits(w, need) for w in workers) else fitting
 
     def take(node: Node, worker: WorkerState) -> None:
         chosen.append((node, worker))
