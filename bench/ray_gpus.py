@@ -104,8 +104,8 @@ def _reset_peak() -> None:
 class BenchWorker(GpuWorker):
     """The real GPU worker, with the bench's random components served to its loaders, and its peak memory."""
 
-    def __init__(self, name: str):
-        super().__init__(name)
+    def __init__(self, name: str, gpus_per_clip: int = 1):
+        super().__init__(name, gpus_per_clip)
         self.redirect = install_components(Path(os.environ[WEIGHTS_ENV]), os.environ[CFG_ENV] == "tiny", _device())
 
     def peak_gb(self) -> float | None:

@@ -52,9 +52,9 @@ def _register_sleep() -> None:
 class SimWorker(GpuWorker):
     """The real GPU worker, with the sleep operation registered in its process."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, gpus_per_clip: int = 1):
         _register_sleep()
-        super().__init__(name)
+        super().__init__(name, gpus_per_clip)
 
 
 def build_graph(clips: int, chain: int, seconds: float, salt: str) -> RenderGraph:
